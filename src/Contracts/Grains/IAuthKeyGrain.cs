@@ -1,0 +1,21 @@
+using EphemeralOrleans.Contracts.Model;
+using Orleans.Concurrency;
+
+namespace EphemeralOrleans.Contracts.Grains;
+
+/// <summary>One auth key, keyed by the <c>&lt;id&gt;</c> part of <c>eo-auth-&lt;id&gt;-&lt;secret&gt;</c>. Stores only a hash of the secret.</summary>
+public interface IAuthKeyGrain : IGrainWithStringKey
+{
+    /// <summary>Creates the key in <paramref name="tailnet"/> and returns its full string once; fails if the id is already taken.</summary>
+    Task<CreatedAuthKey?> Create(string tailnet, AuthKeySpec spec);
+
+    /// <summary>Checks <paramref name="secret"/> in constant time and, if the key is usable, counts one use and returns what it grants.</summary>
+    Task<RedeemResult> Redeem(string secret);
+
+    /// <summary>The key as operators see it, or null when it does not exist.</summary>
+    [ReadOnly]
+    Task<AuthKeyInfo?> Describe();
+
+    /// <summary>Revokes the key; nodes it registered stay. Returns false when it does not exist.</summary>
+    Task<bool> Revoke();
+}

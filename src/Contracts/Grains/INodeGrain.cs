@@ -1,0 +1,41 @@
+using EphemeralOrleans.Contracts.Model;
+using Orleans.Concurrency;
+
+namespace EphemeralOrleans.Contracts.Grains;
+
+/// <summary>
+/// One device of a tailnet, keyed by <see cref="Validation.NodeIds.GrainKeyFor"/> of its tailnet and node key, so a
+/// re-registration of the same node key lands on the same grain. Node ids start with that key and end with a random
+/// suffix, so a removed node's id is never reused.
+/// </summary>
+public interface INodeGrain : IGrainWithStringKey
+{
+    /// <summary>Registers the node (or re-registers it with a new token) under an already redeemed key.</summary>
+    Task<RegisterResult> Register(RegisterCommand command);
+
+    /// <summary>Opens a map session for stream <paramref name="streamId"/> if the token is valid; the node is online while any session lives.</summary>
+    Task<SessionInfo?> OpenSession(string nodeId, string tokenSecret, string streamId);
+
+    /// <summary>Keeps a session alive; false means the session is over (token replaced, logged out or node removed).</summary>
+    Task<bool> KeepSession(string streamId, int epoch);
+
+    /// <summary>Closes a session; with none left the node is offline and its inactivity clock starts.</summary>
+    Task CloseSession(string streamId);
+
+    /// <summary>Logs the node out: an ephemeral node is removed at once, another stays listed as logged out. False for a bad token.</summary>
+    Task<bool> Logout(string nodeId, string tokenSecret);
+
+    /// <summary>Removes the node at once (admin). False when no such node exists.</summary>
+    Task<bool> Delete(string nodeId);
+
+    /// <summary>Marks the node authorized (admin). Null when no such node exists.</summary>
+    Task<NodeView?> Approve(string nodeId);
+
+    /// <summary>The node as it is now, or null when <paramref name="nodeId"/> is not this grain's current node.</summary>
+    [AlwaysInterleave]
+    Task<NodeView?> GetView(string nodeId);
+
+    /// <summary>Whether this grain's node holds, or is in the middle of taking, <paramref name="ipv4"/>; used to reclaim stale leases.</summary>
+    [AlwaysInterleave]
+    Task<bool> HoldsAddress(string nodeId, uint ipv4);
+}

@@ -1,0 +1,50 @@
+using EphemeralOrleans.Contracts.Model;
+using Orleans.Concurrency;
+
+namespace EphemeralOrleans.Contracts.Grains;
+
+/// <summary>
+/// A tailnet: its settings, the ids of its auth keys, and the registry of its nodes (in memory, persisted by group
+/// commit) from which netmaps are built. Changes go out in batches to one observer per gateway process.
+/// </summary>
+public interface ITailnetGrain : IGrainWithStringKey
+{
+    /// <summary>The tailnet's settings.</summary>
+    [ReadOnly, AlwaysInterleave]
+    Task<TailnetSettings> GetSettings();
+
+    /// <summary>Changes the settings; null leaves a value as it is.</summary>
+    Task<TailnetSettings> UpdateSettings(bool? deviceApproval);
+
+    /// <summary>Records a key id as belonging to this tailnet (before the key grain is created).</summary>
+    Task AddKey(string keyId);
+
+    /// <summary>The ids of every key created in this tailnet.</summary>
+    [ReadOnly]
+    Task<string[]> ListKeyIds();
+
+    /// <summary>Adds or updates a node; returns its name, unique in the tailnet, assigned from the hostname on first sight.
+    /// Completes once the registry entry is durable.</summary>
+    Task<string> Upsert(NodeView node);
+
+    /// <summary>Removes a node from the registry (idempotent).</summary>
+    Task Remove(string nodeId);
+
+    /// <summary>Every node of the tailnet.</summary>
+    [ReadOnly]
+    Task<TailnetSnapshot> GetSnapshot();
+
+    /// <summary>Subscribes (or renews) a gateway's observer; returns a snapshot unless <paramref name="knownVersion"/> is current.</summary>
+    Task<TailnetSnapshot?> Subscribe(IMapObserver observer, long knownVersion);
+
+    /// <summary>Removes a gateway's observer.</summary>
+    Task Unsubscribe(IMapObserver observer);
+}
+
+/// <summary>One per gateway process: receives a tailnet's change batches and fans them out to local map streams.</summary>
+public interface IMapObserver : IGrainObserver
+{
+    /// <summary>A batch of changes to a tailnet's registry.</summary>
+    [OneWay]
+    Task OnChanges(TailnetChanges changes);
+}

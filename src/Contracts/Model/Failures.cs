@@ -1,0 +1,31 @@
+namespace EphemeralOrleans.Contracts.Model;
+
+/// <summary>Why a control-plane call was refused; maps to an HTTP status and a gRPC status code.</summary>
+public enum FailureKind
+{
+    Invalid,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Exhausted,
+}
+
+/// <summary>A refusal with a stable machine-readable code and a human-readable detail.</summary>
+[GenerateSerializer, Immutable]
+public sealed record Failure(
+    [property: Id(0)] FailureKind Kind,
+    [property: Id(1)] string Code,
+    [property: Id(2)] string Detail)
+{
+    public static Failure Invalid(string code, string detail) => new(FailureKind.Invalid, code, detail);
+    public static Failure Unauthenticated(string code, string detail) => new(FailureKind.Unauthenticated, code, detail);
+    public static Failure Forbidden(string code, string detail) => new(FailureKind.Forbidden, code, detail);
+    public static Failure NotFound(string code, string detail) => new(FailureKind.NotFound, code, detail);
+    public static Failure Exhausted(string code, string detail) => new(FailureKind.Exhausted, code, detail);
+}
+
+/// <summary>Thrown by the application layer; the transports turn it into problem+json or a gRPC status.</summary>
+public sealed class ControlPlaneException(Failure failure) : Exception(failure.Detail)
+{
+    public Failure Failure { get; } = failure;
+}

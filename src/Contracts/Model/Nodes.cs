@@ -1,0 +1,38 @@
+namespace EphemeralOrleans.Contracts.Model;
+
+/// <summary>A registration that passed key redemption, handed to the node grain.</summary>
+[GenerateSerializer, Immutable]
+public sealed record RegisterCommand(
+    [property: Id(0)] string NodeKey,
+    [property: Id(1)] string Hostname,
+    [property: Id(2)] bool Ephemeral,
+    [property: Id(3)] KeyGrant Grant);
+
+/// <summary>A registered node and its new token (shown once), or why not.</summary>
+[GenerateSerializer, Immutable]
+public sealed record RegisterResult(
+    [property: Id(0)] NodeView? Node,
+    [property: Id(1)] string? NodeToken,
+    [property: Id(2)] Failure? Failure);
+
+/// <summary>An authenticated session: the node as it is now and the epoch the session belongs to.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SessionInfo(
+    [property: Id(0)] NodeView Node,
+    [property: Id(1)] int Epoch);
+
+/// <summary>Why a node left the tailnet.</summary>
+public enum RemovalReason
+{
+    Logout,
+    Inactivity,
+    Admin,
+}
+
+/// <summary>The outcome of asking an address lease for an address.</summary>
+public enum LeaseOutcome
+{
+    Acquired,
+    Taken,
+    Quarantined,
+}

@@ -1,0 +1,21 @@
+namespace EphemeralOrleans.Contracts.Model;
+
+/// <summary>Per-tailnet settings operators change through the admin API.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TailnetSettings([property: Id(0)] bool DeviceApproval);
+
+/// <summary>Every node of a tailnet at one registry version.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TailnetSnapshot(
+    [property: Id(0)] string Tailnet,
+    [property: Id(1)] long Version,
+    [property: Id(2)] NodeView[] Nodes);
+
+/// <summary>One coalesced batch of registry changes; <see cref="PreviousVersion"/> lets a receiver detect a gap.</summary>
+[GenerateSerializer, Immutable]
+public sealed record TailnetChanges(
+    [property: Id(0)] string Tailnet,
+    [property: Id(1)] long PreviousVersion,
+    [property: Id(2)] long Version,
+    [property: Id(3)] NodeView[] Changed,
+    [property: Id(4)] string[] Removed);

@@ -1,0 +1,181 @@
+using EphemeralOrleans.Contracts.Grains;
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Validation;
+using EphemeralOrleans.Gateway.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralOrleans.Gateway.Application;
+
+/// <summary>A registration as agents send it.</summary>
+public sealed record RegisterRequest(string? AuthKey, string? NodeKey, string? Hostname, bool Ephemeral);
+
+/// <summary>A key as operators ask for it.</summary>
+public sealed record CreateKeyRequest(bool Reusable, bool Ephemeral, bool Preauthorized, string[]? Tags, long? ExpirySeconds, string? Description);
+
+/// <summary>
+/// The application layer: every rule of the agent and admin APIs, called by each transport. Refusals are thrown as
+/// <see cref="ControlPlaneException"/>; the transports only translate.
+/// </summary>
+public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options)
+{
+    private const int MaxHostnameLength = 255;
+    private const int MaxDescriptionLength = 512;
+    private static readonly TimeSpan MaxExpiry = TimeSpan.FromDays(3650);
+
+    private readonly SemaphoreSlim _registrations = new(options.Value.MaxConcurrentRegistrations);
+
+    public async Task<(NodeView Node, string NodeToken)> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
+    {
+        if (!Identifiers.TryNodeKey(request.NodeKey, out var nodeKey))
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_node_key", "nodeKey must be 'nodekey:' followed by 64 hex digits."));
+        }
+
+        var hostname = request.Hostname?.Trim();
+        if (string.IsNullOrEmpty(hostname) || hostname.Length > MaxHostnameLength || hostname.Any(char.IsControl))
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_hostname", $"hostname must be 1 to {MaxHostnameLength} printable characters."));
+        }
+
+        if (!Identifiers.TryAuthKey(request.AuthKey, out var keyId, out var secret))
+        {
+            throw new ControlPlaneException(Failure.Unauthenticated("invalid_key", "The auth key is unknown or its secret is wrong."));
+        }
+
+        await _registrations.WaitAsync(cancellationToken);
+        try
+        {
+            var redeemed = await grains.GetGrain<IAuthKeyGrain>(keyId).Redeem(secret);
+            var grant = redeemed.Grant ?? throw new ControlPlaneException(redeemed.Failure!);
+            var result = await grains.GetGrain<INodeGrain>(NodeIds.GrainKeyFor(grant.Tailnet, nodeKey))
+                .Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant));
+            return result.Failure is { } failure ? throw new ControlPlaneException(failure) : (result.Node!, result.NodeToken!);
+        }
+        finally
+        {
+            _registrations.Release();
+        }
+    }
+
+    /// <summary>Authenticates a node token and opens a map session for <paramref name="streamId"/>.</summary>
+    public async Task<(INodeGrain Grain, SessionInfo Session)> OpenSessionAsync(string? token, string streamId)
+    {
+        if (NodeIds.TryToken(token, out var nodeId, out var secret) && NodeIds.TryGrainKey(nodeId, out var grainKey))
+        {
+            var grain = grains.GetGrain<INodeGrain>(grainKey);
+            if (await grain.OpenSession(nodeId, secret, streamId) is { } session)
+            {
+                return (grain, session);
+            }
+        }
+
+        throw InvalidToken();
+    }
+
+    public async Task LogoutAsync(string? token)
+    {
+        if (!NodeIds.TryToken(token, out var nodeId, out var secret) || !NodeIds.TryGrainKey(nodeId, out var grainKey)
+            || !await grains.GetGrain<INodeGrain>(grainKey).Logout(nodeId, secret))
+        {
+            throw InvalidToken();
+        }
+    }
+
+    public async Task<CreatedAuthKey> CreateKeyAsync(string tailnet, CreateKeyRequest request)
+    {
+        var tags = request.Tags ?? [];
+        if (tags.FirstOrDefault(t => !Identifiers.IsTag(t)) is { } badTag)
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_tag", $"'{badTag}' is not a tag (tag:[a-z0-9-]+)."));
+        }
+
+        if (request.ExpirySeconds is { } seconds && (seconds <= 0 || TimeSpan.FromSeconds(seconds) > MaxExpiry))
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_expiry", "expirySeconds must be positive and at most ten years."));
+        }
+
+        if (request.Description is { Length: > MaxDescriptionLength })
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_description", $"description must be at most {MaxDescriptionLength} characters."));
+        }
+
+        var spec = new AuthKeySpec(request.Reusable, request.Ephemeral, request.Preauthorized, tags.Distinct().ToArray(),
+            request.ExpirySeconds is { } s ? TimeSpan.FromSeconds(s) : null, request.Description);
+        while (true)
+        {
+            // Listed first, so a crash between the two steps leaves at worst an id that lists nothing.
+            var keyId = Secrets.Base62(12);
+            await grains.GetGrain<ITailnetGrain>(tailnet).AddKey(keyId);
+            if (await grains.GetGrain<IAuthKeyGrain>(keyId).Create(tailnet, spec) is { } created)
+            {
+                return created;
+            }
+        }
+    }
+
+    public async Task<AuthKeyInfo[]> ListKeysAsync(string tailnet)
+    {
+        var ids = await grains.GetGrain<ITailnetGrain>(tailnet).ListKeyIds();
+        var keys = await Task.WhenAll(ids.Select(id => grains.GetGrain<IAuthKeyGrain>(id).Describe()));
+        return keys.OfType<AuthKeyInfo>().Where(k => k.Tailnet == tailnet).OrderBy(k => k.Created).ToArray();
+    }
+
+    public async Task<AuthKeyInfo> GetKeyAsync(string tailnet, string keyId) =>
+        IsKeyId(keyId) && await grains.GetGrain<IAuthKeyGrain>(keyId).Describe() is { } key && key.Tailnet == tailnet
+            ? key
+            : throw new ControlPlaneException(Failure.NotFound("key_not_found", $"No auth key '{keyId}' in tailnet '{tailnet}'."));
+
+    public async Task RevokeKeyAsync(string tailnet, string keyId)
+    {
+        await GetKeyAsync(tailnet, keyId);
+        await grains.GetGrain<IAuthKeyGrain>(keyId).Revoke();
+    }
+
+    public async Task<NodeView[]> ListNodesAsync(string tailnet)
+    {
+        var snapshot = await grains.GetGrain<ITailnetGrain>(tailnet).GetSnapshot();
+        return snapshot.Nodes.OrderBy(n => n.Created).ThenBy(n => n.Name, StringComparer.Ordinal).ToArray();
+    }
+
+    public async Task<NodeView> GetNodeAsync(string tailnet, string nodeId) =>
+        await NodeGrainAsync(tailnet, nodeId) is var (_, view) ? view : throw NodeNotFound(tailnet, nodeId);
+
+    public async Task DeleteNodeAsync(string tailnet, string nodeId)
+    {
+        var (grain, _) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
+        if (!await grain.Delete(nodeId))
+        {
+            throw NodeNotFound(tailnet, nodeId);
+        }
+    }
+
+    public async Task<NodeView> ApproveNodeAsync(string tailnet, string nodeId)
+    {
+        var (grain, _) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
+        return await grain.Approve(nodeId) ?? throw NodeNotFound(tailnet, nodeId);
+    }
+
+    public Task<TailnetSettings> GetSettingsAsync(string tailnet) => grains.GetGrain<ITailnetGrain>(tailnet).GetSettings();
+
+    public Task<TailnetSettings> UpdateSettingsAsync(string tailnet, bool? deviceApproval) =>
+        grains.GetGrain<ITailnetGrain>(tailnet).UpdateSettings(deviceApproval);
+
+    private async Task<(INodeGrain Grain, NodeView View)?> NodeGrainAsync(string tailnet, string nodeId)
+    {
+        if (!NodeIds.TryGrainKey(nodeId, out var grainKey))
+        {
+            return null;
+        }
+
+        var grain = grains.GetGrain<INodeGrain>(grainKey);
+        return await grain.GetView(nodeId) is { } view && view.Tailnet == tailnet ? (grain, view) : null;
+    }
+
+    private static bool IsKeyId(string keyId) => keyId.Length is > 0 and <= 64 && keyId.All(char.IsAsciiLetterOrDigit);
+
+    private static ControlPlaneException NodeNotFound(string tailnet, string nodeId) =>
+        new(Failure.NotFound("node_not_found", $"No node '{nodeId}' in tailnet '{tailnet}'."));
+
+    private static ControlPlaneException InvalidToken() =>
+        new(Failure.Unauthenticated("invalid_token", "The node token is missing, unknown or no longer valid."));
+}

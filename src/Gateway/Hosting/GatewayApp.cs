@@ -1,0 +1,111 @@
+using EphemeralOrleans.Contracts.Validation;
+using EphemeralOrleans.Gateway.Application;
+using EphemeralOrleans.Gateway.Http;
+using EphemeralOrleans.Gateway.Map;
+using EphemeralOrleans.Grains.Hosting;
+using Microsoft.Extensions.Configuration.Memory;
+
+namespace EphemeralOrleans.Gateway.Hosting;
+
+/// <summary>Builds the gateway: the same code runs from <c>Program</c> and from the integration tests.</summary>
+public static partial class GatewayApp
+{
+    /// <summary>Defaults of the public contract; any configuration source overrides them.</summary>
+    private static readonly Dictionary<string, string?> Defaults = new()
+    {
+        ["Kestrel:Endpoints:Http:Url"] = "http://127.0.0.1:8080",
+        ["Kestrel:Endpoints:Http:Protocols"] = "Http1",
+        ["Kestrel:Endpoints:Grpc:Url"] = "http://127.0.0.1:8081",
+        ["Kestrel:Endpoints:Grpc:Protocols"] = "Http2",
+        ["Logging:LogLevel:Default"] = "Information",
+        ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
+        ["Logging:LogLevel:Orleans"] = "Warning",
+        ["Logging:LogLevel:Polly"] = "Warning",
+    };
+
+    public static WebApplication Build(string[] args, Action<IConfigurationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = Defaults });
+        configure?.Invoke(builder.Configuration);
+
+        var configuration = builder.Configuration;
+        var gatewayOptions = configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
+        builder.Services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));
+        builder.Services.AddEphemeralOptions(configuration);
+
+        if (gatewayOptions.Mode == GatewayMode.Embedded)
+        {
+            builder.UseOrleans(silo => silo.AddEphemeralSilo(configuration));
+        }
+        else
+        {
+            var connectionString = EphemeralHosting.PostgresConnectionString(configuration);
+            builder.UseOrleansClient(client => client
+                .Configure<Orleans.Configuration.ClusterOptions>(o =>
+                {
+                    o.ClusterId = configuration["Cluster:Id"] ?? EphemeralHosting.ServiceId;
+                    o.ServiceId = EphemeralHosting.ServiceId;
+                })
+                .UseAdoNetClustering(o =>
+                {
+                    o.Invariant = EphemeralHosting.NpgsqlInvariant;
+                    o.ConnectionString = connectionString;
+                }));
+        }
+
+        var adminKey = configuration["Admin:ApiKey"];
+        var generatedAdminKey = string.IsNullOrEmpty(adminKey);
+        if (generatedAdminKey)
+        {
+            adminKey = "eo-admin-" + Secrets.Base62(32);
+        }
+
+        builder.Services.AddSingleton(new AdminKey(adminKey!));
+        builder.Services.AddSingleton<ControlPlane>();
+        builder.Services.AddSingleton<MapHub>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<MapHub>());
+        builder.Services.AddProblemDetails();
+        builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
+
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.MapHealth();
+        app.MapAgentApi();
+        app.MapAdminApi();
+
+        app.Lifetime.ApplicationStarted.Register(() => PrintBanner(app, gatewayOptions, generatedAdminKey ? adminKey : null));
+        return app;
+    }
+
+    /// <summary>Prepares storage (the PostgreSQL schema) and runs until shut down.</summary>
+    public static async Task RunAsync(WebApplication app)
+    {
+        await EphemeralHosting.PrepareStorageAsync(app.Configuration, app.Logger, app.Lifetime.ApplicationStopping);
+        await app.RunAsync();
+    }
+
+    /// <summary>The operator's first view: where to connect, the admin key if it was generated, and what the storage keeps.
+    /// Written to the console, not the log, so the key never lands in log storage.</summary>
+    private static void PrintBanner(WebApplication app, GatewayOptions options, string? generatedAdminKey)
+    {
+        var configuration = app.Configuration;
+        var storage = EphemeralHosting.Storage(configuration).Provider;
+        Console.WriteLine();
+        Console.WriteLine($"EphemeralOrleans gateway ({options.Mode}, storage: {storage})");
+        Console.WriteLine($"  HTTP API, admin: {configuration["Kestrel:Endpoints:Http:Url"]}  (bound: {string.Join(", ", app.Urls)})");
+        Console.WriteLine($"  gRPC:            {options.PublicGrpcUrl ?? configuration["Kestrel:Endpoints:Grpc:Url"]}");
+        if (generatedAdminKey is not null)
+        {
+            Console.WriteLine($"  Admin API key (generated; set Admin:ApiKey to choose one): {generatedAdminKey}");
+        }
+
+        if (storage == StorageProvider.Memory)
+        {
+            Console.WriteLine("  State is in memory and is lost when this process exits (Storage:Provider=Postgres keeps it).");
+        }
+
+        Console.WriteLine();
+    }
+}

@@ -1,0 +1,39 @@
+namespace EphemeralOrleans.Gateway.Hosting;
+
+public enum GatewayMode
+{
+    /// <summary>Co-hosts a silo in this process.</summary>
+    Embedded,
+
+    /// <summary>Joins the silo cluster found through <c>ConnectionStrings:Postgres</c> as an Orleans client.</summary>
+    Client,
+}
+
+/// <summary><c>Gateway:*</c>.</summary>
+public sealed class GatewayOptions
+{
+    public const string Section = "Gateway";
+
+    public GatewayMode Mode { get; set; } = GatewayMode.Embedded;
+
+    /// <summary>The gRPC address agents are told to use; defaults to the <c>Grpc</c> Kestrel endpoint.</summary>
+    public string? PublicGrpcUrl { get; set; }
+
+    /// <summary>Registrations in flight at once; more wait their turn (unbounded callers starve Orleans timers).</summary>
+    public int MaxConcurrentRegistrations { get; set; } = 64;
+
+    /// <summary>Messages buffered per map stream; a stream that falls further behind is reset with a fresh full map.</summary>
+    public int StreamBufferSize { get; set; } = 256;
+
+    /// <summary>Largest request body accepted, in bytes.</summary>
+    public long MaxRequestBodyBytes { get; set; } = 64 * 1024;
+}
+
+/// <summary><c>Admin:*</c>.</summary>
+public sealed class AdminOptions
+{
+    public const string Section = "Admin";
+
+    /// <summary>Bearer key for the admin API; generated and printed at start when unset.</summary>
+    public string? ApiKey { get; set; }
+}

@@ -1,0 +1,45 @@
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Gateway.Application;
+using EphemeralOrleans.Gateway.Hosting;
+using EphemeralOrleans.Gateway.Map;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralOrleans.Gateway.Http;
+
+/// <summary>The agent API: register, the netmap stream, logout, and where gRPC is.</summary>
+public static class AgentEndpoints
+{
+    public static void MapAgentApi(this IEndpointRouteBuilder app)
+    {
+        var machine = app.MapGroup("/api/v1/machine");
+
+        machine.MapPost("/register", async (HttpContext context, ControlPlane controlPlane) =>
+        {
+            var request = await RequestBodies.ReadAsync<RegisterRequest>(context);
+            var (node, token) = await controlPlane.RegisterAsync(request, context.RequestAborted);
+            return Results.Ok(new { node, nodeToken = token });
+        });
+
+        machine.MapGet("/endpoints", (IOptions<GatewayOptions> options, IConfiguration configuration) =>
+            Results.Ok(new { grpc = options.Value.PublicGrpcUrl ?? configuration["Kestrel:Endpoints:Grpc:Url"] }));
+
+        machine.MapGet("/map", async (HttpContext context, ControlPlane controlPlane, MapHub hub) =>
+        {
+            var streamId = Guid.NewGuid().ToString("N");
+            var (grain, session) = await controlPlane.OpenSessionAsync(RequestBodies.Bearer(context), streamId);
+            context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+            context.Response.ContentType = "application/x-ndjson";
+            context.Response.Headers.CacheControl = "no-store";
+            await context.Response.StartAsync(context.RequestAborted);
+            await hub.RunStreamAsync(grain, session, streamId, context.Response.Body, context.RequestAborted);
+            return Results.Empty;
+        });
+
+        machine.MapPost("/logout", async (HttpContext context, ControlPlane controlPlane) =>
+        {
+            await controlPlane.LogoutAsync(RequestBodies.Bearer(context));
+            return Results.NoContent();
+        });
+    }
+}

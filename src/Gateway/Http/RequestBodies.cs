@@ -1,0 +1,45 @@
+using System.Text.Json;
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Gateway.Hosting;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralOrleans.Gateway.Http;
+
+/// <summary>Reads JSON bodies with a size limit and turns malformed ones into 400 problems.</summary>
+public static class RequestBodies
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    public static async Task<T> ReadAsync<T>(HttpContext context)
+        where T : class
+    {
+        var limit = context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
+        {
+            sizeFeature.MaxRequestBodySize = limit;
+        }
+
+        if (context.Request.ContentLength > limit)
+        {
+            throw new BadHttpRequestException("Request body too large.", StatusCodes.Status413PayloadTooLarge);
+        }
+
+        try
+        {
+            return await JsonSerializer.DeserializeAsync<T>(context.Request.Body, Json, context.RequestAborted)
+                ?? throw new ControlPlaneException(Failure.Invalid("invalid_json", "The body must be a JSON object."));
+        }
+        catch (JsonException exception)
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_json", $"The body is not valid JSON for this call: {exception.Message}"));
+        }
+    }
+
+    /// <summary>The bearer credential of a request, if any.</summary>
+    public static string? Bearer(HttpContext context)
+    {
+        var header = context.Request.Headers.Authorization.ToString();
+        return header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+    }
+}

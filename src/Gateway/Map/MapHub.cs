@@ -1,0 +1,299 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using EphemeralOrleans.Contracts.Grains;
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Options;
+using EphemeralOrleans.Gateway.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralOrleans.Gateway.Map;
+
+/// <summary>
+/// This gateway process's single netmap observer (GPSTracker-style): it subscribes once per tailnet with open streams,
+/// receives that tailnet's batches and fans them out to its local streams. Never one Orleans subscription per agent.
+/// </summary>
+public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposable
+{
+    private static readonly TimeSpan RenewInterval = TimeSpan.FromSeconds(20);
+    private static readonly ReadOnlyMemory<byte> Newline = "\n"u8.ToArray();
+
+    private readonly IGrainFactory _grains;
+    private readonly MapOptions _mapOptions;
+    private readonly EphemeralOptions _ephemeralOptions;
+    private readonly GatewayOptions _gatewayOptions;
+    private readonly ILogger<MapHub> _logger;
+    private readonly ConcurrentDictionary<string, TailnetFeed> _feeds = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private IMapObserver? _reference;
+    private Task? _renewLoop;
+    private int _openStreams;
+
+    public MapHub(IGrainFactory grains, IOptions<MapOptions> mapOptions, IOptions<EphemeralOptions> ephemeralOptions,
+        IOptions<GatewayOptions> gatewayOptions, ILogger<MapHub> logger)
+    {
+        _grains = grains;
+        _mapOptions = mapOptions.Value;
+        _ephemeralOptions = ephemeralOptions.Value;
+        _gatewayOptions = gatewayOptions.Value;
+        _logger = logger;
+    }
+
+    /// <summary>Streams open on this gateway.</summary>
+    public int OpenStreams => Volatile.Read(ref _openStreams);
+
+    private IMapObserver Reference => _reference ??= _grains.CreateObjectReference<IMapObserver>(this);
+
+    public Task OnChanges(TailnetChanges changes)
+    {
+        if (_feeds.TryGetValue(changes.Tailnet, out var feed) && !feed.Apply(changes))
+        {
+            LogGap(changes.Tailnet, feed.Version, changes.PreviousVersion);
+            _ = ResyncAsync(feed);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Serves one agent's stream until it ends: the full map, then its deltas, with keepalives when silent.</summary>
+    internal async Task RunStreamAsync(INodeGrain node, SessionInfo session, string streamId, Stream body, CancellationToken aborted)
+    {
+        var feed = await FeedAsync(session.Node.Tailnet);
+        var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stopping.Token);
+        feed.Attach(stream);
+        Interlocked.Increment(ref _openStreams);
+        var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
+        try
+        {
+            await WriteAsync(feed, stream, body, linked.Token);
+        }
+        catch (OperationCanceledException) when (linked.IsCancellationRequested)
+        {
+            stream.Close(aborted.IsCancellationRequested ? "agent disconnected" : "gateway stopping");
+        }
+        catch (IOException)
+        {
+            stream.Close("agent disconnected");
+        }
+        finally
+        {
+            feed.Detach(stream);
+            Interlocked.Decrement(ref _openStreams);
+            await linked.CancelAsync();
+            await heartbeats;
+            LogStreamClosed(session.Node.Id, stream.ClosedBecause ?? "ended");
+            await CloseSessionQuietlyAsync(node, session.Node.Id, streamId);
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _renewLoop = RenewLoopAsync(_stopping.Token);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        if (_renewLoop is not null)
+        {
+            await _renewLoop;
+        }
+
+        foreach (var feed in _feeds.Values)
+        {
+            await UnsubscribeQuietlyAsync(feed);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stopping.IsCancellationRequested)
+        {
+            await _stopping.CancelAsync();
+        }
+
+        _stopping.Dispose();
+    }
+
+    private async Task WriteAsync(TailnetFeed feed, MapStream stream, Stream body, CancellationToken cancellationToken)
+    {
+        var reader = stream.Reader;
+        while (true)
+        {
+            MapMessage message;
+            using (var silence = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                silence.CancelAfter(_mapOptions.KeepAliveInterval);
+                try
+                {
+                    if (!await reader.WaitToReadAsync(silence.Token))
+                    {
+                        return;
+                    }
+
+                    message = reader.TryRead(out var next) ? next : KeepAlive.Instance;
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    message = KeepAlive.Instance;
+                }
+            }
+
+            if (stream.TakeReset())
+            {
+                // It fell behind: drop what is queued and start over from the current map.
+                while (reader.TryRead(out _))
+                {
+                }
+
+                message = feed.FullMap(stream);
+            }
+
+            var line = JsonSerializer.SerializeToUtf8Bytes(message, MapMessage.Json);
+            await body.WriteAsync(line, cancellationToken);
+            await body.WriteAsync(Newline, cancellationToken);
+            await body.FlushAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Renews the session on the node grain; the node is online while these arrive.</summary>
+    private async Task HeartbeatAsync(INodeGrain node, MapStream stream, string streamId, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(_ephemeralOptions.SessionHeartbeat);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                try
+                {
+                    if (!await node.KeepSession(streamId, stream.Epoch))
+                    {
+                        stream.Close("session ended");
+                        return;
+                    }
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException)
+                {
+                    // The cluster may be recovering; the stream stays and the next heartbeat re-establishes the session.
+                    LogHeartbeatFailed(exception, stream.SelfId);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task<TailnetFeed> FeedAsync(string tailnet)
+    {
+        var feed = _feeds.GetOrAdd(tailnet, t => new TailnetFeed(t));
+        if (feed.IsInitialized)
+        {
+            return feed;
+        }
+
+        await feed.InitLock.WaitAsync();
+        try
+        {
+            if (!feed.IsInitialized && await _grains.GetGrain<ITailnetGrain>(tailnet).Subscribe(Reference, feed.Version) is { } snapshot)
+            {
+                feed.Load(snapshot);
+            }
+        }
+        finally
+        {
+            feed.InitLock.Release();
+        }
+
+        return feed;
+    }
+
+    private async Task ResyncAsync(TailnetFeed feed)
+    {
+        try
+        {
+            if (await _grains.GetGrain<ITailnetGrain>(feed.Tailnet).Subscribe(Reference, -1) is { } snapshot)
+            {
+                feed.Load(snapshot);
+            }
+        }
+        catch (Exception exception)
+        {
+            LogRenewFailed(exception, feed.Tailnet);
+        }
+    }
+
+    /// <summary>Observer subscriptions expire in the grain: renew them, and catch up when a tailnet grain restarted.</summary>
+    private async Task RenewLoopAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(RenewInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                foreach (var feed in _feeds.Values)
+                {
+                    if (feed.StreamCount == 0)
+                    {
+                        _feeds.TryRemove(feed.Tailnet, out _);
+                        await UnsubscribeQuietlyAsync(feed);
+                        continue;
+                    }
+
+                    try
+                    {
+                        if (await _grains.GetGrain<ITailnetGrain>(feed.Tailnet).Subscribe(Reference, feed.Version) is { } snapshot)
+                        {
+                            feed.Load(snapshot);
+                        }
+                    }
+                    catch (Exception exception) when (exception is not OperationCanceledException)
+                    {
+                        LogRenewFailed(exception, feed.Tailnet);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task UnsubscribeQuietlyAsync(TailnetFeed feed)
+    {
+        try
+        {
+            await _grains.GetGrain<ITailnetGrain>(feed.Tailnet).Unsubscribe(Reference);
+        }
+        catch (Exception exception)
+        {
+            LogRenewFailed(exception, feed.Tailnet);
+        }
+    }
+
+    private async Task CloseSessionQuietlyAsync(INodeGrain node, string nodeId, string streamId)
+    {
+        try
+        {
+            await node.CloseSession(streamId);
+        }
+        catch (Exception exception)
+        {
+            // Unclosed, the session lapses after Ephemeral's session lease instead.
+            LogHeartbeatFailed(exception, nodeId);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Map stream of node {NodeId} closed: {Reason}")]
+    private partial void LogStreamClosed(string nodeId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: batch gap (have {Have}, batch follows {Previous}); resyncing")]
+    private partial void LogGap(string tailnet, long have, long previous);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Session heartbeat for node {NodeId} failed")]
+    private partial void LogHeartbeatFailed(Exception exception, string nodeId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: subscription renewal failed")]
+    private partial void LogRenewFailed(Exception exception, string tailnet);
+}

@@ -1,0 +1,30 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using EphemeralOrleans.Contracts.Model;
+
+namespace EphemeralOrleans.Gateway.Map;
+
+/// <summary>One line of a netmap stream.</summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "type")]
+[JsonDerivedType(typeof(FullMap), "full")]
+[JsonDerivedType(typeof(MapDelta), "delta")]
+[JsonDerivedType(typeof(KeepAlive), "keepalive")]
+public abstract record MapMessage
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+}
+
+/// <summary>The whole map: the node itself and every visible peer.</summary>
+public sealed record FullMap(long Version, NodeView Self, NodeView[] Peers) : MapMessage;
+
+/// <summary>What changed since the previous message; <see cref="Self"/> only when the node itself changed.</summary>
+public sealed record MapDelta(long Version, NodeView[] PeersChanged, string[] PeersRemoved, NodeView? Self = null) : MapMessage;
+
+/// <summary>Sent when a stream was silent for <c>Map:KeepAliveInterval</c>.</summary>
+public sealed record KeepAlive : MapMessage
+{
+    public static readonly KeepAlive Instance = new();
+}

@@ -1,0 +1,4 @@
+using EphemeralOrleans.Gateway.Hosting;
+
+var app = GatewayApp.Build(args);
+await GatewayApp.RunAsync(app);

@@ -1,0 +1,129 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using EphemeralOrleans.Contracts.Options;
+using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Storage;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+
+namespace EphemeralOrleans.Grains.Hosting;
+
+/// <summary>How every EphemeralOrleans silo is put together, whether standalone or co-hosted by the gateway.</summary>
+public static class EphemeralHosting
+{
+    public const string ServiceId = "ephemeral-orleans";
+    public const string NpgsqlInvariant = "Npgsql";
+
+    public static StorageOptions Storage(IConfiguration configuration) =>
+        configuration.GetSection(StorageOptions.Section).Get<StorageOptions>() ?? new StorageOptions();
+
+    public static string PostgresConnectionString(IConfiguration configuration) =>
+        configuration.GetConnectionString("Postgres") is { Length: > 0 } connectionString
+            ? connectionString
+            : throw new InvalidOperationException("Storage:Provider is Postgres but ConnectionStrings:Postgres is not set.");
+
+    /// <summary>Options shared by silos and gateways, bound from configuration and checked at start.</summary>
+    public static IServiceCollection AddEphemeralOptions(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<EphemeralOptions>().Bind(configuration.GetSection(EphemeralOptions.Section))
+            .Validate(o => o.InactivityTimeout >= TimeSpan.FromSeconds(2), "Ephemeral:InactivityTimeout must be at least 00:00:02.")
+            .Validate(o => o.IpQuarantine >= TimeSpan.Zero, "Ephemeral:IpQuarantine must not be negative.")
+            .ValidateOnStart();
+        services.AddOptions<AddressOptions>().Bind(configuration.GetSection(AddressOptions.Section))
+            .Validate(o => TryPool(o.Ipv4Prefix), "Addresses:Ipv4Prefix must be an IPv4 prefix (/10 to /30) inside 100.64.0.0/10.")
+            .ValidateOnStart();
+        services.AddOptions<MapOptions>().Bind(configuration.GetSection(MapOptions.Section))
+            .Validate(o => o.KeepAliveInterval > TimeSpan.Zero && o.BatchWindow >= TimeSpan.Zero, "Map timings must be positive.")
+            .ValidateOnStart();
+        services.TryAddSingleton(TimeProvider.System);
+        return services;
+    }
+
+    /// <summary>Configures a silo: clustering, storage and reminders from <c>Storage:Provider</c>, ports from <c>Silo:*</c>.</summary>
+    public static ISiloBuilder AddEphemeralSilo(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        var storage = Storage(configuration);
+        var siloOptions = configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
+        silo.Services.AddEphemeralOptions(configuration);
+        silo.Configure<ClusterOptions>(o =>
+        {
+            o.ClusterId = configuration["Cluster:Id"] ?? ServiceId;
+            o.ServiceId = ServiceId;
+        });
+        if (siloOptions.MinimumReminderPeriod is { } minimum)
+        {
+            silo.Configure<ReminderOptions>(o => o.MinimumReminderPeriod = minimum);
+        }
+
+        if (storage.Provider == StorageProvider.Memory)
+        {
+            silo.UseLocalhostClustering(siloOptions.Port, siloOptions.GatewayPort);
+            silo.AddMemoryGrainStorage(StorageNames.State);
+            silo.UseInMemoryReminderService();
+            return silo;
+        }
+
+        var connectionString = PostgresConnectionString(configuration);
+        silo.ConfigureEndpoints(AdvertisedAddress(siloOptions), siloOptions.Port, siloOptions.GatewayPort, listenOnAnyHostAddress: true);
+        silo.UseAdoNetClustering(o =>
+        {
+            o.Invariant = NpgsqlInvariant;
+            o.ConnectionString = connectionString;
+        });
+        silo.AddAdoNetGrainStorage(StorageNames.State, o =>
+        {
+            o.Invariant = NpgsqlInvariant;
+            o.ConnectionString = connectionString;
+        });
+        silo.UseAdoNetReminderService(o =>
+        {
+            o.Invariant = NpgsqlInvariant;
+            o.ConnectionString = connectionString;
+        });
+        return silo;
+    }
+
+    /// <summary>Run before the host starts: applies the PostgreSQL schema when configured to.</summary>
+    public static async Task PrepareStorageAsync(IConfiguration configuration, ILogger logger, CancellationToken cancellationToken = default)
+    {
+        var storage = Storage(configuration);
+        if (storage.Provider == StorageProvider.Postgres && storage.InitializeSchema)
+        {
+            await PostgresSchema.ApplyAsync(PostgresConnectionString(configuration), logger, cancellationToken);
+        }
+    }
+
+    private static bool TryPool(string prefix)
+    {
+        try
+        {
+            _ = new Contracts.Validation.AddressPool(prefix);
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    private static IPAddress AdvertisedAddress(SiloOptions options)
+    {
+        if (options.AdvertisedAddress is { Length: > 0 } configured)
+        {
+            return IPAddress.TryParse(configured, out var parsed)
+                ? parsed
+                : Dns.GetHostAddresses(configured).First(a => a.AddressFamily == AddressFamily.InterNetwork);
+        }
+
+        return NetworkInterface.GetAllNetworkInterfaces()
+            .Where(i => i.OperationalStatus == OperationalStatus.Up && i.NetworkInterfaceType != NetworkInterfaceType.Loopback)
+            .SelectMany(i => i.GetIPProperties().UnicastAddresses)
+            .Select(a => a.Address)
+            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(a))
+            ?? IPAddress.Loopback;
+    }
+}

@@ -1,0 +1,32 @@
+namespace EphemeralOrleans.Grains.Hosting;
+
+public enum StorageProvider
+{
+    Memory,
+    Postgres,
+}
+
+/// <summary><c>Storage:*</c> and <c>ConnectionStrings:Postgres</c>.</summary>
+public sealed class StorageOptions
+{
+    public const string Section = "Storage";
+
+    public StorageProvider Provider { get; set; } = StorageProvider.Memory;
+
+    public bool InitializeSchema { get; set; } = true;
+}
+
+/// <summary><c>Silo:*</c>: ports and the address a silo publishes in cluster membership.</summary>
+public sealed class SiloOptions
+{
+    public const string Section = "Silo";
+
+    public int Port { get; set; } = 11111;
+
+    public int GatewayPort { get; set; } = 30000;
+
+    public string? AdvertisedAddress { get; set; }
+
+    /// <summary>Lowers Orleans' one-minute minimum reminder period (tests only need this).</summary>
+    public TimeSpan? MinimumReminderPeriod { get; set; }
+}

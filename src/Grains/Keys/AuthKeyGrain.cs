@@ -1,0 +1,139 @@
+using EphemeralOrleans.Contracts.Grains;
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Validation;
+using EphemeralOrleans.Grains.Common;
+using Microsoft.Extensions.Logging;
+
+namespace EphemeralOrleans.Grains.Keys;
+
+[GenerateSerializer]
+public sealed class AuthKeyState
+{
+    [Id(0)] public string? Tailnet { get; set; }
+    [Id(1)] public byte[]? SecretHash { get; set; }
+    [Id(2)] public bool Reusable { get; set; }
+    [Id(3)] public bool Ephemeral { get; set; }
+    [Id(4)] public bool Preauthorized { get; set; }
+    [Id(5)] public string[] Tags { get; set; } = [];
+    [Id(6)] public DateTimeOffset Created { get; set; }
+    [Id(7)] public DateTimeOffset? Expires { get; set; }
+    [Id(8)] public string? Description { get; set; }
+    [Id(9)] public bool Revoked { get; set; }
+    [Id(10)] public int Uses { get; set; }
+}
+
+/// <summary>An auth key. Being a single-threaded grain, it serializes racing redemptions: a single-use key is granted once.</summary>
+public sealed partial class AuthKeyGrain(
+    [PersistentState("authkey", StorageNames.State)] IPersistentState<AuthKeyState> key,
+    TimeProvider time,
+    ILogger<AuthKeyGrain> logger) : Grain, IAuthKeyGrain
+{
+    // 32 characters of [A-Za-z0-9]: about 190 random bits.
+    private const int SecretLength = 32;
+
+    private string Id => this.GetPrimaryKeyString();
+
+    public async Task<CreatedAuthKey?> Create(string tailnet, AuthKeySpec spec)
+    {
+        if (key.State.Tailnet is not null)
+        {
+            return null;
+        }
+
+        var secret = Secrets.Base62(SecretLength);
+        var now = time.GetUtcNow();
+        key.State = new AuthKeyState
+        {
+            Tailnet = tailnet,
+            SecretHash = Secrets.Hash(secret),
+            Reusable = spec.Reusable,
+            Ephemeral = spec.Ephemeral,
+            Preauthorized = spec.Preauthorized,
+            Tags = spec.Tags,
+            Created = now,
+            Expires = spec.Expiry is { } expiry ? now + expiry : null,
+            Description = spec.Description,
+        };
+        await key.WriteStateAsync();
+        LogCreated(Id, tailnet, spec.Reusable, spec.Ephemeral);
+        return new CreatedAuthKey(Info(), Identifiers.FormatAuthKey(Id, secret));
+    }
+
+    public async Task<RedeemResult> Redeem(string secret)
+    {
+        var state = key.State;
+        // The secret is checked before anything about the key is revealed.
+        if (state.Tailnet is null || !Secrets.Matches(secret, state.SecretHash))
+        {
+            return Refuse(Failure.Unauthenticated("invalid_key", "The auth key is unknown or its secret is wrong."));
+        }
+
+        if (state.Revoked)
+        {
+            return Refuse(Failure.Forbidden("key_revoked", "The auth key has been revoked."));
+        }
+
+        if (state.Expires is { } expires && time.GetUtcNow() >= expires)
+        {
+            return Refuse(Failure.Forbidden("key_expired", "The auth key has expired."));
+        }
+
+        if (!state.Reusable && state.Uses > 0)
+        {
+            return Refuse(Failure.Forbidden("key_used", "The single-use auth key has already been used."));
+        }
+
+        state.Uses++;
+        try
+        {
+            await key.WriteStateAsync();
+        }
+        catch
+        {
+            state.Uses--;
+            throw;
+        }
+
+        return new RedeemResult(new KeyGrant(Id, state.Tailnet, state.Ephemeral, state.Preauthorized, state.Tags), null);
+    }
+
+    public Task<AuthKeyInfo?> Describe() => Task.FromResult(key.State.Tailnet is null ? null : Info());
+
+    public async Task<bool> Revoke()
+    {
+        if (key.State.Tailnet is null)
+        {
+            return false;
+        }
+
+        if (!key.State.Revoked)
+        {
+            key.State.Revoked = true;
+            await key.WriteStateAsync();
+            LogRevoked(Id);
+        }
+
+        return true;
+    }
+
+    private RedeemResult Refuse(Failure failure)
+    {
+        LogRefused(Id, failure.Code);
+        return new RedeemResult(null, failure);
+    }
+
+    private AuthKeyInfo Info()
+    {
+        var s = key.State;
+        return new AuthKeyInfo(Id, s.Tailnet!, s.Reusable, s.Ephemeral, s.Preauthorized, s.Tags, s.Created, s.Expires, s.Description, s.Revoked, s.Uses);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Auth key {KeyId} created in tailnet {Tailnet} (reusable: {Reusable}, ephemeral: {Ephemeral})")]
+    private partial void LogCreated(string keyId, string tailnet, bool reusable, bool ephemeral);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Auth key {KeyId} revoked")]
+    private partial void LogRevoked(string keyId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Auth key {KeyId} refused: {Reason}")]
+    private partial void LogRefused(string keyId, string reason);
+}

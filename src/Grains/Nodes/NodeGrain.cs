@@ -1,0 +1,461 @@
+using EphemeralOrleans.Contracts.Grains;
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Options;
+using EphemeralOrleans.Contracts.Validation;
+using EphemeralOrleans.Grains.Common;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Configuration;
+
+namespace EphemeralOrleans.Grains.Nodes;
+
+/// <summary>
+/// One device and its lifecycle. An ephemeral node's removal runs on two clocks: a grain timer checks every
+/// <see cref="EphemeralOptions.CheckInterval"/> for precision, and an Orleans reminder (registered before the node
+/// exists durably) reactivates the grain after a deactivation or a silo failure, so no removal is ever lost.
+/// </summary>
+public sealed partial class NodeGrain(
+    [PersistentState("node", StorageNames.State)] IPersistentState<NodeState> node,
+    IGrainFactory grains,
+    IOptions<EphemeralOptions> ephemeralOptions,
+    IOptions<AddressOptions> addressOptions,
+    IOptions<ReminderOptions> reminderOptions,
+    TimeProvider time,
+    ILogger<NodeGrain> logger) : Grain, INodeGrain, IRemindable
+{
+    private const string ReminderName = "lifecycle";
+    private const string RecoveredSession = "~recovered";
+    private const int RandomAttempts = 32;
+    private const long ScanLimit = 1 << 16;
+
+    private readonly EphemeralOptions _options = ephemeralOptions.Value;
+
+    /// <summary>Open map sessions and their last heartbeat; in memory only.</summary>
+    private readonly Dictionary<string, DateTimeOffset> _sessions = new(StringComparer.Ordinal);
+
+    private DateTimeOffset _inactiveSince;
+    private IGrainTimer? _checkTimer;
+    private (string NodeId, uint Ipv4)? _acquiring;
+
+    private NodeState State => node.State;
+
+    private bool Exists => State.NodeId is not null && State.Removing is null;
+
+    private bool Online => _sessions.Count > 0;
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (!Exists)
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow();
+        if (State.Connected)
+        {
+            // It was online when its silo went away: its clock restarts now, unless a gateway renews the session.
+            _sessions[RecoveredSession] = now;
+        }
+
+        _inactiveSince = State.LastSeen;
+        StartChecks();
+        State.Name = await Tailnet().Upsert(View());
+    }
+
+    public async Task<RegisterResult> Register(RegisterCommand command)
+    {
+        if (State.Removing is not null)
+        {
+            await FinishRemovalAsync();
+        }
+
+        if (State.NodeId is not null)
+        {
+            return await ReissueTokenAsync(command);
+        }
+
+        var nodeId = NodeIds.NewNodeId(this.GetPrimaryKeyString());
+        var tailnet = command.Grant.Tailnet;
+        var ephemeral = command.Ephemeral || command.Grant.Ephemeral;
+        var settings = await grains.GetGrain<ITailnetGrain>(tailnet).GetSettings();
+
+        // The reminder exists before the node does, so a crash at any later step still ends in a clean-up.
+        var reminder = ephemeral ? EnsureReminderAsync(_options.InactivityTimeout) : Task.CompletedTask;
+        uint ipv4;
+        try
+        {
+            ipv4 = await AcquireAddressAsync(tailnet, nodeId);
+            await reminder;
+        }
+        catch (ControlPlaneException exception)
+        {
+            await reminder;
+            await DropReminderAsync();
+            return new RegisterResult(null, null, exception.Failure);
+        }
+
+        var secret = Secrets.Base62(43);
+        var now = time.GetUtcNow();
+        node.State = new NodeState
+        {
+            NodeId = nodeId,
+            Tailnet = tailnet,
+            NodeKey = command.NodeKey,
+            Hostname = command.Hostname,
+            Ipv4 = ipv4,
+            Ephemeral = ephemeral,
+            Tags = command.Grant.Tags,
+            Authorized = command.Grant.Preauthorized || !settings.DeviceApproval,
+            Created = now,
+            KeyId = command.Grant.KeyId,
+            TokenHash = Secrets.Hash(secret),
+            LastSeen = now,
+        };
+        try
+        {
+            await node.WriteStateAsync();
+        }
+        catch
+        {
+            node.State = new NodeState();
+            await ReleaseQuietlyAsync(tailnet, ipv4, nodeId);
+            throw;
+        }
+        finally
+        {
+            _acquiring = null;
+        }
+
+        _inactiveSince = now;
+        StartChecks();
+        State.Name = await Tailnet().Upsert(View());
+        LogRegistered(nodeId, tailnet, State.Name, AddressPool.FormatIpv4(ipv4), ephemeral, command.Grant.KeyId);
+        return new RegisterResult(View(), $"{nodeId}.{secret}", null);
+    }
+
+    public async Task<SessionInfo?> OpenSession(string nodeId, string tokenSecret, string streamId)
+    {
+        if (!IsCurrent(nodeId) || State.LoggedOut || !Secrets.Matches(tokenSecret, State.TokenHash))
+        {
+            return null;
+        }
+
+        await TouchSessionAsync(streamId);
+        return new SessionInfo(View(), State.SessionEpoch);
+    }
+
+    public async Task<bool> KeepSession(string streamId, int epoch)
+    {
+        if (!Exists || State.LoggedOut || epoch != State.SessionEpoch)
+        {
+            return false;
+        }
+
+        await TouchSessionAsync(streamId);
+        return true;
+    }
+
+    public async Task CloseSession(string streamId)
+    {
+        if (_sessions.Remove(streamId) && _sessions.Count == 0 && Exists)
+        {
+            await GoOfflineAsync(time.GetUtcNow());
+        }
+    }
+
+    public async Task<bool> Logout(string nodeId, string tokenSecret)
+    {
+        if (!IsCurrent(nodeId) || State.LoggedOut || !Secrets.Matches(tokenSecret, State.TokenHash))
+        {
+            return false;
+        }
+
+        if (State.Ephemeral)
+        {
+            await RemoveAsync(RemovalReason.Logout);
+            return true;
+        }
+
+        _sessions.Clear();
+        State.LoggedOut = true;
+        State.TokenHash = null;
+        State.SessionEpoch++;
+        State.Connected = false;
+        State.LastSeen = time.GetUtcNow();
+        await node.WriteStateAsync();
+        await Tailnet().Upsert(View());
+        LogLoggedOut(nodeId);
+        return true;
+    }
+
+    public async Task<bool> Delete(string nodeId)
+    {
+        if (!IsCurrent(nodeId))
+        {
+            return false;
+        }
+
+        await RemoveAsync(RemovalReason.Admin);
+        return true;
+    }
+
+    public async Task<NodeView?> Approve(string nodeId)
+    {
+        if (!IsCurrent(nodeId))
+        {
+            return null;
+        }
+
+        if (!State.Authorized)
+        {
+            State.Authorized = true;
+            await node.WriteStateAsync();
+            await Tailnet().Upsert(View());
+        }
+
+        return View();
+    }
+
+    public Task<NodeView?> GetView(string nodeId) => Task.FromResult(IsCurrent(nodeId) ? View() : null);
+
+    public Task<bool> HoldsAddress(string nodeId, uint ipv4) =>
+        Task.FromResult((IsCurrent(nodeId) && State.Ipv4 == ipv4) || _acquiring == (nodeId, ipv4));
+
+    public async Task ReceiveReminder(string reminderName, TickStatus status)
+    {
+        if (State.NodeId is null)
+        {
+            // A registration that crashed before the node was stored, or a removal that finished: nothing to guard.
+            await DropReminderAsync();
+            DeactivateOnIdle();
+            return;
+        }
+
+        await CheckAsync(CancellationToken.None);
+    }
+
+    private async Task CheckAsync(CancellationToken cancellationToken)
+    {
+        if (State.Removing is not null)
+        {
+            await FinishRemovalAsync();
+            return;
+        }
+
+        if (!Exists)
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow();
+        var lease = _options.SessionLease;
+        var expired = _sessions.Where(s => now - s.Value > lease).ToArray();
+        foreach (var session in expired)
+        {
+            _sessions.Remove(session.Key);
+        }
+
+        if (expired.Length > 0 && _sessions.Count == 0)
+        {
+            // No gateway renewed these sessions: the latest moment they could still have been open is the lease's end.
+            await GoOfflineAsync(expired.Max(s => s.Value) + lease);
+        }
+
+        if (State.Ephemeral && !Online && now >= _inactiveSince + _options.InactivityTimeout)
+        {
+            LogInactive(State.NodeId!, now - _inactiveSince, now - (_inactiveSince + _options.InactivityTimeout));
+            await RemoveAsync(RemovalReason.Inactivity);
+        }
+    }
+
+    private async Task<RegisterResult> ReissueTokenAsync(RegisterCommand command)
+    {
+        if (State.NodeKey != command.NodeKey || State.Tailnet != command.Grant.Tailnet)
+        {
+            // 80 bits of hash collided; refuse rather than hand over another device.
+            return new RegisterResult(null, null, Failure.Forbidden("node_key_conflict", "This node key cannot be registered."));
+        }
+
+        var secret = Secrets.Base62(43);
+        State.TokenHash = Secrets.Hash(secret);
+        State.SessionEpoch++;
+        State.LoggedOut = false;
+        if (!Online)
+        {
+            // A registration is activity: the inactivity clock starts again.
+            State.LastSeen = time.GetUtcNow();
+            _inactiveSince = State.LastSeen;
+        }
+
+        await node.WriteStateAsync();
+        await Tailnet().Upsert(View());
+        LogReregistered(State.NodeId!, command.Grant.KeyId);
+        return new RegisterResult(View(), $"{State.NodeId}.{secret}", null);
+    }
+
+    private async Task<uint> AcquireAddressAsync(string tailnet, string nodeId)
+    {
+        var pool = new AddressPool(addressOptions.Value.Ipv4Prefix);
+        for (var attempt = 0; attempt < RandomAttempts; attempt++)
+        {
+            if (await TryAddressAsync(pool.Random()) is { } address)
+            {
+                return address;
+            }
+        }
+
+        // A small or crowded pool: walk it once from a random point.
+        var start = pool.Random();
+        for (long i = 0; i < Math.Min(pool.Size, ScanLimit); i++)
+        {
+            if (await TryAddressAsync((uint)(pool.First + ((start - pool.First + i) % pool.Size))) is { } address)
+            {
+                return address;
+            }
+        }
+
+        throw new ControlPlaneException(Failure.Exhausted("address_pool_exhausted", "No free address in the tailnet's pool (released addresses are quarantined)."));
+
+        async Task<uint?> TryAddressAsync(uint candidate)
+        {
+            if (!pool.IsUsable(candidate))
+            {
+                return null;
+            }
+
+            _acquiring = (nodeId, candidate);
+            var outcome = await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(tailnet, candidate)).Acquire(nodeId);
+            return outcome == LeaseOutcome.Acquired ? candidate : null;
+        }
+    }
+
+    private async Task TouchSessionAsync(string streamId)
+    {
+        var wasOnline = Online;
+        _sessions[streamId] = time.GetUtcNow();
+        _sessions.Remove(RecoveredSession);
+        if (!wasOnline || !State.Connected)
+        {
+            State.Connected = true;
+            State.LastSeen = time.GetUtcNow();
+            await node.WriteStateAsync();
+            await Tailnet().Upsert(View());
+        }
+    }
+
+    private async Task GoOfflineAsync(DateTimeOffset since)
+    {
+        _inactiveSince = since;
+        State.Connected = false;
+        State.LastSeen = since;
+        await node.WriteStateAsync();
+        await Tailnet().Upsert(View());
+    }
+
+    private async Task RemoveAsync(RemovalReason reason)
+    {
+        if (!State.Ephemeral)
+        {
+            // Ephemeral nodes have had their reminder since registration; others get one now to guard the removal.
+            await EnsureReminderAsync(_options.EffectiveReminderPeriod(reminderOptions.Value.MinimumReminderPeriod));
+        }
+
+        State.Removing = reason;
+        await node.WriteStateAsync();
+        await FinishRemovalAsync();
+    }
+
+    /// <summary>Every step is idempotent, so a removal interrupted by a crash is finished by the next reminder tick.</summary>
+    private async Task FinishRemovalAsync()
+    {
+        var nodeId = State.NodeId!;
+        var reason = State.Removing ?? RemovalReason.Admin;
+        _sessions.Clear();
+        _checkTimer?.Dispose();
+        _checkTimer = null;
+        if (State.Ipv4 != 0)
+        {
+            await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(State.Tailnet, State.Ipv4)).Release(nodeId);
+        }
+
+        await Tailnet().Remove(nodeId);
+        await DropReminderAsync();
+        await node.ClearStateAsync();
+        LogRemoved(nodeId, reason);
+        DeactivateOnIdle();
+    }
+
+    private void StartChecks()
+    {
+        var interval = _options.CheckInterval;
+        _checkTimer ??= this.RegisterGrainTimer(
+            CheckAsync,
+            new GrainTimerCreationOptions(interval, interval) { KeepAlive = State.Ephemeral });
+    }
+
+    private Task EnsureReminderAsync(TimeSpan dueTime) =>
+        this.RegisterOrUpdateReminder(ReminderName, dueTime, _options.EffectiveReminderPeriod(reminderOptions.Value.MinimumReminderPeriod));
+
+    private async Task DropReminderAsync()
+    {
+        if (await this.GetReminder(ReminderName) is { } reminder)
+        {
+            await this.UnregisterReminder(reminder);
+        }
+    }
+
+    private async Task ReleaseQuietlyAsync(string tailnet, uint ipv4, string nodeId)
+    {
+        try
+        {
+            await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(tailnet, ipv4)).Release(nodeId);
+        }
+        catch (Exception exception)
+        {
+            // The lease is reclaimed later: its holder does not hold it.
+            LogReleaseFailed(exception, nodeId);
+        }
+    }
+
+    private bool IsCurrent(string nodeId) => Exists && State.NodeId == nodeId;
+
+    private ITailnetGrain Tailnet() => grains.GetGrain<ITailnetGrain>(State.Tailnet);
+
+    private NodeView View() => new(
+        State.NodeId!,
+        State.Name,
+        State.Hostname,
+        State.NodeKey,
+        AddressPool.FormatIpv4(State.Ipv4),
+        AddressPool.FormatIpv6(State.Ipv4),
+        State.Ephemeral,
+        State.Tags,
+        Online,
+        State.LastSeen,
+        State.Created,
+        State.Authorized,
+        State.LoggedOut,
+        State.KeyId,
+        State.Tailnet)
+    {
+        SessionEpoch = State.SessionEpoch,
+    };
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} registered in {Tailnet} as {Name} at {Ipv4} (ephemeral: {Ephemeral}, key {KeyId})")]
+    private partial void LogRegistered(string nodeId, string tailnet, string name, string ipv4, bool ephemeral, string keyId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} re-registered with key {KeyId}; its previous token is void")]
+    private partial void LogReregistered(string nodeId, string keyId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} logged out")]
+    private partial void LogLoggedOut(string nodeId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} inactive for {Inactive}, {Lag} past its timeout")]
+    private partial void LogInactive(string nodeId, TimeSpan inactive, TimeSpan lag);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} removed ({Reason})")]
+    private partial void LogRemoved(string nodeId, RemovalReason reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node {NodeId}: releasing its address failed")]
+    private partial void LogReleaseFailed(Exception exception, string nodeId);
+}

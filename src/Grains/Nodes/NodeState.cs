@@ -1,0 +1,32 @@
+using EphemeralOrleans.Contracts.Model;
+
+namespace EphemeralOrleans.Grains.Nodes;
+
+/// <summary>What a node grain persists. Written on registration, connect/disconnect transitions and admin changes, never per keepalive.</summary>
+[GenerateSerializer]
+public sealed class NodeState
+{
+    [Id(0)] public string? NodeId { get; set; }
+    [Id(1)] public string Tailnet { get; set; } = "";
+    [Id(2)] public string NodeKey { get; set; } = "";
+    [Id(3)] public string Hostname { get; set; } = "";
+    [Id(4)] public string Name { get; set; } = "";
+    [Id(5)] public uint Ipv4 { get; set; }
+    [Id(6)] public bool Ephemeral { get; set; }
+    [Id(7)] public string[] Tags { get; set; } = [];
+    [Id(8)] public bool Authorized { get; set; }
+    [Id(9)] public bool LoggedOut { get; set; }
+    [Id(10)] public DateTimeOffset Created { get; set; }
+    [Id(11)] public string KeyId { get; set; } = "";
+    [Id(12)] public byte[]? TokenHash { get; set; }
+    [Id(13)] public int SessionEpoch { get; set; }
+
+    /// <summary>Whether a map stream was open at the last write: after a crash such a node's clock restarts at recovery.</summary>
+    [Id(14)] public bool Connected { get; set; }
+
+    /// <summary>The last connect or disconnect (registration for a node that never connected).</summary>
+    [Id(15)] public DateTimeOffset LastSeen { get; set; }
+
+    /// <summary>Set (durably) before a removal's steps start, so that a crash mid-way is finished by the reminder.</summary>
+    [Id(16)] public RemovalReason? Removing { get; set; }
+}

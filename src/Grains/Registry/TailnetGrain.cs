@@ -1,0 +1,266 @@
+using System.Collections.Immutable;
+using EphemeralOrleans.Contracts.Grains;
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Options;
+using EphemeralOrleans.Contracts.Validation;
+using EphemeralOrleans.Grains.Common;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Concurrency;
+using Orleans.Utilities;
+
+namespace EphemeralOrleans.Grains.Registry;
+
+[GenerateSerializer]
+public sealed class TailnetSettingsState
+{
+    [Id(0)] public bool DeviceApproval { get; set; }
+    [Id(1)] public ImmutableList<string> KeyIds { get; set; } = [];
+}
+
+[GenerateSerializer]
+public sealed class TailnetRegistryState
+{
+    [Id(0)] public ImmutableDictionary<string, NodeView> Nodes { get; set; } = ImmutableDictionary<string, NodeView>.Empty;
+}
+
+/// <summary>
+/// A tailnet's settings and node registry. Reentrant so that registrations never queue behind a storage write:
+/// all state lives in immutable collections swapped within single turns, and writes go through <see cref="GroupCommit"/>.
+/// </summary>
+[Reentrant]
+public sealed partial class TailnetGrain : Grain, ITailnetGrain
+{
+    private const int RefreshConcurrency = 32;
+
+    private readonly IPersistentState<TailnetSettingsState> _settings;
+    private readonly IPersistentState<TailnetRegistryState> _registry;
+    private readonly IGrainFactory _grains;
+    private readonly MapOptions _mapOptions;
+    private readonly ILogger<TailnetGrain> _logger;
+    private readonly GroupCommit _settingsCommit;
+    private readonly GroupCommit _registryCommit;
+    private readonly ObserverManager<IMapObserver> _observers;
+    private readonly Dictionary<string, string> _idsByName = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _nextSuffix = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeView?> _pending = new(StringComparer.Ordinal);
+    private ImmutableDictionary<string, NodeView> _nodes = ImmutableDictionary<string, NodeView>.Empty;
+    private IGrainTimer? _batchTimer;
+    private long _version;
+
+    public TailnetGrain(
+        [PersistentState("settings", StorageNames.State)] IPersistentState<TailnetSettingsState> settings,
+        [PersistentState("registry", StorageNames.State)] IPersistentState<TailnetRegistryState> registry,
+        IGrainFactory grains,
+        IOptions<MapOptions> mapOptions,
+        TimeProvider time,
+        ILogger<TailnetGrain> logger)
+    {
+        _settings = settings;
+        _registry = registry;
+        _grains = grains;
+        _mapOptions = mapOptions.Value;
+        _logger = logger;
+        _settingsCommit = new GroupCommit(() => _settings.WriteStateAsync());
+        _registryCommit = new GroupCommit(() =>
+        {
+            _registry.State = new TailnetRegistryState { Nodes = _nodes };
+            return _registry.WriteStateAsync();
+        });
+        _observers = new ObserverManager<IMapObserver>(TimeSpan.FromMinutes(1), logger);
+        // Versions start from the clock so that they keep increasing across activations.
+        _version = time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
+    }
+
+    private string Tailnet => this.GetPrimaryKeyString();
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        // Online state is not persisted; until each node has answered, every node counts as offline.
+        _nodes = _registry.State.Nodes.ToImmutableDictionary(p => p.Key, p => p.Value with { Online = false });
+        foreach (var node in _nodes.Values)
+        {
+            _idsByName[node.Name] = node.Id;
+        }
+
+        if (!_nodes.IsEmpty)
+        {
+            _ = RefreshAsync(_nodes.Keys.ToArray());
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task<TailnetSettings> GetSettings() => Task.FromResult(new TailnetSettings(_settings.State.DeviceApproval));
+
+    public async Task<TailnetSettings> UpdateSettings(bool? deviceApproval)
+    {
+        if (deviceApproval is { } approval && approval != _settings.State.DeviceApproval)
+        {
+            _settings.State.DeviceApproval = approval;
+            await _settingsCommit.Request();
+        }
+
+        return new TailnetSettings(_settings.State.DeviceApproval);
+    }
+
+    public async Task AddKey(string keyId)
+    {
+        _settings.State.KeyIds = _settings.State.KeyIds.Add(keyId);
+        await _settingsCommit.Request();
+    }
+
+    public Task<string[]> ListKeyIds() => Task.FromResult(_settings.State.KeyIds.ToArray());
+
+    public async Task<string> Upsert(NodeView node)
+    {
+        if (_nodes.TryGetValue(node.Id, out var existing))
+        {
+            var updated = node with { Name = existing.Name };
+            _nodes = _nodes.SetItem(node.Id, updated);
+            Enqueue(node.Id, updated);
+            if (!SameDurableFields(existing, updated))
+            {
+                await _registryCommit.Request();
+            }
+
+            return existing.Name;
+        }
+
+        var named = node with { Name = AllocateName(node.Hostname, node.Name) };
+        _idsByName[named.Name] = named.Id;
+        _nodes = _nodes.SetItem(named.Id, named);
+        Enqueue(named.Id, named);
+        await _registryCommit.Request();
+        return named.Name;
+    }
+
+    public async Task Remove(string nodeId)
+    {
+        if (!_nodes.TryGetValue(nodeId, out var existing))
+        {
+            return;
+        }
+
+        _nodes = _nodes.Remove(nodeId);
+        _idsByName.Remove(existing.Name);
+        Enqueue(nodeId, null);
+        await _registryCommit.Request();
+    }
+
+    public Task<TailnetSnapshot> GetSnapshot() => Task.FromResult(Snapshot());
+
+    public Task<TailnetSnapshot?> Subscribe(IMapObserver observer, long knownVersion)
+    {
+        _observers.Subscribe(observer, observer);
+        return Task.FromResult(knownVersion == _version ? null : Snapshot());
+    }
+
+    public Task Unsubscribe(IMapObserver observer)
+    {
+        _observers.Unsubscribe(observer);
+        return Task.CompletedTask;
+    }
+
+    private TailnetSnapshot Snapshot() => new(Tailnet, _version, _nodes.Values.ToArray());
+
+    /// <summary>Keeps a name a node already had (re-announced after a crash) when it is free; else host, host-1, host-2, ….</summary>
+    private string AllocateName(string hostname, string previous)
+    {
+        if (previous.Length > 0 && !_idsByName.ContainsKey(previous))
+        {
+            return previous;
+        }
+
+        var baseName = Identifiers.NameFromHostname(hostname);
+        if (!_idsByName.ContainsKey(baseName))
+        {
+            return baseName;
+        }
+
+        // The hint avoids rescanning host-1…host-N for every new node of a fleet sharing one hostname.
+        var suffix = _nextSuffix.GetValueOrDefault(baseName, 1);
+        while (_idsByName.ContainsKey($"{baseName}-{suffix}"))
+        {
+            suffix++;
+        }
+
+        _nextSuffix[baseName] = suffix + 1;
+        return $"{baseName}-{suffix}";
+    }
+
+    private static bool SameDurableFields(NodeView a, NodeView b) =>
+        a with { Online = false, LastSeen = null, Tags = [] } == b with { Online = false, LastSeen = null, Tags = [] }
+        && a.Tags.SequenceEqual(b.Tags);
+
+    private void Enqueue(string nodeId, NodeView? view)
+    {
+        _pending[nodeId] = view;
+        _batchTimer ??= this.RegisterGrainTimer(
+            PublishBatchAsync,
+            new GrainTimerCreationOptions(_mapOptions.BatchWindow, Timeout.InfiniteTimeSpan) { Interleave = true });
+    }
+
+    private async Task PublishBatchAsync(CancellationToken cancellationToken)
+    {
+        _batchTimer?.Dispose();
+        _batchTimer = null;
+        if (_pending.Count == 0)
+        {
+            return;
+        }
+
+        var changes = new TailnetChanges(
+            Tailnet,
+            _version,
+            ++_version,
+            _pending.Values.OfType<NodeView>().ToArray(),
+            _pending.Where(p => p.Value is null).Select(p => p.Key).ToArray());
+        _pending.Clear();
+        await _observers.Notify(observer => observer.OnChanges(changes));
+    }
+
+    /// <summary>After a (re)activation: asks every listed node for its current view, and drops nodes that are gone.</summary>
+    private async Task RefreshAsync(string[] nodeIds)
+    {
+        using var gate = new SemaphoreSlim(RefreshConcurrency);
+        var stale = 0;
+        await Task.WhenAll(nodeIds.Select(async nodeId =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                if (!NodeIds.TryGrainKey(nodeId, out var grainKey))
+                {
+                    return;
+                }
+
+                var view = await _grains.GetGrain<INodeGrain>(grainKey).GetView(nodeId);
+                if (view is null)
+                {
+                    stale++;
+                    await Remove(nodeId);
+                }
+                else if (_nodes.ContainsKey(nodeId))
+                {
+                    await Upsert(view);
+                }
+            }
+            catch (Exception exception)
+            {
+                LogRefreshFailed(exception, Tailnet, nodeId);
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+        LogRefreshed(Tailnet, nodeIds.Length, stale);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Tailnet {Tailnet}: registry refreshed, {Count} nodes asked, {Stale} stale entries dropped")]
+    private partial void LogRefreshed(string tailnet, int count, int stale);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: could not refresh node {NodeId}")]
+    private partial void LogRefreshFailed(Exception exception, string tailnet, string nodeId);
+}

@@ -1,0 +1,286 @@
+-- EphemeralOrleans PostgreSQL schema: the tables and OrleansQuery rows that the Orleans 10 ADO.NET clustering,
+-- grain storage and reminder providers look up by key. Written for this project; applied idempotently at start
+-- (Storage:InitializeSchema) inside one transaction under an advisory lock, so concurrent silos may start at once.
+-- Re-running it replaces every query text and function, which is how the schema is upgraded.
+
+CREATE TABLE IF NOT EXISTS orleansquery
+(
+    querykey  varchar(64)   NOT NULL PRIMARY KEY,
+    querytext varchar(8000) NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS eo_schema_version
+(
+    version    integer     NOT NULL PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+------------------------------------------------------------------------------------------------------------------------
+-- Clustering: one version row per cluster, one row per silo incarnation.
+------------------------------------------------------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS orleansmembershipversiontable
+(
+    deploymentid varchar(150)   NOT NULL PRIMARY KEY,
+    timestamp    timestamptz(3) NOT NULL DEFAULT now(),
+    version      integer        NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS orleansmembershiptable
+(
+    deploymentid varchar(150)   NOT NULL REFERENCES orleansmembershipversiontable (deploymentid),
+    address      varchar(45)    NOT NULL,
+    port         integer        NOT NULL,
+    generation   integer        NOT NULL,
+    siloname     varchar(150)   NOT NULL,
+    hostname     varchar(150)   NOT NULL,
+    status       integer        NOT NULL,
+    proxyport    integer        NULL,
+    suspecttimes varchar(8000)  NULL,
+    starttime    timestamptz(3) NOT NULL,
+    iamalivetime timestamptz(3) NOT NULL,
+    PRIMARY KEY (deploymentid, address, port, generation)
+);
+
+-- Conditional writes: the table version must still be the one the silo read, else nothing changes and 0 is returned.
+CREATE OR REPLACE FUNCTION eo_insert_membership(
+    _deploymentid varchar, _address varchar, _port integer, _generation integer, _siloname varchar,
+    _hostname varchar, _status integer, _proxyport integer, _starttime timestamptz, _iamalivetime timestamptz,
+    _version integer)
+RETURNS TABLE (row_count integer) LANGUAGE plpgsql AS $$
+DECLARE
+    _rows integer;
+BEGIN
+    BEGIN
+        UPDATE orleansmembershipversiontable
+           SET version = version + 1, timestamp = now()
+         WHERE deploymentid = _deploymentid AND version = _version;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        IF _rows = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'EO001';
+        END IF;
+
+        INSERT INTO orleansmembershiptable
+            (deploymentid, address, port, generation, siloname, hostname, status, proxyport, starttime, iamalivetime)
+        VALUES
+            (_deploymentid, _address, _port, _generation, _siloname, _hostname, _status, _proxyport, _starttime, _iamalivetime)
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        IF _rows = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'EO001';
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'EO001' THEN
+        -- The block's savepoint undoes the version bump.
+        RETURN QUERY SELECT 0;
+        RETURN;
+    END;
+    RETURN QUERY SELECT 1;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION eo_update_membership(
+    _deploymentid varchar, _address varchar, _port integer, _generation integer, _status integer,
+    _suspecttimes varchar, _iamalivetime timestamptz, _version integer)
+RETURNS TABLE (row_count integer) LANGUAGE plpgsql AS $$
+DECLARE
+    _rows integer;
+BEGIN
+    BEGIN
+        UPDATE orleansmembershipversiontable
+           SET version = version + 1, timestamp = now()
+         WHERE deploymentid = _deploymentid AND version = _version;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        IF _rows = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'EO001';
+        END IF;
+
+        UPDATE orleansmembershiptable
+           SET status = _status, suspecttimes = _suspecttimes, iamalivetime = _iamalivetime
+         WHERE deploymentid = _deploymentid AND address = _address AND port = _port AND generation = _generation;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        IF _rows = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'EO001';
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'EO001' THEN
+        RETURN QUERY SELECT 0;
+        RETURN;
+    END;
+    RETURN QUERY SELECT 1;
+END
+$$;
+
+INSERT INTO orleansquery (querykey, querytext) VALUES
+('InsertMembershipVersionKey', '
+    WITH inserted AS (
+        INSERT INTO orleansmembershipversiontable (deploymentid) VALUES (@DeploymentId)
+        ON CONFLICT DO NOTHING RETURNING 1)
+    SELECT count(*)::integer FROM inserted;'),
+('InsertMembershipKey', '
+    SELECT row_count FROM eo_insert_membership(@DeploymentId, @Address, @Port, @Generation, @SiloName, @HostName,
+        @Status, @ProxyPort, @StartTime, @IAmAliveTime, @Version);'),
+('UpdateMembershipKey', '
+    SELECT row_count FROM eo_update_membership(@DeploymentId, @Address, @Port, @Generation, @Status, @SuspectTimes,
+        @IAmAliveTime, @Version);'),
+('UpdateIAmAlivetimeKey', '
+    UPDATE orleansmembershiptable SET iamalivetime = @IAmAliveTime
+     WHERE deploymentid = @DeploymentId AND address = @Address AND port = @Port AND generation = @Generation;'),
+('MembershipReadRowKey', '
+    SELECT v.deploymentid AS DeploymentId, m.address AS Address, m.port AS Port, m.generation AS Generation,
+           m.siloname AS SiloName, m.hostname AS HostName, m.status AS Status, m.proxyport AS ProxyPort,
+           m.suspecttimes AS SuspectTimes, m.starttime AS StartTime, m.iamalivetime AS IAmAliveTime, v.version AS Version
+      FROM orleansmembershipversiontable v
+      LEFT JOIN orleansmembershiptable m
+        ON m.deploymentid = v.deploymentid AND m.address = @Address AND m.port = @Port AND m.generation = @Generation
+     WHERE v.deploymentid = @DeploymentId;'),
+('MembershipReadAllKey', '
+    SELECT v.deploymentid AS DeploymentId, m.address AS Address, m.port AS Port, m.generation AS Generation,
+           m.siloname AS SiloName, m.hostname AS HostName, m.status AS Status, m.proxyport AS ProxyPort,
+           m.suspecttimes AS SuspectTimes, m.starttime AS StartTime, m.iamalivetime AS IAmAliveTime, v.version AS Version
+      FROM orleansmembershipversiontable v
+      LEFT JOIN orleansmembershiptable m ON m.deploymentid = v.deploymentid
+     WHERE v.deploymentid = @DeploymentId;'),
+('GatewaysQueryKey', '
+    SELECT address AS Address, proxyport AS ProxyPort, generation AS Generation
+      FROM orleansmembershiptable
+     WHERE deploymentid = @DeploymentId AND status = @Status AND proxyport > 0;'),
+('DeleteMembershipTableEntriesKey', '
+    DELETE FROM orleansmembershiptable WHERE deploymentid = @DeploymentId;
+    DELETE FROM orleansmembershipversiontable WHERE deploymentid = @DeploymentId;'),
+-- Only rows of silos declared dead (status 6) are ever cleaned up.
+('CleanupDefunctSiloEntriesKey', '
+    DELETE FROM orleansmembershiptable
+     WHERE deploymentid = @DeploymentId AND iamalivetime < @IAmAliveTime AND starttime < @IAmAliveTime AND status = 6;'),
+('CleanupDefunctSiloEntryKey', '
+    DELETE FROM orleansmembershiptable
+     WHERE deploymentid = @DeploymentId AND status = 6 AND address = @Address AND port = @Port
+       AND generation = @Generation AND iamalivetime = @IAmAliveTime AND starttime = @StartTime
+       AND suspecttimes IS NOT DISTINCT FROM @SuspectTimes;')
+ON CONFLICT (querykey) DO UPDATE SET querytext = excluded.querytext;
+
+------------------------------------------------------------------------------------------------------------------------
+-- Grain storage: one row per grain state, optimistic concurrency on version.
+------------------------------------------------------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS orleansstorage
+(
+    grainidhash            integer       NOT NULL,
+    grainidn0              bigint        NOT NULL,
+    grainidn1              bigint        NOT NULL,
+    graintypehash          integer       NOT NULL,
+    graintypestring        varchar(512)  NOT NULL,
+    grainidextensionstring varchar(512)  NULL,
+    serviceid              varchar(150)  NOT NULL,
+    payloadbinary          bytea         NULL,
+    modifiedon             timestamptz   NOT NULL DEFAULT now(),
+    version                integer       NOT NULL
+);
+
+-- Unique, so that two activations racing to insert the same state cannot both succeed.
+CREATE UNIQUE INDEX IF NOT EXISTS ux_orleansstorage_grain ON orleansstorage
+    (grainidhash, graintypehash, serviceid, grainidn0, grainidn1, graintypestring, coalesce(grainidextensionstring, ''));
+
+CREATE OR REPLACE FUNCTION eo_write_to_storage(
+    _grainidhash integer, _grainidn0 bigint, _grainidn1 bigint, _graintypehash integer, _graintypestring varchar,
+    _grainidextensionstring varchar, _serviceid varchar, _grainstateversion integer, _payloadbinary bytea)
+RETURNS TABLE (newgrainstateversion integer) LANGUAGE plpgsql AS $$
+DECLARE
+    _rows integer;
+BEGIN
+    IF _grainstateversion IS NOT NULL THEN
+        UPDATE orleansstorage
+           SET payloadbinary = _payloadbinary, modifiedon = now(), version = version + 1
+         WHERE grainidhash = _grainidhash AND graintypehash = _graintypehash AND serviceid = _serviceid
+           AND grainidn0 = _grainidn0 AND grainidn1 = _grainidn1 AND graintypestring = _graintypestring
+           AND coalesce(grainidextensionstring, '') = coalesce(_grainidextensionstring, '')
+           AND version = _grainstateversion;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        -- An unchanged version tells Orleans the write lost a race (InconsistentStateException).
+        RETURN QUERY SELECT CASE WHEN _rows > 0 THEN _grainstateversion + 1 ELSE _grainstateversion END;
+    ELSE
+        INSERT INTO orleansstorage (grainidhash, grainidn0, grainidn1, graintypehash, graintypestring,
+                                    grainidextensionstring, serviceid, payloadbinary, version)
+        VALUES (_grainidhash, _grainidn0, _grainidn1, _graintypehash, _graintypestring,
+                _grainidextensionstring, _serviceid, _payloadbinary, 1)
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS _rows = ROW_COUNT;
+        RETURN QUERY SELECT CASE WHEN _rows > 0 THEN 1 ELSE NULL::integer END;
+    END IF;
+END
+$$;
+
+INSERT INTO orleansquery (querykey, querytext) VALUES
+('WriteToStorageKey', '
+    SELECT newgrainstateversion AS NewGrainStateVersion FROM eo_write_to_storage(@GrainIdHash, @GrainIdN0, @GrainIdN1,
+        @GrainTypeHash, @GrainTypeString, @GrainIdExtensionString, @ServiceId, @GrainStateVersion, @PayloadBinary);'),
+('ReadFromStorageKey', '
+    SELECT payloadbinary AS PayloadBinary, version AS Version
+      FROM orleansstorage
+     WHERE grainidhash = @GrainIdHash AND graintypehash = @GrainTypeHash AND serviceid = @ServiceId
+       AND grainidn0 = @GrainIdN0 AND grainidn1 = @GrainIdN1 AND graintypestring = @GrainTypeString
+       AND coalesce(grainidextensionstring, '''') = coalesce(@GrainIdExtensionString, '''');'),
+('ClearStorageKey', '
+    UPDATE orleansstorage SET payloadbinary = NULL, modifiedon = now(), version = version + 1
+     WHERE grainidhash = @GrainIdHash AND graintypehash = @GrainTypeHash AND serviceid = @ServiceId
+       AND grainidn0 = @GrainIdN0 AND grainidn1 = @GrainIdN1 AND graintypestring = @GrainTypeString
+       AND coalesce(grainidextensionstring, '''') = coalesce(@GrainIdExtensionString, '''')
+       AND version = @GrainStateVersion
+    RETURNING version AS NewGrainStateVersion;'),
+('DeleteStorageKey', '
+    DELETE FROM orleansstorage
+     WHERE grainidhash = @GrainIdHash AND graintypehash = @GrainTypeHash AND serviceid = @ServiceId
+       AND grainidn0 = @GrainIdN0 AND grainidn1 = @GrainIdN1 AND graintypestring = @GrainTypeString
+       AND coalesce(grainidextensionstring, '''') = coalesce(@GrainIdExtensionString, '''')
+       AND version = @GrainStateVersion
+    RETURNING version + 1 AS NewGrainStateVersion;')
+ON CONFLICT (querykey) DO UPDATE SET querytext = excluded.querytext;
+
+------------------------------------------------------------------------------------------------------------------------
+-- Reminders: read by ranges of grain hash, so (serviceid, grainhash) is indexed.
+------------------------------------------------------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS orleansreminderstable
+(
+    serviceid    varchar(150)   NOT NULL,
+    grainid      varchar(150)   NOT NULL,
+    remindername varchar(150)   NOT NULL,
+    starttime    timestamptz(3) NOT NULL,
+    period       bigint         NOT NULL,
+    grainhash    integer        NOT NULL,
+    version      integer        NOT NULL,
+    PRIMARY KEY (serviceid, grainid, remindername)
+);
+
+CREATE INDEX IF NOT EXISTS ix_orleansreminderstable_hash ON orleansreminderstable (serviceid, grainhash);
+
+INSERT INTO orleansquery (querykey, querytext) VALUES
+('UpsertReminderRowKey', '
+    INSERT INTO orleansreminderstable (serviceid, grainid, remindername, starttime, period, grainhash, version)
+    VALUES (@ServiceId, @GrainId, @ReminderName, @StartTime, @Period::bigint, @GrainHash, 0)
+    ON CONFLICT (serviceid, grainid, remindername) DO UPDATE
+       SET starttime = excluded.starttime, period = excluded.period, grainhash = excluded.grainhash,
+           version = orleansreminderstable.version + 1
+    RETURNING version AS Version;'),
+('ReadReminderRowsKey', '
+    SELECT grainid AS GrainId, remindername AS ReminderName, starttime AS StartTime, period AS Period, version AS Version
+      FROM orleansreminderstable
+     WHERE serviceid = @ServiceId AND grainid = @GrainId;'),
+('ReadReminderRowKey', '
+    SELECT grainid AS GrainId, remindername AS ReminderName, starttime AS StartTime, period AS Period, version AS Version
+      FROM orleansreminderstable
+     WHERE serviceid = @ServiceId AND grainid = @GrainId AND remindername = @ReminderName;'),
+('ReadRangeRows1Key', '
+    SELECT grainid AS GrainId, remindername AS ReminderName, starttime AS StartTime, period AS Period, version AS Version
+      FROM orleansreminderstable
+     WHERE serviceid = @ServiceId AND grainhash > @BeginHash AND grainhash <= @EndHash;'),
+('ReadRangeRows2Key', '
+    SELECT grainid AS GrainId, remindername AS ReminderName, starttime AS StartTime, period AS Period, version AS Version
+      FROM orleansreminderstable
+     WHERE serviceid = @ServiceId AND (grainhash > @BeginHash OR grainhash <= @EndHash);'),
+('DeleteReminderRowKey', '
+    WITH deleted AS (
+        DELETE FROM orleansreminderstable
+         WHERE serviceid = @ServiceId AND grainid = @GrainId AND remindername = @ReminderName AND version = @Version
+        RETURNING 1)
+    SELECT count(*)::integer FROM deleted;'),
+('DeleteReminderRowsKey', '
+    DELETE FROM orleansreminderstable WHERE serviceid = @ServiceId;')
+ON CONFLICT (querykey) DO UPDATE SET querytext = excluded.querytext;
+
+INSERT INTO eo_schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

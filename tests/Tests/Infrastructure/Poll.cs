@@ -1,0 +1,24 @@
+using System.Diagnostics;
+
+namespace EphemeralOrleans.Tests.Infrastructure;
+
+/// <summary>Waiting on something that happens in its own time: poll, with a deadline, never a bare sleep.</summary>
+public static class Poll
+{
+    /// <summary>Polls until <paramref name="condition"/> holds; returns how long it took; fails after <paramref name="within"/>.</summary>
+    public static async Task<TimeSpan> UntilAsync(Func<Task<bool>> condition, TimeSpan within, string what, int everyMs = 50)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (clock.Elapsed > within)
+            {
+                Assert.Fail($"Timed out after {within} waiting for {what}.");
+            }
+
+            await Task.Delay(everyMs);
+        }
+
+        return clock.Elapsed;
+    }
+}
