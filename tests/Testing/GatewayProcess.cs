@@ -57,7 +57,16 @@ public sealed class GatewayProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => gateway.Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await gateway.WaitReadyAsync(readyWithin ?? TimeSpan.FromSeconds(60));
+        try
+        {
+            await gateway.WaitReadyAsync(readyWithin ?? TimeSpan.FromSeconds(60));
+        }
+        catch
+        {
+            await gateway.DisposeAsync();
+            throw;
+        }
+
         return gateway;
     }
 

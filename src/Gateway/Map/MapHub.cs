@@ -24,13 +24,15 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private readonly ILogger<MapHub> _logger;
     private readonly ConcurrentDictionary<string, TailnetFeed> _feeds = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationToken _applicationStopping;
     private IMapObserver? _reference;
     private Task? _renewLoop;
     private int _openStreams;
 
     public MapHub(IGrainFactory grains, IOptions<MapOptions> mapOptions, IOptions<EphemeralOptions> ephemeralOptions,
-        IOptions<GatewayOptions> gatewayOptions, ILogger<MapHub> logger)
+        IOptions<GatewayOptions> gatewayOptions, IHostApplicationLifetime lifetime, ILogger<MapHub> logger)
     {
+        _applicationStopping = lifetime.ApplicationStopping;
         _grains = grains;
         _mapOptions = mapOptions.Value;
         _ephemeralOptions = ephemeralOptions.Value;
@@ -59,7 +61,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     {
         var feed = await FeedAsync(session.Node.Tailnet);
         var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stopping.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stopping.Token, _applicationStopping);
         feed.Attach(stream);
         Interlocked.Increment(ref _openStreams);
         var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
@@ -69,7 +71,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         }
         catch (OperationCanceledException) when (linked.IsCancellationRequested)
         {
-            stream.Close(aborted.IsCancellationRequested ? "agent disconnected" : "gateway stopping");
+            stream.Close(_applicationStopping.IsCancellationRequested ? "gateway stopping" : "agent disconnected");
         }
         catch (IOException)
         {
@@ -82,7 +84,12 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             await linked.CancelAsync();
             await heartbeats;
             LogStreamClosed(session.Node.Id, stream.ClosedBecause ?? "ended");
-            await CloseSessionQuietlyAsync(node, session.Node.Id, streamId);
+            // A gateway going down leaves its sessions open: the agent will be back, so its node's clock must not start
+            // now. They lapse after the session lease, or restart at recovery if the silo goes down too.
+            if (!_applicationStopping.IsCancellationRequested && !_stopping.IsCancellationRequested)
+            {
+                await CloseSessionQuietlyAsync(node, session.Node.Id, streamId);
+            }
         }
     }
 

@@ -3,12 +3,14 @@ using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Registry;
 using EphemeralOrleans.Grains.Storage;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
+using Orleans.Storage;
 
 namespace EphemeralOrleans.Grains.Hosting;
 
@@ -21,10 +23,39 @@ public static class EphemeralHosting
     public static StorageOptions Storage(IConfiguration configuration) =>
         configuration.GetSection(StorageOptions.Section).Get<StorageOptions>() ?? new StorageOptions();
 
-    public static string PostgresConnectionString(IConfiguration configuration) =>
-        configuration.GetConnectionString("Postgres") is { Length: > 0 } connectionString
+    /// <summary>
+    /// <c>ConnectionStrings:Postgres</c>, tuned for the Orleans providers, which open a pooled connection per query and
+    /// run the same few statements over and over: no session reset on each return to the pool (it would throw away
+    /// the cached plans), and automatic preparation of repeated statements. Explicit settings in the string win.
+    /// </summary>
+    public static string PostgresConnectionString(IConfiguration configuration)
+    {
+        var configured = configuration.GetConnectionString("Postgres") is { Length: > 0 } connectionString
             ? connectionString
             : throw new InvalidOperationException("Storage:Provider is Postgres but ConnectionStrings:Postgres is not set.");
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(configured);
+        if (!ContainsKey(configured, "No Reset On Close", "NoResetOnClose"))
+        {
+            builder.NoResetOnClose = true;
+        }
+
+        if (!ContainsKey(configured, "Max Auto Prepare", "MaxAutoPrepare"))
+        {
+            builder.MaxAutoPrepare = 64;
+            builder.AutoPrepareMinUsages = 2;
+        }
+
+        if (!ContainsKey(configured, "Multiplexing"))
+        {
+            builder.Multiplexing = true;
+        }
+
+        return builder.ConnectionString;
+
+        static bool ContainsKey(string connectionString, params string[] keys) =>
+            keys.Any(k => connectionString.Contains(k + "=", StringComparison.OrdinalIgnoreCase)
+                || connectionString.Contains(k + " =", StringComparison.OrdinalIgnoreCase));
+    }
 
     /// <summary>Options shared by silos and gateways, bound from configuration and checked at start.</summary>
     public static IServiceCollection AddEphemeralOptions(this IServiceCollection services, IConfiguration configuration)
@@ -64,6 +95,7 @@ public static class EphemeralHosting
             silo.UseLocalhostClustering(siloOptions.Port, siloOptions.GatewayPort);
             silo.AddMemoryGrainStorage(StorageNames.State);
             silo.UseInMemoryReminderService();
+            silo.Services.AddSingleton<IRegistryStore, MemoryRegistryStore>();
             return silo;
         }
 
@@ -74,16 +106,21 @@ public static class EphemeralHosting
             o.Invariant = NpgsqlInvariant;
             o.ConnectionString = connectionString;
         });
-        silo.AddAdoNetGrainStorage(StorageNames.State, o =>
+        silo.AddAdoNetGrainStorage(StorageNames.State, options => options.Configure<Orleans.Serialization.Serializer>((o, serializer) =>
         {
             o.Invariant = NpgsqlInvariant;
             o.ConnectionString = connectionString;
-        });
+            // Orleans' own version-tolerant serializer for the [GenerateSerializer] states (the default JSON one cannot
+            // read immutable collections back).
+            o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
+        }));
         silo.UseAdoNetReminderService(o =>
         {
             o.Invariant = NpgsqlInvariant;
             o.ConnectionString = connectionString;
         });
+        silo.Services.AddSingleton(_ => Npgsql.NpgsqlDataSource.Create(connectionString));
+        silo.Services.AddSingleton<IRegistryStore>(sp => new PostgresRegistryStore(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), ServiceId));
         return silo;
     }
 

@@ -3,6 +3,7 @@ using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
 using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
 
 namespace EphemeralOrleans.Grains.Keys;
 
@@ -20,29 +21,65 @@ public sealed class AuthKeyState
     [Id(8)] public string? Description { get; set; }
     [Id(9)] public bool Revoked { get; set; }
     [Id(10)] public int Uses { get; set; }
+
+    public AuthKeyState Copy() => (AuthKeyState)MemberwiseClone();
 }
 
-/// <summary>An auth key. Being a single-threaded grain, it serializes racing redemptions: a single-use key is granted once.</summary>
-public sealed partial class AuthKeyGrain(
-    [PersistentState("authkey", StorageNames.State)] IPersistentState<AuthKeyState> key,
-    TimeProvider time,
-    ILogger<AuthKeyGrain> logger) : Grain, IAuthKeyGrain
+/// <summary>
+/// An auth key. Each redemption is checked and counted within one turn, so racing registrations see each other and a
+/// single-use key is granted once; the grain is reentrant so that the writes of a fleet sharing a reusable key are
+/// group-committed instead of queued one by one. A caller is answered once its use is durable.
+/// </summary>
+[Reentrant]
+public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
 {
     // 32 characters of [A-Za-z0-9]: about 190 random bits.
     private const int SecretLength = 32;
+
+    private readonly IPersistentState<AuthKeyState> _key;
+    private readonly TimeProvider _time;
+    private readonly ILogger<AuthKeyGrain> _logger;
+    private readonly GroupCommit _commit;
+
+    /// <summary>The state the grain works on; <c>_key.State</c> holds the copy being written.</summary>
+    private AuthKeyState _live = new();
+
+    public AuthKeyGrain(
+        [PersistentState("authkey", StorageNames.State)] IPersistentState<AuthKeyState> key,
+        TimeProvider time,
+        ILogger<AuthKeyGrain> logger)
+    {
+        _key = key;
+        _time = time;
+        _logger = logger;
+        // Storage serializes the state after the write has started: it gets a copy, never the state being changed.
+        _commit = new GroupCommit(() =>
+        {
+            _key.State = _live.Copy();
+            return _key.WriteStateAsync();
+        });
+    }
+
+    private AuthKeyState State => _live;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        _live = _key.State;
+        return Task.CompletedTask;
+    }
 
     private string Id => this.GetPrimaryKeyString();
 
     public async Task<CreatedAuthKey?> Create(string tailnet, AuthKeySpec spec)
     {
-        if (key.State.Tailnet is not null)
+        if (State.Tailnet is not null)
         {
             return null;
         }
 
         var secret = Secrets.Base62(SecretLength);
-        var now = time.GetUtcNow();
-        key.State = new AuthKeyState
+        var now = _time.GetUtcNow();
+        _live = new AuthKeyState
         {
             Tailnet = tailnet,
             SecretHash = Secrets.Hash(secret),
@@ -54,14 +91,14 @@ public sealed partial class AuthKeyGrain(
             Expires = spec.Expiry is { } expiry ? now + expiry : null,
             Description = spec.Description,
         };
-        await key.WriteStateAsync();
+        await _commit.Request();
         LogCreated(Id, tailnet, spec.Reusable, spec.Ephemeral);
         return new CreatedAuthKey(Info(), Identifiers.FormatAuthKey(Id, secret));
     }
 
     public async Task<RedeemResult> Redeem(string secret)
     {
-        var state = key.State;
+        var state = State;
         // The secret is checked before anything about the key is revealed.
         if (state.Tailnet is null || !Secrets.Matches(secret, state.SecretHash))
         {
@@ -73,7 +110,7 @@ public sealed partial class AuthKeyGrain(
             return Refuse(Failure.Forbidden("key_revoked", "The auth key has been revoked."));
         }
 
-        if (state.Expires is { } expires && time.GetUtcNow() >= expires)
+        if (state.Expires is { } expires && _time.GetUtcNow() >= expires)
         {
             return Refuse(Failure.Forbidden("key_expired", "The auth key has expired."));
         }
@@ -86,10 +123,11 @@ public sealed partial class AuthKeyGrain(
         state.Uses++;
         try
         {
-            await key.WriteStateAsync();
+            await _commit.Request();
         }
         catch
         {
+            // Not durable: the use does not count (the next write persists the corrected count).
             state.Uses--;
             throw;
         }
@@ -97,19 +135,19 @@ public sealed partial class AuthKeyGrain(
         return new RedeemResult(new KeyGrant(Id, state.Tailnet, state.Ephemeral, state.Preauthorized, state.Tags), null);
     }
 
-    public Task<AuthKeyInfo?> Describe() => Task.FromResult(key.State.Tailnet is null ? null : Info());
+    public Task<AuthKeyInfo?> Describe() => Task.FromResult(State.Tailnet is null ? null : Info());
 
     public async Task<bool> Revoke()
     {
-        if (key.State.Tailnet is null)
+        if (State.Tailnet is null)
         {
             return false;
         }
 
-        if (!key.State.Revoked)
+        if (!State.Revoked)
         {
-            key.State.Revoked = true;
-            await key.WriteStateAsync();
+            State.Revoked = true;
+            await _commit.Request();
             LogRevoked(Id);
         }
 
@@ -124,7 +162,7 @@ public sealed partial class AuthKeyGrain(
 
     private AuthKeyInfo Info()
     {
-        var s = key.State;
+        var s = State;
         return new AuthKeyInfo(Id, s.Tailnet!, s.Reusable, s.Ephemeral, s.Preauthorized, s.Tags, s.Created, s.Expires, s.Description, s.Revoked, s.Uses);
     }
 

@@ -18,15 +18,10 @@ public sealed class TailnetSettingsState
     [Id(1)] public ImmutableList<string> KeyIds { get; set; } = [];
 }
 
-[GenerateSerializer]
-public sealed class TailnetRegistryState
-{
-    [Id(0)] public ImmutableDictionary<string, NodeView> Nodes { get; set; } = ImmutableDictionary<string, NodeView>.Empty;
-}
-
 /// <summary>
-/// A tailnet's settings and node registry. Reentrant so that registrations never queue behind a storage write:
-/// all state lives in immutable collections swapped within single turns, and writes go through <see cref="GroupCommit"/>.
+/// A tailnet's settings and node registry. Reentrant so that registrations never queue behind a storage write: state
+/// changes within single turns, and writes go through <see cref="GroupCommit"/>, the registry's as batches of the
+/// entries that changed (<see cref="IRegistryStore"/>).
 /// </summary>
 [Reentrant]
 public sealed partial class TailnetGrain : Grain, ITailnetGrain
@@ -34,7 +29,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private const int RefreshConcurrency = 32;
 
     private readonly IPersistentState<TailnetSettingsState> _settings;
-    private readonly IPersistentState<TailnetRegistryState> _registry;
+    private readonly IRegistryStore _registry;
     private readonly IGrainFactory _grains;
     private readonly MapOptions _mapOptions;
     private readonly ILogger<TailnetGrain> _logger;
@@ -44,13 +39,14 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private readonly Dictionary<string, string> _idsByName = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _nextSuffix = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeView?> _pending = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeView?> _unsaved = new(StringComparer.Ordinal);
     private ImmutableDictionary<string, NodeView> _nodes = ImmutableDictionary<string, NodeView>.Empty;
     private IGrainTimer? _batchTimer;
     private long _version;
 
     public TailnetGrain(
         [PersistentState("settings", StorageNames.State)] IPersistentState<TailnetSettingsState> settings,
-        [PersistentState("registry", StorageNames.State)] IPersistentState<TailnetRegistryState> registry,
+        IRegistryStore registry,
         IGrainFactory grains,
         IOptions<MapOptions> mapOptions,
         TimeProvider time,
@@ -62,11 +58,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _mapOptions = mapOptions.Value;
         _logger = logger;
         _settingsCommit = new GroupCommit(() => _settings.WriteStateAsync());
-        _registryCommit = new GroupCommit(() =>
-        {
-            _registry.State = new TailnetRegistryState { Nodes = _nodes };
-            return _registry.WriteStateAsync();
-        });
+        _registryCommit = new GroupCommit(SaveRegistryAsync);
         _observers = new ObserverManager<IMapObserver>(TimeSpan.FromMinutes(1), logger);
         // Versions start from the clock so that they keep increasing across activations.
         _version = time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
@@ -74,10 +66,10 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 
     private string Tailnet => this.GetPrimaryKeyString();
 
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        // Online state is not persisted; until each node has answered, every node counts as offline.
-        _nodes = _registry.State.Nodes.ToImmutableDictionary(p => p.Key, p => p.Value with { Online = false });
+        // Online state is not stored; until each node has answered, every node counts as offline.
+        _nodes = (await _registry.LoadAsync(Tailnet, cancellationToken)).ToImmutableDictionary(n => n.Id, n => n with { Online = false });
         foreach (var node in _nodes.Values)
         {
             _idsByName[node.Name] = node.Id;
@@ -87,8 +79,6 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         {
             _ = RefreshAsync(_nodes.Keys.ToArray());
         }
-
-        return Task.CompletedTask;
     }
 
     public Task<TailnetSettings> GetSettings() => Task.FromResult(new TailnetSettings(_settings.State.DeviceApproval));
@@ -121,6 +111,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             Enqueue(node.Id, updated);
             if (!SameDurableFields(existing, updated))
             {
+                _unsaved[node.Id] = updated;
                 await _registryCommit.Request();
             }
 
@@ -131,6 +122,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _idsByName[named.Name] = named.Id;
         _nodes = _nodes.SetItem(named.Id, named);
         Enqueue(named.Id, named);
+        _unsaved[named.Id] = named;
         await _registryCommit.Request();
         return named.Name;
     }
@@ -145,6 +137,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _nodes = _nodes.Remove(nodeId);
         _idsByName.Remove(existing.Name);
         Enqueue(nodeId, null);
+        _unsaved[nodeId] = null;
         await _registryCommit.Request();
     }
 
@@ -160,6 +153,35 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     {
         _observers.Unsubscribe(observer);
         return Task.CompletedTask;
+    }
+
+    /// <summary>Writes the entries changed since the last write; on failure they stay queued for the next one.</summary>
+    private async Task SaveRegistryAsync()
+    {
+        if (_unsaved.Count == 0)
+        {
+            return;
+        }
+
+        var batch = _unsaved.ToArray();
+        _unsaved.Clear();
+        try
+        {
+            await _registry.ApplyAsync(
+                Tailnet,
+                batch.Where(e => e.Value is not null).Select(e => e.Value!).ToArray(),
+                batch.Where(e => e.Value is null).Select(e => e.Key).ToArray());
+        }
+        catch
+        {
+            foreach (var (nodeId, view) in batch)
+            {
+                // A change made since is newer than the one that failed.
+                _unsaved.TryAdd(nodeId, view);
+            }
+
+            throw;
+        }
     }
 
     private TailnetSnapshot Snapshot() => new(Tailnet, _version, _nodes.Values.ToArray());

@@ -1,5 +1,7 @@
 using EphemeralOrleans.Grains.Common;
 using EphemeralOrleans.Grains.Hosting;
+using EphemeralOrleans.Grains.Registry;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Configuration;
 using Orleans.TestingHost;
 
@@ -34,6 +36,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.AddMemoryGrainStorage(StorageNames.State);
             silo.UseInMemoryReminderService();
             silo.Services.AddEphemeralOptions(silo.Configuration);
+            silo.Services.AddSingleton<IRegistryStore, MemoryRegistryStore>();
         }
     }
 }

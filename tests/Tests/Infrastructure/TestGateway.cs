@@ -11,30 +11,13 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace EphemeralOrleans.Tests.Infrastructure;
 
-/// <summary>
-/// A real gateway in this process: real Kestrel sockets on free loopback ports and a co-hosted silo (embedded mode,
-/// in-memory storage), configured with short timeouts so lifecycle tests take seconds.
-/// </summary>
-public sealed class TestGateway : IAsyncDisposable
+/// <summary>The HTTP API as tests use it: an agent client, an admin client, and helpers that fail the test on surprises.</summary>
+public class GatewayClient : IDisposable
 {
     public const string AdminKey = "eo-admin-test-key";
 
-    /// <summary>Short timings: 2 s inactivity timeout and quarantine, 50 ms batches, 1 s keepalives.</summary>
-    public static readonly IReadOnlyDictionary<string, string?> ShortTimings = new Dictionary<string, string?>
+    public GatewayClient(Uri httpUrl)
     {
-        ["Ephemeral:InactivityTimeout"] = "00:00:02",
-        ["Ephemeral:IpQuarantine"] = "00:00:02",
-        ["Ephemeral:ReminderPeriod"] = "00:00:02",
-        ["Silo:MinimumReminderPeriod"] = "00:00:01",
-        ["Map:BatchWindow"] = "00:00:00.050",
-        ["Map:KeepAliveInterval"] = "00:00:01",
-    };
-
-    private readonly WebApplication _app;
-
-    private TestGateway(WebApplication app, Uri httpUrl)
-    {
-        _app = app;
         Http = new HttpClient { BaseAddress = httpUrl, Timeout = TimeSpan.FromSeconds(30) };
         Admin = new HttpClient { BaseAddress = httpUrl, Timeout = TimeSpan.FromSeconds(30) };
         Admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
@@ -43,34 +26,6 @@ public sealed class TestGateway : IAsyncDisposable
     public HttpClient Http { get; }
 
     public HttpClient Admin { get; }
-
-    public IServiceProvider Services => _app.Services;
-
-    public static async Task<TestGateway> StartAsync(IReadOnlyDictionary<string, string?>? overrides = null)
-    {
-        var httpUrl = new Uri($"http://127.0.0.1:{FreePort.Next()}");
-        var settings = new Dictionary<string, string?>(ShortTimings)
-        {
-            ["Kestrel:Endpoints:Http:Url"] = httpUrl.ToString().TrimEnd('/'),
-            ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{FreePort.Next()}",
-            ["Silo:Port"] = FreePort.Next().ToString(),
-            ["Silo:GatewayPort"] = FreePort.Next().ToString(),
-            ["Cluster:Id"] = "test-" + Guid.NewGuid().ToString("N"),
-            ["Admin:ApiKey"] = AdminKey,
-            ["Logging:LogLevel:Default"] = "Warning",
-        };
-        foreach (var (key, value) in overrides ?? new Dictionary<string, string?>())
-        {
-            settings[key] = value;
-        }
-
-        var app = GatewayApp.Build([], configuration => configuration.AddInMemoryCollection(settings));
-        await app.StartAsync();
-        return new TestGateway(app, httpUrl);
-    }
-
-    public T Service<T>()
-        where T : notnull => _app.Services.GetRequiredService<T>();
 
     public static string NewNodeKey() => "nodekey:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
 
@@ -123,10 +78,70 @@ public sealed class TestGateway : IAsyncDisposable
 
     public Task<MapReader> OpenMapAsync(string token) => MapReader.OpenAsync(Http, token);
 
-    public async ValueTask DisposeAsync()
+    public void Dispose()
     {
         Http.Dispose();
         Admin.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>
+/// A real gateway in this process: real Kestrel sockets on free loopback ports and a co-hosted silo (embedded mode,
+/// in-memory storage), configured with short timeouts so lifecycle tests take seconds.
+/// </summary>
+public sealed class TestGateway : GatewayClient, IAsyncDisposable
+{
+    /// <summary>Short timings: 2 s inactivity timeout and quarantine, 50 ms batches, 1 s keepalives.</summary>
+    public static readonly IReadOnlyDictionary<string, string?> ShortTimings = new Dictionary<string, string?>
+    {
+        ["Ephemeral:InactivityTimeout"] = "00:00:02",
+        ["Ephemeral:IpQuarantine"] = "00:00:02",
+        ["Ephemeral:ReminderPeriod"] = "00:00:02",
+        ["Silo:MinimumReminderPeriod"] = "00:00:01",
+        ["Map:BatchWindow"] = "00:00:00.050",
+        ["Map:KeepAliveInterval"] = "00:00:01",
+    };
+
+    private readonly WebApplication _app;
+
+    private TestGateway(WebApplication app, Uri httpUrl)
+        : base(httpUrl)
+    {
+        _app = app;
+    }
+
+    public IServiceProvider Services => _app.Services;
+
+    public static async Task<TestGateway> StartAsync(IReadOnlyDictionary<string, string?>? overrides = null)
+    {
+        var httpUrl = new Uri($"http://127.0.0.1:{FreePort.Next()}");
+        var settings = new Dictionary<string, string?>(ShortTimings)
+        {
+            ["Kestrel:Endpoints:Http:Url"] = httpUrl.ToString().TrimEnd('/'),
+            ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{FreePort.Next()}",
+            ["Silo:Port"] = FreePort.Next().ToString(),
+            ["Silo:GatewayPort"] = FreePort.Next().ToString(),
+            ["Cluster:Id"] = "test-" + Guid.NewGuid().ToString("N"),
+            ["Admin:ApiKey"] = AdminKey,
+            ["Logging:LogLevel:Default"] = "Warning",
+        };
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string?>())
+        {
+            settings[key] = value;
+        }
+
+        var app = GatewayApp.Build([], configuration => configuration.AddInMemoryCollection(settings));
+        await app.StartAsync();
+        return new TestGateway(app, httpUrl);
+    }
+
+    public T Service<T>()
+        where T : notnull => _app.Services.GetRequiredService<T>();
+
+    public async ValueTask DisposeAsync()
+    {
+        Dispose();
         await _app.StopAsync(CancellationToken.None);
         await _app.DisposeAsync();
     }

@@ -177,39 +177,32 @@ CREATE TABLE IF NOT EXISTS orleansstorage
 CREATE UNIQUE INDEX IF NOT EXISTS ux_orleansstorage_grain ON orleansstorage
     (grainidhash, graintypehash, serviceid, grainidn0, grainidn1, graintypestring, coalesce(grainidextensionstring, ''));
 
-CREATE OR REPLACE FUNCTION eo_write_to_storage(
-    _grainidhash integer, _grainidn0 bigint, _grainidn1 bigint, _graintypehash integer, _graintypestring varchar,
-    _grainidextensionstring varchar, _serviceid varchar, _grainstateversion integer, _payloadbinary bytea)
-RETURNS TABLE (newgrainstateversion integer) LANGUAGE plpgsql AS $$
-DECLARE
-    _rows integer;
-BEGIN
-    IF _grainstateversion IS NOT NULL THEN
-        UPDATE orleansstorage
-           SET payloadbinary = _payloadbinary, modifiedon = now(), version = version + 1
-         WHERE grainidhash = _grainidhash AND graintypehash = _graintypehash AND serviceid = _serviceid
-           AND grainidn0 = _grainidn0 AND grainidn1 = _grainidn1 AND graintypestring = _graintypestring
-           AND coalesce(grainidextensionstring, '') = coalesce(_grainidextensionstring, '')
-           AND version = _grainstateversion;
-        GET DIAGNOSTICS _rows = ROW_COUNT;
-        -- An unchanged version tells Orleans the write lost a race (InconsistentStateException).
-        RETURN QUERY SELECT CASE WHEN _rows > 0 THEN _grainstateversion + 1 ELSE _grainstateversion END;
-    ELSE
-        INSERT INTO orleansstorage (grainidhash, grainidn0, grainidn1, graintypehash, graintypestring,
-                                    grainidextensionstring, serviceid, payloadbinary, version)
-        VALUES (_grainidhash, _grainidn0, _grainidn1, _graintypehash, _graintypestring,
-                _grainidextensionstring, _serviceid, _payloadbinary, 1)
-        ON CONFLICT DO NOTHING;
-        GET DIAGNOSTICS _rows = ROW_COUNT;
-        RETURN QUERY SELECT CASE WHEN _rows > 0 THEN 1 ELSE NULL::integer END;
-    END IF;
-END
-$$;
+-- One plain statement (no PL/pgSQL), so that its plan is cached with the connection's prepared statements.
+-- With a version: update only if it is still that version. Without: insert only if no row exists yet.
+-- An unchanged version, or NULL, tells Orleans the write lost a race (InconsistentStateException).
+DROP FUNCTION IF EXISTS eo_write_to_storage(integer, bigint, bigint, integer, varchar, varchar, varchar, integer, bytea);
 
 INSERT INTO orleansquery (querykey, querytext) VALUES
 ('WriteToStorageKey', '
-    SELECT newgrainstateversion AS NewGrainStateVersion FROM eo_write_to_storage(@GrainIdHash, @GrainIdN0, @GrainIdN1,
-        @GrainTypeHash, @GrainTypeString, @GrainIdExtensionString, @ServiceId, @GrainStateVersion, @PayloadBinary);'),
+    WITH updated AS (
+        UPDATE orleansstorage
+           SET payloadbinary = @PayloadBinary, modifiedon = now(), version = version + 1
+         WHERE @GrainStateVersion::integer IS NOT NULL
+           AND grainidhash = @GrainIdHash AND graintypehash = @GrainTypeHash AND serviceid = @ServiceId
+           AND grainidn0 = @GrainIdN0 AND grainidn1 = @GrainIdN1 AND graintypestring = @GrainTypeString
+           AND coalesce(grainidextensionstring, '''') = coalesce(@GrainIdExtensionString, '''')
+           AND version = @GrainStateVersion::integer
+        RETURNING version),
+    inserted AS (
+        INSERT INTO orleansstorage (grainidhash, grainidn0, grainidn1, graintypehash, graintypestring,
+                                    grainidextensionstring, serviceid, payloadbinary, version)
+        SELECT @GrainIdHash, @GrainIdN0, @GrainIdN1, @GrainTypeHash, @GrainTypeString,
+               @GrainIdExtensionString, @ServiceId, @PayloadBinary, 1
+         WHERE @GrainStateVersion::integer IS NULL
+        ON CONFLICT DO NOTHING
+        RETURNING version)
+    SELECT coalesce((SELECT version FROM updated), (SELECT version FROM inserted), @GrainStateVersion::integer)
+           AS NewGrainStateVersion;'),
 ('ReadFromStorageKey', '
     SELECT payloadbinary AS PayloadBinary, version AS Version
       FROM orleansstorage
@@ -282,5 +275,18 @@ INSERT INTO orleansquery (querykey, querytext) VALUES
 ('DeleteReminderRowsKey', '
     DELETE FROM orleansreminderstable WHERE serviceid = @ServiceId;')
 ON CONFLICT (querykey) DO UPDATE SET querytext = excluded.querytext;
+
+------------------------------------------------------------------------------------------------------------------------
+-- The project's own: each tailnet's node registry, one row per node, written in batches by the tailnet grain.
+------------------------------------------------------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS eo_registry
+(
+    serviceid varchar(150) NOT NULL,
+    tailnet   varchar(63)  NOT NULL,
+    nodeid    varchar(64)  NOT NULL,
+    view      jsonb        NOT NULL,
+    epoch     integer      NOT NULL,
+    PRIMARY KEY (serviceid, tailnet, nodeid)
+);
 
 INSERT INTO eo_schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

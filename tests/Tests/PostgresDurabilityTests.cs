@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using EphemeralOrleans.Testing;
+using EphemeralOrleans.Tests.Infrastructure;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace EphemeralOrleans.Tests;
+
+/// <summary>
+/// Durability on a real PostgreSQL through the Orleans ADO.NET providers, with the gateway (and its co-hosted silo) as a
+/// real process that is stopped, or killed with SIGKILL, and started again.
+/// </summary>
+public sealed class PostgresDurabilityTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan Slack = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan ReminderPeriod = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan SessionLease = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan Tolerance = TimeSpan.FromSeconds(2);
+    private PostgresServer? _postgres;
+
+    public async Task InitializeAsync()
+    {
+        if (PostgresServer.UnavailableReason() is null)
+        {
+            _postgres = await PostgresServer.StartAsync();
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_postgres is not null)
+        {
+            await _postgres.DisposeAsync();
+        }
+    }
+
+    [PostgresFact]
+    public Task After_kill_9_a_new_silo_finds_keys_and_nodes_and_the_pending_removals_fire() => RestartScenarioAsync(kill: true);
+
+    [PostgresFact]
+    public Task After_a_graceful_stop_a_new_silo_finds_keys_and_nodes_and_the_pending_removals_fire() => RestartScenarioAsync(kill: false);
+
+    [PostgresFact]
+    public async Task The_schema_applies_twice_and_indexes_reminders_by_grain_hash()
+    {
+        var connectionString = await _postgres!.CreateDatabaseAsync("schema" + Guid.NewGuid().ToString("N")[..8]);
+        await Grains.Storage.PostgresSchema.ApplyAsync(connectionString, NullLogger.Instance);
+        await Grains.Storage.PostgresSchema.ApplyAsync(connectionString, NullLogger.Instance);
+
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'orleansreminderstable' AND indexdef LIKE '%(serviceid, grainhash)%'", connection);
+        Assert.Equal(1L, await command.ExecuteScalarAsync());
+        await using var queries = new NpgsqlCommand("SELECT count(*) FROM orleansquery", connection);
+        Assert.Equal(21L, await queries.ExecuteScalarAsync());
+    }
+
+    private async Task RestartScenarioAsync(bool kill)
+    {
+        var connectionString = await _postgres!.CreateDatabaseAsync((kill ? "kill" : "stop") + Guid.NewGuid().ToString("N")[..8]);
+        var settings = new Dictionary<string, string>
+        {
+            ["Storage:Provider"] = "Postgres",
+            ["ConnectionStrings:Postgres"] = connectionString,
+            ["Admin:ApiKey"] = GatewayClient.AdminKey,
+            ["Ephemeral:InactivityTimeout"] = "00:00:10",
+            ["Ephemeral:ReminderPeriod"] = "00:00:02",
+            ["Silo:MinimumReminderPeriod"] = "00:00:01",
+            ["Map:KeepAliveInterval"] = "00:00:01",
+            // The restarted silo comes back on the same endpoint, which retires its dead predecessor at once.
+            ["Silo:AdvertisedAddress"] = "127.0.0.1",
+            ["Silo:Port"] = FreePort.Next().ToString(),
+            ["Silo:GatewayPort"] = FreePort.Next().ToString(),
+            ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{FreePort.Next()}",
+            ["Cluster:Id"] = "durability-" + Guid.NewGuid().ToString("N"),
+        };
+
+        await using var first = await GatewayProcess.StartAsync(settings);
+        using var client = new GatewayClient(first.HttpUrl);
+        var unused = await client.CreateKeyAsync(reusable: false, ephemeral: false);
+        var singleUse = await client.CreateKeyAsync(reusable: false, ephemeral: false);
+        var ephemeralKey = await client.CreateKeyAsync(reusable: true, ephemeral: true);
+        var (durable, _) = await client.RegisterAsync(singleUse.Str("key"), hostname: "server");
+        var pendingClock = Stopwatch.StartNew();
+        var (pending, _) = await client.RegisterAsync(ephemeralKey.Str("key"), hostname: "never-connects");
+        var (connected, connectedToken) = await client.RegisterAsync(ephemeralKey.Str("key"), hostname: "streaming");
+        var stream = await client.OpenMapAsync(connectedToken);
+        await stream.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "full map");
+
+        if (kill)
+        {
+            await first.KillAsync();
+        }
+        else
+        {
+            await first.StopAsync(TimeSpan.FromSeconds(60));
+        }
+
+        await stream.DisposeAsync();
+        await using var second = await GatewayProcess.StartAsync(settings);
+        var recovered = Stopwatch.StartNew();
+
+        // Keys: still there, with their uses; the used single-use key stays used.
+        var unusedKey = await client.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/tailnets/-/keys/{unused.Str("id")}");
+        Assert.Equal(0, unusedKey.GetProperty("uses").GetInt32());
+        var keys = await client.Admin.GetFromJsonAsync<JsonElement>("/api/v1/tailnets/-/keys");
+        Assert.Equal(3, keys.GetProperty("keys").GetArrayLength());
+        var replay = await client.PostRegisterAsync(singleUse.Str("key"));
+        Assert.Equal(HttpStatusCode.Forbidden, replay.StatusCode);
+
+        // Nodes: the durable node is listed with its address; the pending removal has not fired early.
+        var durableNow = await client.GetNodeAsync(durable.Str("id"));
+        Assert.Equal(durable.Str("ipv4"), durableNow!.Value.Str("ipv4"));
+        if (pendingClock.Elapsed < Timeout - TimeSpan.FromSeconds(1))
+        {
+            Assert.NotNull(await client.GetNodeAsync(pending.Str("id")));
+        }
+
+        // A new node gets an address no existing node has.
+        var (fresh, _) = await client.RegisterAsync(ephemeralKey.Str("key"), hostname: "after-restart");
+        var addresses = (await client.ListNodesAsync()).Select(n => n.Str("ipv4")).ToArray();
+        Assert.Equal(addresses.Length, addresses.Distinct().Count());
+        Assert.Contains(fresh.Str("ipv4"), addresses);
+
+        // The pending removal fires: not before its timeout, and at most a reminder period past the usual bound.
+        await Poll.UntilAsync(async () => await client.GetNodeAsync(pending.Str("id")) is null, TimeSpan.FromSeconds(40), "the pending removal", everyMs: 200);
+        Assert.True(pendingClock.Elapsed >= Timeout, $"removed {pendingClock.Elapsed} after registration");
+        var recoveryAt = pendingClock.Elapsed - recovered.Elapsed;
+        var latest = (recoveryAt > Timeout ? recoveryAt : Timeout) + Slack + ReminderPeriod + Tolerance;
+        Assert.True(pendingClock.Elapsed <= latest, $"removed {pendingClock.Elapsed} after registration (cluster back at {recoveryAt})");
+
+        // The node that was streaming when its silo went down: its clock restarted at recovery, so it outlives the others.
+        await Poll.UntilAsync(async () => await client.GetNodeAsync(connected.Str("id")) is null, TimeSpan.FromSeconds(40), "the streaming node's removal", everyMs: 200);
+        Assert.True(recovered.Elapsed >= Timeout, $"the streaming node went {recovered.Elapsed} after recovery");
+        Assert.True(recovered.Elapsed <= ReminderPeriod + SessionLease + Timeout + Slack + Tolerance, $"the streaming node went {recovered.Elapsed} after recovery");
+        Assert.NotNull(await client.GetNodeAsync(durable.Str("id")));
+    }
+}
