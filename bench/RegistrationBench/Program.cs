@@ -18,6 +18,7 @@ var clients = Argument("--clients", 32);
 var seconds = Argument("--seconds", 10);
 var rounds = Argument("--rounds", 2);
 var duration = TimeSpan.FromSeconds(seconds);
+var Warmup = TimeSpan.FromSeconds(5);
 
 if (PostgresServer.UnavailableReason() is { } reason)
 {
@@ -65,6 +66,7 @@ async Task<double> BaselineAsync(string connectionString)
 
     return await RunAsync(async (stop, count) =>
     {
+        // The same concurrency as the registration load, each client on its own connection, autocommit.
         await using var connection = new NpgsqlConnection(connectionString);
         await connection.OpenAsync();
         await using var insert = new NpgsqlCommand("INSERT INTO baseline (payload) VALUES (@p)", connection);
@@ -101,11 +103,14 @@ async Task<double> RegistrationsAsync(Dictionary<string, string?> settings)
         createKey.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "bench-admin");
         var key = (await (await http.SendAsync(createKey)).EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString();
 
-        // Warm up the JIT and the grains on the path before measuring.
-        for (var i = 0; i < 50; i++)
+        // Warm up first: tiered JIT and the grains on the path need a few seconds of load to settle.
+        await RunAsync(async (stop, count) =>
         {
-            await RegisterAsync(http, key!);
-        }
+            while (!stop.IsCancellationRequested)
+            {
+                await RegisterAsync(http, key!);
+            }
+        }, Warmup);
 
         return await RunAsync(async (stop, count) =>
         {
@@ -130,10 +135,10 @@ static async Task RegisterAsync(HttpClient http, string key)
     response.EnsureSuccessStatusCode();
 }
 
-async Task<double> RunAsync(Func<CancellationToken, Action, Task> client)
+async Task<double> RunAsync(Func<CancellationToken, Action, Task> client, TimeSpan? length = null)
 {
     long done = 0;
-    using var stop = new CancellationTokenSource(duration);
+    using var stop = new CancellationTokenSource(length ?? duration);
     var clock = Stopwatch.StartNew();
     await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(() => client(stop.Token, () => Interlocked.Increment(ref done)))));
     return done / clock.Elapsed.TotalSeconds;

@@ -77,7 +77,7 @@ public sealed partial class NodeGrain(
         var nodeId = NodeIds.NewNodeId(this.GetPrimaryKeyString());
         var tailnet = command.Grant.Tailnet;
         var ephemeral = command.Ephemeral || command.Grant.Ephemeral;
-        var settings = await grains.GetGrain<ITailnetGrain>(tailnet).GetSettings();
+        var settings = grains.GetGrain<ITailnetGrain>(tailnet).GetSettings();
 
         // The reminder exists before the node does, so a crash at any later step still ends in a clean-up.
         var reminder = ephemeral ? EnsureReminderAsync(_options.InactivityTimeout) : Task.CompletedTask;
@@ -105,12 +105,15 @@ public sealed partial class NodeGrain(
             Ipv4 = ipv4,
             Ephemeral = ephemeral,
             Tags = command.Grant.Tags,
-            Authorized = command.Grant.Preauthorized || !settings.DeviceApproval,
+            Authorized = command.Grant.Preauthorized || !(await settings).DeviceApproval,
             Created = now,
             KeyId = command.Grant.KeyId,
             TokenHash = Secrets.Hash(secret),
             LastSeen = now,
         };
+        // The registry entry (and the node's name) is written alongside the node's own state; should this grain's
+        // silo die in between, the registry drops the entry when it finds no such node (see TailnetGrain).
+        var announced = Tailnet().Upsert(View());
         try
         {
             await node.WriteStateAsync();
@@ -118,7 +121,7 @@ public sealed partial class NodeGrain(
         catch
         {
             node.State = new NodeState();
-            await ReleaseQuietlyAsync(tailnet, ipv4, nodeId);
+            await UndoRegistrationQuietlyAsync(tailnet, ipv4, nodeId, announced);
             throw;
         }
         finally
@@ -128,7 +131,7 @@ public sealed partial class NodeGrain(
 
         _inactiveSince = now;
         StartChecks();
-        State.Name = await Tailnet().Upsert(View());
+        State.Name = await announced;
         LogRegistered(nodeId, tailnet, State.Name, AddressPool.FormatIpv4(ipv4), ephemeral, command.Grant.KeyId);
         return new RegisterResult(View(), $"{nodeId}.{secret}", null);
     }
@@ -404,16 +407,18 @@ public sealed partial class NodeGrain(
         }
     }
 
-    private async Task ReleaseQuietlyAsync(string tailnet, uint ipv4, string nodeId)
+    /// <summary>After a failed write: best effort, since the lease and the registry entry both heal on their own.</summary>
+    private async Task UndoRegistrationQuietlyAsync(string tailnet, uint ipv4, string nodeId, Task announced)
     {
         try
         {
+            await announced;
+            await grains.GetGrain<ITailnetGrain>(tailnet).Remove(nodeId);
             await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(tailnet, ipv4)).Release(nodeId);
         }
         catch (Exception exception)
         {
-            // The lease is reclaimed later: its holder does not hold it.
-            LogReleaseFailed(exception, nodeId);
+            LogUndoFailed(exception, nodeId);
         }
     }
 
@@ -456,6 +461,6 @@ public sealed partial class NodeGrain(
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} removed ({Reason})")]
     private partial void LogRemoved(string nodeId, RemovalReason reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Node {NodeId}: releasing its address failed")]
-    private partial void LogReleaseFailed(Exception exception, string nodeId);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node {NodeId}: undoing a failed registration failed; lease and registry entry will be reclaimed")]
+    private partial void LogUndoFailed(Exception exception, string nodeId);
 }

@@ -28,6 +28,9 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 {
     private const int RefreshConcurrency = 32;
 
+    /// <summary>How long a new entry may go without word from its node before the registry asks whether it exists.</summary>
+    private static readonly TimeSpan ConfirmAfter = TimeSpan.FromSeconds(10);
+
     private readonly IPersistentState<TailnetSettingsState> _settings;
     private readonly IRegistryStore _registry;
     private readonly IGrainFactory _grains;
@@ -40,6 +43,11 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private readonly Dictionary<string, int> _nextSuffix = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeView?> _pending = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeView?> _unsaved = new(StringComparer.Ordinal);
+
+    /// <summary>New entries whose node has not spoken since (its registration may have died before the node was stored).</summary>
+    private readonly Dictionary<string, DateTimeOffset> _unconfirmed = new(StringComparer.Ordinal);
+    private readonly TimeProvider _time;
+    private IGrainTimer? _confirmTimer;
     private ImmutableDictionary<string, NodeView> _nodes = ImmutableDictionary<string, NodeView>.Empty;
     private IGrainTimer? _batchTimer;
     private long _version;
@@ -56,6 +64,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _registry = registry;
         _grains = grains;
         _mapOptions = mapOptions.Value;
+        _time = time;
         _logger = logger;
         _settingsCommit = new GroupCommit(() => _settings.WriteStateAsync());
         _registryCommit = new GroupCommit(SaveRegistryAsync);
@@ -106,6 +115,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     {
         if (_nodes.TryGetValue(node.Id, out var existing))
         {
+            _unconfirmed.Remove(node.Id);
             var updated = node with { Name = existing.Name };
             _nodes = _nodes.SetItem(node.Id, updated);
             Enqueue(node.Id, updated);
@@ -120,6 +130,8 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 
         var named = node with { Name = AllocateName(node.Hostname, node.Name) };
         _idsByName[named.Name] = named.Id;
+        _unconfirmed[named.Id] = _time.GetUtcNow();
+        _confirmTimer ??= this.RegisterGrainTimer(ConfirmAsync, new GrainTimerCreationOptions(ConfirmAfter, ConfirmAfter) { Interleave = true });
         _nodes = _nodes.SetItem(named.Id, named);
         Enqueue(named.Id, named);
         _unsaved[named.Id] = named;
@@ -136,6 +148,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 
         _nodes = _nodes.Remove(nodeId);
         _idsByName.Remove(existing.Name);
+        _unconfirmed.Remove(nodeId);
         Enqueue(nodeId, null);
         _unsaved[nodeId] = null;
         await _registryCommit.Request();
@@ -242,7 +255,29 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         await _observers.Notify(observer => observer.OnChanges(changes));
     }
 
-    /// <summary>After a (re)activation: asks every listed node for its current view, and drops nodes that are gone.</summary>
+    /// <summary>Asks the nodes of entries that have been silent since they were added whether they exist.</summary>
+    private async Task ConfirmAsync(CancellationToken cancellationToken)
+    {
+        var due = _time.GetUtcNow() - ConfirmAfter;
+        var silent = _unconfirmed.Where(e => e.Value <= due).Select(e => e.Key).ToArray();
+        foreach (var nodeId in silent)
+        {
+            _unconfirmed.Remove(nodeId);
+        }
+
+        if (_unconfirmed.Count == 0)
+        {
+            _confirmTimer?.Dispose();
+            _confirmTimer = null;
+        }
+
+        if (silent.Length > 0)
+        {
+            await RefreshAsync(silent);
+        }
+    }
+
+    /// <summary>After a (re)activation, or for silent new entries: asks every listed node for its current view, and drops nodes that are gone.</summary>
     private async Task RefreshAsync(string[] nodeIds)
     {
         using var gate = new SemaphoreSlim(RefreshConcurrency);
@@ -277,11 +312,18 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
                 gate.Release();
             }
         }));
-        LogRefreshed(Tailnet, nodeIds.Length, stale);
+        LogRefreshed(Tailnet, nodeIds.Length);
+        if (stale > 0)
+        {
+            LogDroppedStale(Tailnet, stale);
+        }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Tailnet {Tailnet}: registry refreshed, {Count} nodes asked, {Stale} stale entries dropped")]
-    private partial void LogRefreshed(string tailnet, int count, int stale);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Tailnet {Tailnet}: {Count} registry entries checked with their nodes")]
+    private partial void LogRefreshed(string tailnet, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: dropped {Stale} registry entries whose node does not exist (left by a crash)")]
+    private partial void LogDroppedStale(string tailnet, int stale);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: could not refresh node {NodeId}")]
     private partial void LogRefreshFailed(Exception exception, string tailnet, string nodeId);
