@@ -3,10 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
-using EphemeralOrleans.Gateway.Hosting;
 using EphemeralOrleans.Testing;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Configuration;
 using Npgsql;
 
 // Ephemeral registrations per second through the HTTP API, in the embedded in-memory mode and on PostgreSQL, against a
@@ -82,20 +79,11 @@ async Task<double> BaselineAsync(string connectionString)
 
 async Task<double> RegistrationsAsync(Dictionary<string, string?> settings)
 {
-    var httpUrl = $"http://127.0.0.1:{FreePort.Next()}";
-    settings["Kestrel:Endpoints:Http:Url"] = httpUrl;
-    settings["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{FreePort.Next()}";
-    settings["Silo:Port"] = FreePort.Next().ToString();
-    settings["Silo:GatewayPort"] = FreePort.Next().ToString();
-    settings["Cluster:Id"] = "bench-" + Guid.NewGuid().ToString("N");
     settings["Admin:ApiKey"] = "bench-admin";
-    settings["Logging:LogLevel:Default"] = "Warning";
-    var app = GatewayApp.Build([], configuration => configuration.AddInMemoryCollection(settings));
-    await EphemeralOrleans.Grains.Hosting.EphemeralHosting.PrepareStorageAsync(app.Configuration, app.Logger);
-    await app.StartAsync();
+    var (app, httpUrl) = await InProcessGateway.StartAsync(settings);
     try
     {
-        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients }) { BaseAddress = new Uri(httpUrl) };
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = clients }) { BaseAddress = httpUrl };
         using var createKey = new HttpRequestMessage(HttpMethod.Post, "/api/v1/tailnets/bench/keys")
         {
             Content = JsonContent.Create(new { reusable = true, ephemeral = true, preauthorized = true }),

@@ -45,39 +45,35 @@ public sealed class AddressTests(ClusterFixture fixture) : IClassFixture<Cluster
 }
 
 /// <summary>A released address waits out its quarantine before anyone gets it again.</summary>
-public sealed class QuarantineTests : IAsyncLifetime
+public sealed class QuarantineTests : GatewayTest
 {
-    private TestGateway _gateway = null!;
-
     // 100.64.0.0/30 has exactly two usable addresses.
-    public async Task InitializeAsync() => _gateway = await TestGateway.StartAsync(new Dictionary<string, string?>
+    protected override IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
         ["Addresses:Ipv4Prefix"] = "100.64.0.0/30",
         ["Ephemeral:IpQuarantine"] = "00:00:03",
-    });
-
-    public async Task DisposeAsync() => await _gateway.DisposeAsync();
+    };
 
     [Fact]
     public async Task A_released_address_is_not_reused_before_the_quarantine_ends()
     {
-        var key = (await _gateway.CreateKeyAsync(reusable: true, ephemeral: true)).Str("key");
-        var (first, firstToken) = await _gateway.RegisterAsync(key);
-        var (second, _) = await _gateway.RegisterAsync(key);
+        var key = (await Gateway.CreateKeyAsync(reusable: true, ephemeral: true)).Str("key");
+        var (first, firstToken) = await Gateway.RegisterAsync(key);
+        var (second, _) = await Gateway.RegisterAsync(key);
         Assert.Equal(new[] { "100.64.0.1", "100.64.0.2" }, new[] { first.Str("ipv4"), second.Str("ipv4") }.Order());
 
-        var full = await _gateway.PostRegisterAsync(key);
+        var full = await Gateway.PostRegisterAsync(key);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, full.StatusCode);
         Assert.Equal("address_pool_exhausted", (await full.Content.ReadFromJsonAsync<JsonElement>()).Str("code"));
 
-        Assert.Equal(HttpStatusCode.NoContent, await _gateway.LogoutAsync(firstToken));
+        Assert.Equal(HttpStatusCode.NoContent, await Gateway.LogoutAsync(firstToken));
         var released = System.Diagnostics.Stopwatch.StartNew();
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await _gateway.PostRegisterAsync(key)).StatusCode);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, (await Gateway.PostRegisterAsync(key)).StatusCode);
 
         JsonElement? next = null;
         await Poll.UntilAsync(async () =>
         {
-            var response = await _gateway.PostRegisterAsync(key);
+            var response = await Gateway.PostRegisterAsync(key);
             if (response.StatusCode == HttpStatusCode.OK)
             {
                 next = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("node");

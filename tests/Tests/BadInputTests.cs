@@ -8,35 +8,29 @@ using EphemeralOrleans.Tests.Infrastructure;
 namespace EphemeralOrleans.Tests;
 
 /// <summary>Bad input gets a clear problem, never a 500, and changes nothing.</summary>
-public sealed class BadInputTests : IAsyncLifetime
+public sealed class BadInputTests : GatewayTest
 {
-    private TestGateway _gateway = null!;
-
-    public async Task InitializeAsync() => _gateway = await TestGateway.StartAsync();
-
-    public async Task DisposeAsync() => await _gateway.DisposeAsync();
-
     [Fact]
     public async Task Malformed_registrations_are_refused_with_problems_and_leave_nothing_behind()
     {
-        var created = await _gateway.CreateKeyAsync(reusable: false, tailnet: "bad");
+        var created = await Gateway.CreateKeyAsync(reusable: false, tailnet: "bad");
         var key = created.Str("key");
 
         await AssertProblemAsync(await PostRawAsync("{\"authKey\":", "application/json"), HttpStatusCode.BadRequest, "invalid_json");
         await AssertProblemAsync(await PostRawAsync("null", "application/json"), HttpStatusCode.BadRequest, "invalid_json");
         await AssertProblemAsync(await PostRawAsync("{\"authKey\":\"x\",\"ephemeral\":\"yes\"}", "application/json"), HttpStatusCode.BadRequest, "invalid_json");
-        await AssertProblemAsync(await _gateway.PostRegisterAsync(key, nodeKey: "nodekey:1234"), HttpStatusCode.BadRequest, "invalid_node_key");
-        await AssertProblemAsync(await _gateway.PostRegisterAsync(key, nodeKey: "nodekey:" + new string('g', 64)), HttpStatusCode.BadRequest, "invalid_node_key");
-        await AssertProblemAsync(await _gateway.PostRegisterAsync(key, hostname: ""), HttpStatusCode.BadRequest, "invalid_hostname");
+        await AssertProblemAsync(await Gateway.PostRegisterAsync(key, nodeKey: "nodekey:1234"), HttpStatusCode.BadRequest, "invalid_node_key");
+        await AssertProblemAsync(await Gateway.PostRegisterAsync(key, nodeKey: "nodekey:" + new string('g', 64)), HttpStatusCode.BadRequest, "invalid_node_key");
+        await AssertProblemAsync(await Gateway.PostRegisterAsync(key, hostname: ""), HttpStatusCode.BadRequest, "invalid_hostname");
         var huge = JsonSerializer.Serialize(new { authKey = key, nodeKey = TestGateway.NewNodeKey(), hostname = new string('h', 200_000) });
         await AssertProblemAsync(await PostRawAsync(huge, "application/json"), HttpStatusCode.RequestEntityTooLarge, "body_too_large");
 
         // The single-use key survived all of that unused.
-        Assert.Empty(await _gateway.ListNodesAsync("bad"));
-        var listed = await _gateway.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/tailnets/bad/keys/{created.Str("id")}");
+        Assert.Empty(await Gateway.ListNodesAsync("bad"));
+        var listed = await Gateway.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/tailnets/bad/keys/{created.Str("id")}");
         Assert.Equal(0, listed.GetProperty("uses").GetInt32());
-        await _gateway.RegisterAsync(key);
-        await AssertProblemAsync(await _gateway.PostRegisterAsync(key), HttpStatusCode.Forbidden, "key_used");
+        await Gateway.RegisterAsync(key);
+        await AssertProblemAsync(await Gateway.PostRegisterAsync(key), HttpStatusCode.Forbidden, "key_used");
     }
 
     [Fact]
@@ -50,39 +44,39 @@ public sealed class BadInputTests : IAsyncLifetime
                 map.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
             }
 
-            await AssertProblemAsync(await _gateway.Http.SendAsync(map), HttpStatusCode.Unauthorized, "invalid_token");
-            Assert.Equal(HttpStatusCode.Unauthorized, await _gateway.LogoutAsync(token ?? "none"));
+            await AssertProblemAsync(await Gateway.Http.SendAsync(map), HttpStatusCode.Unauthorized, "invalid_token");
+            Assert.Equal(HttpStatusCode.Unauthorized, await Gateway.LogoutAsync(token ?? "none"));
         }
 
         using var noAdmin = new HttpRequestMessage(HttpMethod.Get, "/api/v1/tailnets/-/nodes");
-        await AssertProblemAsync(await _gateway.Http.SendAsync(noAdmin), HttpStatusCode.Unauthorized, "admin_key_required");
+        await AssertProblemAsync(await Gateway.Http.SendAsync(noAdmin), HttpStatusCode.Unauthorized, "admin_key_required");
         using var wrongAdmin = new HttpRequestMessage(HttpMethod.Post, "/api/v1/tailnets/-/keys") { Content = JsonContent.Create(new { reusable = true }) };
         wrongAdmin.Headers.Authorization = new AuthenticationHeaderValue("Bearer", TestGateway.AdminKey + "x");
-        await AssertProblemAsync(await _gateway.Http.SendAsync(wrongAdmin), HttpStatusCode.Unauthorized, "admin_key_required");
+        await AssertProblemAsync(await Gateway.Http.SendAsync(wrongAdmin), HttpStatusCode.Unauthorized, "admin_key_required");
 
-        await AssertProblemAsync(await _gateway.Admin.GetAsync("/api/v1/tailnets/-/nodes/aaaaaaaaaaaaaaaa-bbbbbbbb"), HttpStatusCode.NotFound, "node_not_found");
-        await AssertProblemAsync(await _gateway.Admin.GetAsync("/api/v1/tailnets/-/nodes/not-an-id"), HttpStatusCode.NotFound, "node_not_found");
-        await AssertProblemAsync(await _gateway.Admin.DeleteAsync("/api/v1/tailnets/-/nodes/not-an-id"), HttpStatusCode.NotFound, "node_not_found");
-        await AssertProblemAsync(await _gateway.Admin.GetAsync("/api/v1/tailnets/-/keys/nosuchkey"), HttpStatusCode.NotFound, "key_not_found");
-        await AssertProblemAsync(await _gateway.Admin.DeleteAsync("/api/v1/tailnets/-/keys/nosuchkey"), HttpStatusCode.NotFound, "key_not_found");
-        await AssertProblemAsync(await _gateway.Admin.GetAsync("/api/v1/tailnets/Bad_Name/nodes"), HttpStatusCode.BadRequest, "invalid_tailnet");
-        await AssertProblemAsync(await _gateway.Admin.PostAsJsonAsync("/api/v1/tailnets/-/keys", new { tags = new[] { "ci" } }), HttpStatusCode.BadRequest, "invalid_tag");
-        await AssertProblemAsync(await _gateway.Admin.PostAsJsonAsync("/api/v1/tailnets/-/keys", new { expirySeconds = -5 }), HttpStatusCode.BadRequest, "invalid_expiry");
+        await AssertProblemAsync(await Gateway.Admin.GetAsync("/api/v1/tailnets/-/nodes/aaaaaaaaaaaaaaaa-bbbbbbbb"), HttpStatusCode.NotFound, "node_not_found");
+        await AssertProblemAsync(await Gateway.Admin.GetAsync("/api/v1/tailnets/-/nodes/not-an-id"), HttpStatusCode.NotFound, "node_not_found");
+        await AssertProblemAsync(await Gateway.Admin.DeleteAsync("/api/v1/tailnets/-/nodes/not-an-id"), HttpStatusCode.NotFound, "node_not_found");
+        await AssertProblemAsync(await Gateway.Admin.GetAsync("/api/v1/tailnets/-/keys/nosuchkey"), HttpStatusCode.NotFound, "key_not_found");
+        await AssertProblemAsync(await Gateway.Admin.DeleteAsync("/api/v1/tailnets/-/keys/nosuchkey"), HttpStatusCode.NotFound, "key_not_found");
+        await AssertProblemAsync(await Gateway.Admin.GetAsync("/api/v1/tailnets/Bad_Name/nodes"), HttpStatusCode.BadRequest, "invalid_tailnet");
+        await AssertProblemAsync(await Gateway.Admin.PostAsJsonAsync("/api/v1/tailnets/-/keys", new { tags = new[] { "ci" } }), HttpStatusCode.BadRequest, "invalid_tag");
+        await AssertProblemAsync(await Gateway.Admin.PostAsJsonAsync("/api/v1/tailnets/-/keys", new { expirySeconds = -5 }), HttpStatusCode.BadRequest, "invalid_expiry");
     }
 
     [Fact]
     public async Task A_node_of_one_tailnet_is_not_found_through_another()
     {
-        var key = (await _gateway.CreateKeyAsync(tailnet: "blue")).Str("key");
-        var (node, _) = await _gateway.RegisterAsync(key);
-        Assert.NotNull(await _gateway.GetNodeAsync(node.Str("id"), "blue"));
-        Assert.Null(await _gateway.GetNodeAsync(node.Str("id"), "green"));
-        await AssertProblemAsync(await _gateway.Admin.DeleteAsync($"/api/v1/tailnets/green/nodes/{node.Str("id")}"), HttpStatusCode.NotFound, "node_not_found");
-        Assert.NotNull(await _gateway.GetNodeAsync(node.Str("id"), "blue"));
+        var key = (await Gateway.CreateKeyAsync(tailnet: "blue")).Str("key");
+        var (node, _) = await Gateway.RegisterAsync(key);
+        Assert.NotNull(await Gateway.GetNodeAsync(node.Str("id"), "blue"));
+        Assert.Null(await Gateway.GetNodeAsync(node.Str("id"), "green"));
+        await AssertProblemAsync(await Gateway.Admin.DeleteAsync($"/api/v1/tailnets/green/nodes/{node.Str("id")}"), HttpStatusCode.NotFound, "node_not_found");
+        Assert.NotNull(await Gateway.GetNodeAsync(node.Str("id"), "blue"));
     }
 
     private Task<HttpResponseMessage> PostRawAsync(string body, string contentType) =>
-        _gateway.Http.PostAsync("/api/v1/machine/register", new StringContent(body, Encoding.UTF8, contentType));
+        Gateway.Http.PostAsync("/api/v1/machine/register", new StringContent(body, Encoding.UTF8, contentType));
 
     private static async Task AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string code)
     {

@@ -9,18 +9,12 @@ namespace EphemeralOrleans.Tests;
 /// What a registration that died half-way leaves behind heals by itself: a lease held by a node that was never stored
 /// is reclaimed, and a registry entry of such a node is dropped. Simulated by making the first step's call directly.
 /// </summary>
-public sealed class CrashRemnantTests : IAsyncLifetime
+public sealed class CrashRemnantTests : GatewayTest
 {
-    private TestGateway _gateway = null!;
-
-    public async Task InitializeAsync() => _gateway = await TestGateway.StartAsync();
-
-    public async Task DisposeAsync() => await _gateway.DisposeAsync();
-
     [Fact]
     public async Task A_lease_whose_holder_was_never_stored_is_reclaimed_after_the_quarantine()
     {
-        var grains = _gateway.Service<IGrainFactory>();
+        var grains = Gateway.Service<IGrainFactory>();
         var lease = grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey("remnants", 0x64400105));
         var ghost = NodeIds.NewNodeId(NodeIds.GrainKeyFor("remnants", TestGateway.NewNodeKey()));
         var other = NodeIds.NewNodeId(NodeIds.GrainKeyFor("remnants", TestGateway.NewNodeKey()));
@@ -37,10 +31,10 @@ public sealed class CrashRemnantTests : IAsyncLifetime
     [Fact]
     public async Task A_lease_held_by_a_live_node_is_never_taken()
     {
-        var key = (await _gateway.CreateKeyAsync(tailnet: "remnants2")).Str("key");
-        var (node, _) = await _gateway.RegisterAsync(key);
+        var key = (await Gateway.CreateKeyAsync(tailnet: "remnants2")).Str("key");
+        var (node, _) = await Gateway.RegisterAsync(key);
         var address = AddressPool.ToUInt32(System.Net.IPAddress.Parse(node.Str("ipv4")));
-        var lease = _gateway.Service<IGrainFactory>().GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey("remnants2", address));
+        var lease = Gateway.Service<IGrainFactory>().GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey("remnants2", address));
         var intruder = NodeIds.NewNodeId(NodeIds.GrainKeyFor("remnants2", TestGateway.NewNodeKey()));
         Assert.Equal(LeaseOutcome.Taken, await lease.Acquire(intruder));
         Assert.Equal(LeaseOutcome.Taken, await lease.Acquire(intruder));
@@ -49,17 +43,17 @@ public sealed class CrashRemnantTests : IAsyncLifetime
     [Fact]
     public async Task A_registry_entry_whose_node_was_never_stored_is_dropped()
     {
-        var key = (await _gateway.CreateKeyAsync(ephemeral: false, tailnet: "remnants3")).Str("key");
-        var (real, _) = await _gateway.RegisterAsync(key, hostname: "real");
-        var tailnet = _gateway.Service<IGrainFactory>().GetGrain<ITailnetGrain>("remnants3");
+        var key = (await Gateway.CreateKeyAsync(ephemeral: false, tailnet: "remnants3")).Str("key");
+        var (real, _) = await Gateway.RegisterAsync(key, hostname: "real");
+        var tailnet = Gateway.Service<IGrainFactory>().GetGrain<ITailnetGrain>("remnants3");
         var ghostId = NodeIds.NewNodeId(NodeIds.GrainKeyFor("remnants3", TestGateway.NewNodeKey()));
         var ghost = new NodeView(ghostId, "", "ghost", TestGateway.NewNodeKey(), "100.64.9.9", AddressPool.FormatIpv6(0x64400909),
             true, [], false, null, DateTimeOffset.UtcNow, true, false, "k", "remnants3");
         Assert.Equal("ghost", await tailnet.Upsert(ghost));
-        Assert.Contains(await _gateway.ListNodesAsync("remnants3"), n => n.Str("id") == ghostId);
+        Assert.Contains(await Gateway.ListNodesAsync("remnants3"), n => n.Str("id") == ghostId);
 
-        await Poll.UntilAsync(async () => !(await _gateway.ListNodesAsync("remnants3")).Any(n => n.Str("id") == ghostId),
+        await Poll.UntilAsync(async () => !(await Gateway.ListNodesAsync("remnants3")).Any(n => n.Str("id") == ghostId),
             TimeSpan.FromSeconds(30), "the ghost entry to be dropped", everyMs: 500);
-        Assert.Contains(await _gateway.ListNodesAsync("remnants3"), n => n.Str("id") == real.Str("id"));
+        Assert.Contains(await Gateway.ListNodesAsync("remnants3"), n => n.Str("id") == real.Str("id"));
     }
 }

@@ -3,6 +3,7 @@ using System.Net;
 using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Tests.Infrastructure;
+using Orleans.Core.Internal;
 
 namespace EphemeralOrleans.Tests;
 
@@ -10,23 +11,17 @@ namespace EphemeralOrleans.Tests;
 /// Inactivity removal with a 2-second timeout. The contract: never before the timeout, no later than timeout + max(10%, 2 s).
 /// Measured times carry the polling and HTTP overhead on top, hence a small tolerance on the upper bound only.
 /// </summary>
-public sealed class InactivityTests : IAsyncLifetime
+public sealed class InactivityTests : GatewayTest
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan Slack = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan Tolerance = TimeSpan.FromMilliseconds(750);
-    private TestGateway _gateway = null!;
-
-    public async Task InitializeAsync() => _gateway = await TestGateway.StartAsync();
-
-    public async Task DisposeAsync() => await _gateway.DisposeAsync();
-
     [Fact]
     public async Task A_node_that_never_connects_is_removed_after_the_timeout_and_not_before()
     {
-        var key = (await _gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
         var clock = Stopwatch.StartNew();
-        var (node, _) = await _gateway.RegisterAsync(key);
+        var (node, _) = await Gateway.RegisterAsync(key);
 
         var removedAfter = await WaitRemovedAsync(node.Str("id"));
         Assert.True(removedAfter >= Timeout, $"removed after {removedAfter}, before the timeout");
@@ -36,21 +31,21 @@ public sealed class InactivityTests : IAsyncLifetime
     [Fact]
     public async Task A_connected_node_is_never_removed_and_goes_once_its_stream_closes()
     {
-        var key = (await _gateway.CreateKeyAsync(ephemeral: true)).Str("key");
-        var (node, token) = await _gateway.RegisterAsync(key);
-        var map = await _gateway.OpenMapAsync(token);
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var (node, token) = await Gateway.RegisterAsync(key);
+        var map = await Gateway.OpenMapAsync(token);
         await map.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "full map");
 
         // Three timeouts connected: still there, and online.
         var connected = Stopwatch.StartNew();
         while (connected.Elapsed < 3 * Timeout)
         {
-            var listed = await _gateway.GetNodeAsync(node.Str("id"));
+            var listed = await Gateway.GetNodeAsync(node.Str("id"));
             Assert.True(listed is not null, $"removed while connected, after {connected.Elapsed}");
             await Task.Delay(200);
         }
 
-        Assert.True((await _gateway.GetNodeAsync(node.Str("id")))!.Value.GetProperty("online").GetBoolean());
+        Assert.True((await Gateway.GetNodeAsync(node.Str("id")))!.Value.GetProperty("online").GetBoolean());
 
         await map.DisposeAsync();
         var closed = Stopwatch.StartNew();
@@ -62,37 +57,37 @@ public sealed class InactivityTests : IAsyncLifetime
     [Fact]
     public async Task Logout_removes_an_ephemeral_node_at_once_and_frees_its_token()
     {
-        var key = (await _gateway.CreateKeyAsync(ephemeral: true)).Str("key");
-        var (node, token) = await _gateway.RegisterAsync(key);
-        Assert.Equal(HttpStatusCode.NoContent, await _gateway.LogoutAsync(token));
-        Assert.Null(await _gateway.GetNodeAsync(node.Str("id")));
-        Assert.DoesNotContain(await _gateway.ListNodesAsync(), n => n.Str("id") == node.Str("id"));
-        Assert.Equal(HttpStatusCode.Unauthorized, await _gateway.LogoutAsync(token));
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var (node, token) = await Gateway.RegisterAsync(key);
+        Assert.Equal(HttpStatusCode.NoContent, await Gateway.LogoutAsync(token));
+        Assert.Null(await Gateway.GetNodeAsync(node.Str("id")));
+        Assert.DoesNotContain(await Gateway.ListNodesAsync(), n => n.Str("id") == node.Str("id"));
+        Assert.Equal(HttpStatusCode.Unauthorized, await Gateway.LogoutAsync(token));
     }
 
     [Fact]
     public async Task An_ephemeral_registration_on_a_non_ephemeral_key_yields_an_ephemeral_node()
     {
-        var key = (await _gateway.CreateKeyAsync(ephemeral: false)).Str("key");
-        var (memState, _) = await _gateway.RegisterAsync(key, hostname: "ci-job", ephemeral: true);
-        var (durable, _) = await _gateway.RegisterAsync(key, hostname: "server", ephemeral: false);
+        var key = (await Gateway.CreateKeyAsync(ephemeral: false)).Str("key");
+        var (memState, _) = await Gateway.RegisterAsync(key, hostname: "ci-job", ephemeral: true);
+        var (durable, _) = await Gateway.RegisterAsync(key, hostname: "server", ephemeral: false);
         Assert.True(memState.GetProperty("ephemeral").GetBoolean());
         Assert.False(durable.GetProperty("ephemeral").GetBoolean());
 
         await WaitRemovedAsync(memState.Str("id"));
         // The non-ephemeral node, offline just as long, stays.
-        Assert.NotNull(await _gateway.GetNodeAsync(durable.Str("id")));
+        Assert.NotNull(await Gateway.GetNodeAsync(durable.Str("id")));
     }
 
     [Fact]
-    public async Task A_session_whose_gateway_stops_renewing_it_counts_as_offline_from_the_end_of_its_lease()
+    public async Task A_session_whoseGateway_stops_renewing_it_counts_as_offline_from_the_end_of_its_lease()
     {
         // Stands in for a gateway killed with the agent's stream open: the session is opened and then never renewed.
-        var key = (await _gateway.CreateKeyAsync(ephemeral: true)).Str("key");
-        var (node, token) = await _gateway.RegisterAsync(key);
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var (node, token) = await Gateway.RegisterAsync(key);
         Assert.True(NodeIds.TryToken(token, out var nodeId, out var secret));
         Assert.True(NodeIds.TryGrainKey(nodeId, out var grainKey));
-        var grain = _gateway.Service<IGrainFactory>().GetGrain<INodeGrain>(grainKey);
+        var grain = Gateway.Service<IGrainFactory>().GetGrain<INodeGrain>(grainKey);
         var clock = Stopwatch.StartNew();
         Assert.NotNull(await grain.OpenSession(nodeId, secret, "orphaned-stream"));
 
@@ -102,6 +97,27 @@ public sealed class InactivityTests : IAsyncLifetime
         Assert.True(clock.Elapsed <= TimeSpan.FromSeconds(1) + Timeout + Slack + Tolerance, $"removed after {clock.Elapsed}");
     }
 
+    [Fact]
+    public async Task A_node_whose_grain_was_deactivated_is_removed_by_its_reminder()
+    {
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var clock = Stopwatch.StartNew();
+        var (node, _) = await Gateway.RegisterAsync(key);
+        var grains = Gateway.Service<IGrainFactory>();
+        Assert.True(NodeIds.TryGrainKey(node.Str("id"), out var grainKey));
+        var grain = grains.GetGrain<INodeGrain>(grainKey);
+        await grain.Cast<IGrainManagementExtension>().DeactivateOnIdle();
+        var management = grains.GetGrain<IManagementGrain>(0);
+        await Poll.UntilAsync(async () => !(await management.GetDetailedGrainStatistics()).Any(a => a.GrainId == grain.GetGrainId()),
+            TimeSpan.FromSeconds(5), "the node grain to be deactivated");
+
+        // Polled through the registry, which does not wake the node grain: only its reminder (2 s period) can.
+        await Poll.UntilAsync(async () => !(await Gateway.ListNodesAsync()).Any(n => n.Str("id") == node.Str("id")),
+            TimeSpan.FromSeconds(15), "the reminder to remove the node");
+        Assert.True(clock.Elapsed >= Timeout, $"removed after {clock.Elapsed}");
+        Assert.True(clock.Elapsed <= Timeout + Slack + TimeSpan.FromSeconds(2) + Tolerance, $"removed after {clock.Elapsed}");
+    }
+
     private async Task<TimeSpan> WaitRemovedAsync(string nodeId) =>
-        await Poll.UntilAsync(async () => await _gateway.GetNodeAsync(nodeId) is null, TimeSpan.FromSeconds(15), $"node {nodeId} to be removed");
+        await Poll.UntilAsync(async () => await Gateway.GetNodeAsync(nodeId) is null, TimeSpan.FromSeconds(15), $"node {nodeId} to be removed");
 }

@@ -27,6 +27,10 @@ public interface ITailnetGrain : IGrainWithStringKey
     /// Completes once the registry entry is durable.</summary>
     Task<string> Upsert(NodeView node);
 
+    /// <summary>Tells the registry that a newly added node is stored; entries never confirmed are checked with their node.</summary>
+    [OneWay]
+    Task Confirm(string nodeId);
+
     /// <summary>Removes a node from the registry (idempotent).</summary>
     Task Remove(string nodeId);
 

@@ -89,9 +89,17 @@ public sealed partial class NodeGrain(
         }
         catch (ControlPlaneException exception)
         {
+            // The pool is exhausted: nothing was taken.
+            _acquiring = null;
             await reminder;
             await DropReminderAsync();
             return new RegisterResult(null, null, exception.Failure);
+        }
+        catch
+        {
+            // A lease taken by now names a node that will not exist (reclaimable), and the reminder finds no node.
+            _acquiring = null;
+            throw;
         }
 
         var secret = Secrets.Base62(43);
@@ -132,6 +140,7 @@ public sealed partial class NodeGrain(
         _inactiveSince = now;
         StartChecks();
         State.Name = await announced;
+        await Tailnet().Confirm(nodeId);
         LogRegistered(nodeId, tailnet, State.Name, AddressPool.FormatIpv4(ipv4), ephemeral, command.Grant.KeyId);
         return new RegisterResult(View(), $"{nodeId}.{secret}", null);
     }

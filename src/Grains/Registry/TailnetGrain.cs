@@ -28,7 +28,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 {
     private const int RefreshConcurrency = 32;
 
-    /// <summary>How long a new entry may go without word from its node before the registry asks whether it exists.</summary>
+    /// <summary>How long a new entry may go unconfirmed before the registry asks its node whether it exists.</summary>
     private static readonly TimeSpan ConfirmAfter = TimeSpan.FromSeconds(10);
 
     private readonly IPersistentState<TailnetSettingsState> _settings;
@@ -44,7 +44,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private readonly Dictionary<string, NodeView?> _pending = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeView?> _unsaved = new(StringComparer.Ordinal);
 
-    /// <summary>New entries whose node has not spoken since (its registration may have died before the node was stored).</summary>
+    /// <summary>New entries not yet confirmed by their node (its registration may have died before the node was stored).</summary>
     private readonly Dictionary<string, DateTimeOffset> _unconfirmed = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private IGrainTimer? _confirmTimer;
@@ -137,6 +137,12 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _unsaved[named.Id] = named;
         await _registryCommit.Request();
         return named.Name;
+    }
+
+    public Task Confirm(string nodeId)
+    {
+        _unconfirmed.Remove(nodeId);
+        return Task.CompletedTask;
     }
 
     public async Task Remove(string nodeId)
@@ -255,7 +261,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         await _observers.Notify(observer => observer.OnChanges(changes));
     }
 
-    /// <summary>Asks the nodes of entries that have been silent since they were added whether they exist.</summary>
+    /// <summary>Asks the nodes of entries still unconfirmed whether they exist.</summary>
     private async Task ConfirmAsync(CancellationToken cancellationToken)
     {
         var due = _time.GetUtcNow() - ConfirmAfter;

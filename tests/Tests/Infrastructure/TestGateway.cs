@@ -3,10 +3,8 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
-using EphemeralOrleans.Gateway.Hosting;
 using EphemeralOrleans.Testing;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace EphemeralOrleans.Tests.Infrastructure;
@@ -115,24 +113,13 @@ public sealed class TestGateway : GatewayClient, IAsyncDisposable
 
     public static async Task<TestGateway> StartAsync(IReadOnlyDictionary<string, string?>? overrides = null)
     {
-        var httpUrl = new Uri($"http://127.0.0.1:{FreePort.Next()}");
-        var settings = new Dictionary<string, string?>(ShortTimings)
-        {
-            ["Kestrel:Endpoints:Http:Url"] = httpUrl.ToString().TrimEnd('/'),
-            ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{FreePort.Next()}",
-            ["Silo:Port"] = FreePort.Next().ToString(),
-            ["Silo:GatewayPort"] = FreePort.Next().ToString(),
-            ["Cluster:Id"] = "test-" + Guid.NewGuid().ToString("N"),
-            ["Admin:ApiKey"] = AdminKey,
-            ["Logging:LogLevel:Default"] = "Warning",
-        };
+        var settings = new Dictionary<string, string?>(ShortTimings) { ["Admin:ApiKey"] = AdminKey };
         foreach (var (key, value) in overrides ?? new Dictionary<string, string?>())
         {
             settings[key] = value;
         }
 
-        var app = GatewayApp.Build([], configuration => configuration.AddInMemoryCollection(settings));
-        await app.StartAsync();
+        var (app, httpUrl) = await InProcessGateway.StartAsync(settings);
         return new TestGateway(app, httpUrl);
     }
 
