@@ -113,6 +113,8 @@ async Task<double> RegistrationsAsync(Dictionary<string, string?> settings)
     {
         await app.StopAsync();
         await app.DisposeAsync();
+        // Each round has its own database: let go of the previous one's pooled connections.
+        NpgsqlConnection.ClearAllPools();
     }
 }
 

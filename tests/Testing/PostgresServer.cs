@@ -52,7 +52,7 @@ public sealed class PostgresServer : IAsyncDisposable
             "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
         var port = FreePort.Next();
         string[] serverArgs = ["-D", data, "-p", port.ToString(), "-k", directory, "-c", "listen_addresses=127.0.0.1",
-            "-c", "max_connections=300", "-c", $"fsync={(durable ? "on" : "off")}", "-c", "shared_buffers=128MB"];
+            "-c", "max_connections=500", "-c", $"fsync={(durable ? "on" : "off")}", "-c", "shared_buffers=128MB"];
         var start = new ProcessStartInfo(Command(asRoot, Path.Combine(bin, "postgres")))
         {
             RedirectStandardError = true,
