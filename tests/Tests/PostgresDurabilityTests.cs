@@ -80,7 +80,7 @@ public sealed class PostgresDurabilityTests : IAsyncLifetime
             ["Cluster:Id"] = "durability-" + Guid.NewGuid().ToString("N"),
         };
 
-        await using var first = await GatewayProcess.StartAsync(settings);
+        await using var first = await HostProcess.StartGatewayAsync(settings);
         using var client = new GatewayClient(first.HttpUrl);
         var unused = await client.CreateKeyAsync(reusable: false, ephemeral: false);
         var singleUse = await client.CreateKeyAsync(reusable: false, ephemeral: false);
@@ -102,7 +102,7 @@ public sealed class PostgresDurabilityTests : IAsyncLifetime
         }
 
         await stream.DisposeAsync();
-        await using var second = await GatewayProcess.StartAsync(settings);
+        await using var second = await HostProcess.StartGatewayAsync(settings);
         var recovered = Stopwatch.StartNew();
 
         // Keys: still there, with their uses; the used single-use key stays used.

@@ -27,7 +27,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private readonly CancellationToken _applicationStopping;
     private IMapObserver? _reference;
     private Task? _renewLoop;
-    private int _openStreams;
 
     public MapHub(IGrainFactory grains, IOptions<MapOptions> mapOptions, IOptions<EphemeralOptions> ephemeralOptions,
         IOptions<GatewayOptions> gatewayOptions, IHostApplicationLifetime lifetime, ILogger<MapHub> logger)
@@ -39,9 +38,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         _gatewayOptions = gatewayOptions.Value;
         _logger = logger;
     }
-
-    /// <summary>Streams open on this gateway.</summary>
-    public int OpenStreams => Volatile.Read(ref _openStreams);
 
     private IMapObserver Reference => _reference ??= _grains.CreateObjectReference<IMapObserver>(this);
 
@@ -63,7 +59,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stopping.Token, _applicationStopping);
         feed.Attach(stream);
-        Interlocked.Increment(ref _openStreams);
         var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
         try
         {
@@ -80,7 +75,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         finally
         {
             feed.Detach(stream);
-            Interlocked.Decrement(ref _openStreams);
             await linked.CancelAsync();
             await heartbeats;
             LogStreamClosed(session.Node.Id, stream.ClosedBecause ?? "ended");

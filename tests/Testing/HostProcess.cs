@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace EphemeralOrleans.Testing;
+
+/// <summary>
+/// A gateway or a standalone silo as a real child process (<c>dotnet EphemeralOrleans.Gateway.dll</c> or
+/// <c>EphemeralOrleans.Silo.dll</c>), for crash, restart and cluster tests.
+/// </summary>
+public sealed class HostProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    private HostProcess(Process process, Uri? httpUrl)
+    {
+        _process = process;
+        HttpUrl = httpUrl!;
+    }
+
+    /// <summary>The gateway's HTTP address (gateways only).</summary>
+    public Uri HttpUrl { get; }
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    /// <summary>Starts a gateway with <paramref name="settings"/> (as <c>--Key=value</c>) and waits for <c>/readyz</c>.</summary>
+    public static async Task<HostProcess> StartGatewayAsync(IReadOnlyDictionary<string, string> settings, TimeSpan? readyWithin = null)
+    {
+        var all = new Dictionary<string, string>(settings);
+        var httpPort = all.TryGetValue("Kestrel:Endpoints:Http:Url", out var url) ? new Uri(url).Port : FreePort.Next();
+        all["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{httpPort}";
+        all.TryAdd("Kestrel:Endpoints:Grpc:Url", $"http://127.0.0.1:{FreePort.Next()}");
+        var gateway = Start(ProjectDll("Gateway"), all, new Uri($"http://127.0.0.1:{httpPort}"));
+        await gateway.WaitReadyAsync(readyWithin ?? TimeSpan.FromSeconds(60), gateway.GatewayReadyAsync);
+        return gateway;
+    }
+
+    /// <summary>Starts a standalone silo with <paramref name="settings"/> and waits until its host has started.</summary>
+    public static async Task<HostProcess> StartSiloAsync(IReadOnlyDictionary<string, string> settings, TimeSpan? readyWithin = null)
+    {
+        var silo = Start(ProjectDll("Silo"), settings, null);
+        await silo.WaitReadyAsync(readyWithin ?? TimeSpan.FromSeconds(60), () => Task.FromResult(silo.Output.Contains("Application started")));
+        return silo;
+    }
+
+    private static HostProcess Start(string dll, IReadOnlyDictionary<string, string> settings, Uri? httpUrl)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetDirectoryName(dll)!,
+        };
+        start.ArgumentList.Add(dll);
+        foreach (var (key, value) in settings)
+        {
+            start.ArgumentList.Add($"--{key}={value}");
+        }
+
+        var process = Process.Start(start) ?? throw new InvalidOperationException($"{dll} did not start.");
+        var host = new HostProcess(process, httpUrl);
+        process.OutputDataReceived += (_, e) => host.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => host.Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return host;
+    }
+
+    /// <summary>kill -9: no shutdown code runs.</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill(entireProcessTree: true);
+        await _process.WaitForExitAsync();
+    }
+
+    /// <summary>SIGTERM and a wait for a graceful exit.</summary>
+    public async Task StopAsync(TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString()]))
+        {
+            await kill!.WaitForExitAsync();
+        }
+
+        using var cancellation = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cancellation.Token);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            await KillAsync();
+        }
+
+        _process.Dispose();
+    }
+
+    private void Append(string? line)
+    {
+        if (line is not null)
+        {
+            lock (_output)
+            {
+                _output.AppendLine(line);
+            }
+        }
+    }
+
+    private async Task WaitReadyAsync(TimeSpan within, Func<Task<bool>> ready)
+    {
+        var deadline = DateTime.UtcNow + within;
+        try
+        {
+            while (DateTime.UtcNow < deadline)
+            {
+                if (_process.HasExited)
+                {
+                    throw new InvalidOperationException($"The process exited with {_process.ExitCode}:\n{Output}");
+                }
+
+                if (await ready())
+                {
+                    return;
+                }
+
+                await Task.Delay(200);
+            }
+
+            throw new TimeoutException($"The process was not ready within {within}:\n{Output}");
+        }
+        catch
+        {
+            await DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task<bool> GatewayReadyAsync()
+    {
+        using var http = new HttpClient { BaseAddress = HttpUrl, Timeout = TimeSpan.FromSeconds(5) };
+        try
+        {
+            return (await http.GetAsync("/readyz")).IsSuccessStatusCode;
+        }
+        catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A host project's build output, found from the repository root (the directory holding EphemeralOrleans.sln).</summary>
+    private static string ProjectDll(string project)
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "EphemeralOrleans.sln")))
+        {
+            directory = directory.Parent;
+        }
+
+        var root = directory?.FullName ?? throw new InvalidOperationException("EphemeralOrleans.sln not found above " + AppContext.BaseDirectory);
+        var configuration = AppContext.BaseDirectory.Contains("/Release/") ? "Release" : "Debug";
+        return Path.Combine(root, "src", project, "bin", configuration, "net10.0", $"EphemeralOrleans.{project}.dll");
+    }
+}
