@@ -66,8 +66,9 @@ public sealed class QuarantineTests : GatewayTest
         Assert.Equal(HttpStatusCode.ServiceUnavailable, full.StatusCode);
         Assert.Equal("address_pool_exhausted", (await full.Content.ReadFromJsonAsync<JsonElement>()).Str("code"));
 
-        Assert.Equal(HttpStatusCode.NoContent, await Gateway.LogoutAsync(firstToken));
+        // Started before the logout, which is when the address is released: the quarantine is measured from no later.
         var released = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Equal(HttpStatusCode.NoContent, await Gateway.LogoutAsync(firstToken));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, (await Gateway.PostRegisterAsync(key)).StatusCode);
 
         JsonElement? next = null;
@@ -84,7 +85,7 @@ public sealed class QuarantineTests : GatewayTest
             return false;
         }, TimeSpan.FromSeconds(15), "the quarantine to end", everyMs: 250);
 
-        Assert.True(released.Elapsed >= TimeSpan.FromSeconds(3) - TimeSpan.FromMilliseconds(100), $"reused after {released.Elapsed}");
+        Assert.True(released.Elapsed >= TimeSpan.FromSeconds(3), $"reused after {released.Elapsed}");
         Assert.Equal(first.Str("ipv4"), next!.Value.Str("ipv4"));
         Assert.NotEqual(first.Str("id"), next.Value.Str("id"));
     }
