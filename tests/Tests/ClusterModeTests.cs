@@ -9,33 +9,15 @@ namespace EphemeralOrleans.Tests;
 /// The split deployment as real processes on PostgreSQL: a standalone silo (<c>src/Silo</c>) and a gateway in client
 /// mode (<c>Gateway:Mode=Client</c>) that finds it through ADO.NET clustering.
 /// </summary>
-public sealed class ClusterModeTests : IAsyncLifetime
+public sealed class ClusterModeTests : PostgresTest
 {
-    private PostgresServer? _postgres;
-
-    public async Task InitializeAsync()
-    {
-        if (PostgresServer.UnavailableReason() is null)
-        {
-            _postgres = await PostgresServer.StartAsync();
-        }
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_postgres is not null)
-        {
-            await _postgres.DisposeAsync();
-        }
-    }
-
     [PostgresFact]
     public async Task A_gateway_in_client_mode_serves_agents_from_a_standalone_silo()
     {
         var common = new Dictionary<string, string>
         {
             ["Storage:Provider"] = "Postgres",
-            ["ConnectionStrings:Postgres"] = await _postgres!.CreateDatabaseAsync("cluster" + Guid.NewGuid().ToString("N")[..8]),
+            ["ConnectionStrings:Postgres"] = await NewDatabaseAsync("cluster"),
             ["Cluster:Id"] = "cluster-" + Guid.NewGuid().ToString("N"),
             ["Ephemeral:InactivityTimeout"] = "00:00:02",
             ["Ephemeral:ReminderPeriod"] = "00:00:02",

@@ -13,31 +13,13 @@ namespace EphemeralOrleans.Tests;
 /// Durability on a real PostgreSQL through the Orleans ADO.NET providers, with the gateway (and its co-hosted silo) as a
 /// real process that is stopped, or killed with SIGKILL, and started again.
 /// </summary>
-public sealed class PostgresDurabilityTests : IAsyncLifetime
+public sealed class PostgresDurabilityTests : PostgresTest
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan Slack = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan ReminderPeriod = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan SessionLease = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan Tolerance = TimeSpan.FromSeconds(2);
-    private PostgresServer? _postgres;
-
-    public async Task InitializeAsync()
-    {
-        if (PostgresServer.UnavailableReason() is null)
-        {
-            _postgres = await PostgresServer.StartAsync();
-        }
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_postgres is not null)
-        {
-            await _postgres.DisposeAsync();
-        }
-    }
-
     [PostgresFact]
     public Task After_kill_9_a_new_silo_finds_keys_and_nodes_and_the_pending_removals_fire() => RestartScenarioAsync(kill: true);
 
@@ -47,7 +29,7 @@ public sealed class PostgresDurabilityTests : IAsyncLifetime
     [PostgresFact]
     public async Task The_schema_applies_twice_and_indexes_reminders_by_grain_hash()
     {
-        var connectionString = await _postgres!.CreateDatabaseAsync("schema" + Guid.NewGuid().ToString("N")[..8]);
+        var connectionString = await NewDatabaseAsync("schema");
         await Grains.Storage.PostgresSchema.ApplyAsync(connectionString, NullLogger.Instance);
         await Grains.Storage.PostgresSchema.ApplyAsync(connectionString, NullLogger.Instance);
 
@@ -62,7 +44,7 @@ public sealed class PostgresDurabilityTests : IAsyncLifetime
 
     private async Task RestartScenarioAsync(bool kill)
     {
-        var connectionString = await _postgres!.CreateDatabaseAsync((kill ? "kill" : "stop") + Guid.NewGuid().ToString("N")[..8]);
+        var connectionString = await NewDatabaseAsync(kill ? "kill" : "stop");
         var settings = new Dictionary<string, string>
         {
             ["Storage:Provider"] = "Postgres",
