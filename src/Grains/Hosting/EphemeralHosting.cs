@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using EphemeralOrleans.Contracts.Options;
+using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
 using EphemeralOrleans.Grains.Registry;
 using EphemeralOrleans.Grains.Storage;
@@ -9,6 +10,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Storage;
 
@@ -70,6 +72,7 @@ public static class EphemeralHosting
         services.AddOptions<MapOptions>().Bind(configuration.GetSection(MapOptions.Section))
             .Validate(o => o.KeepAliveInterval > TimeSpan.Zero && o.BatchWindow >= TimeSpan.Zero, "Map timings must be positive.")
             .ValidateOnStart();
+        services.TryAddSingleton(sp => new AddressPool(sp.GetRequiredService<IOptions<AddressOptions>>().Value.Ipv4Prefix));
         services.TryAddSingleton(TimeProvider.System);
         return services;
     }
@@ -138,7 +141,7 @@ public static class EphemeralHosting
     {
         try
         {
-            _ = new Contracts.Validation.AddressPool(prefix);
+            _ = new AddressPool(prefix);
             return true;
         }
         catch (ArgumentException)

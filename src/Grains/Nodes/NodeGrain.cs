@@ -18,7 +18,7 @@ public sealed partial class NodeGrain(
     [PersistentState("node", StorageNames.State)] IPersistentState<NodeState> node,
     IGrainFactory grains,
     IOptions<EphemeralOptions> ephemeralOptions,
-    IOptions<AddressOptions> addressOptions,
+    AddressPool pool,
     IOptions<ReminderOptions> reminderOptions,
     TimeProvider time,
     ILogger<NodeGrain> logger) : Grain, INodeGrain, IRemindable
@@ -307,7 +307,6 @@ public sealed partial class NodeGrain(
 
     private async Task<uint> AcquireAddressAsync(string tailnet, string nodeId)
     {
-        var pool = new AddressPool(addressOptions.Value.Ipv4Prefix);
         for (var attempt = 0; attempt < RandomAttempts; attempt++)
         {
             if (await TryAddressAsync(pool.Random()) is { } address)
