@@ -42,6 +42,31 @@ public sealed class PostgresDurabilityTests : PostgresTest
         Assert.Equal(21L, await queries.ExecuteScalarAsync());
     }
 
+    [PostgresFact]
+    public async Task Range_reads_of_reminders_use_the_grain_hash_index_at_100000_reminders()
+    {
+        var connectionString = await NewDatabaseAsync("reminders");
+        await Grains.Storage.PostgresSchema.ApplyAsync(connectionString, NullLogger.Instance);
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using (var fill = new NpgsqlCommand(
+            "INSERT INTO orleansreminderstable (serviceid, grainid, remindername, starttime, period, grainhash, version) "
+            + "SELECT 'ephemeral-orleans', 'node/' || i, 'lifecycle', now(), 60000, hashint4(i), 0 FROM generate_series(1, 100000) AS i; "
+            + "ANALYZE orleansreminderstable;", connection))
+        {
+            await fill.ExecuteNonQueryAsync();
+        }
+
+        // The provider's own query text, as a silo owning a sixteenth of the hash ring would run it.
+        await using var queryText = new NpgsqlCommand("SELECT querytext FROM orleansquery WHERE querykey = 'ReadRangeRows1Key'", connection);
+        var rangeQuery = ((string)(await queryText.ExecuteScalarAsync())!)
+            .Replace("@ServiceId", "'ephemeral-orleans'").Replace("@BeginHash", "0").Replace("@EndHash", (int.MaxValue / 16).ToString());
+        await using var explain = new NpgsqlCommand("EXPLAIN (FORMAT JSON) " + rangeQuery.Trim().TrimEnd(';'), connection);
+        var plan = (string)(await explain.ExecuteScalarAsync())!;
+        Assert.Contains("ix_orleansreminderstable_hash", plan);
+        Assert.DoesNotContain("\"Seq Scan\"", plan);
+    }
+
     private async Task RestartScenarioAsync(bool kill)
     {
         var connectionString = await NewDatabaseAsync(kill ? "kill" : "stop");
