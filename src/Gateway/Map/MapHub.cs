@@ -57,7 +57,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     {
         var feed = await FeedAsync(session.Node.Tailnet);
         var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stopping.Token, _applicationStopping);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _applicationStopping);
         feed.Attach(stream);
         var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
         try
@@ -80,7 +80,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             LogStreamClosed(session.Node.Id, stream.ClosedBecause ?? "ended");
             // A gateway going down leaves its sessions open: the agent will be back, so its node's clock must not start
             // now. They lapse after the session lease, or restart at recovery if the silo goes down too.
-            if (!_applicationStopping.IsCancellationRequested && !_stopping.IsCancellationRequested)
+            if (!_applicationStopping.IsCancellationRequested)
             {
                 await CloseSessionQuietlyAsync(node, session.Node.Id, streamId);
             }

@@ -117,11 +117,8 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         {
             _unconfirmed.Remove(node.Id);
             var updated = node with { Name = existing.Name };
-            _nodes = _nodes.SetItem(node.Id, updated);
-            Enqueue(node.Id, updated);
-            if (!SameDurableFields(existing, updated))
+            if (Change(node.Id, updated, durable: !SameDurableFields(existing, updated)))
             {
-                _unsaved[node.Id] = updated;
                 await _registryCommit.Request();
             }
 
@@ -132,9 +129,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _idsByName[named.Name] = named.Id;
         _unconfirmed[named.Id] = _time.GetUtcNow();
         _confirmTimer ??= this.RegisterGrainTimer(ConfirmAsync, new GrainTimerCreationOptions(ConfirmAfter, ConfirmAfter) { Interleave = true });
-        _nodes = _nodes.SetItem(named.Id, named);
-        Enqueue(named.Id, named);
-        _unsaved[named.Id] = named;
+        Change(named.Id, named, durable: true);
         await _registryCommit.Request();
         return named.Name;
     }
@@ -152,11 +147,9 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             return;
         }
 
-        _nodes = _nodes.Remove(nodeId);
         _idsByName.Remove(existing.Name);
         _unconfirmed.Remove(nodeId);
-        Enqueue(nodeId, null);
-        _unsaved[nodeId] = null;
+        Change(nodeId, null, durable: true);
         await _registryCommit.Request();
     }
 
@@ -234,12 +227,23 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         a with { Online = false, LastSeen = null, Tags = [] } == b with { Online = false, LastSeen = null, Tags = [] }
         && a.Tags.SequenceEqual(b.Tags);
 
-    private void Enqueue(string nodeId, NodeView? view)
+    /// <summary>
+    /// The one place a node's entry changes (null removes it): in memory, in the next batch to gateways, and, when
+    /// <paramref name="durable"/>, in the next registry write. Returns <paramref name="durable"/>.
+    /// </summary>
+    private bool Change(string nodeId, NodeView? view, bool durable)
     {
+        _nodes = view is null ? _nodes.Remove(nodeId) : _nodes.SetItem(nodeId, view);
         _pending[nodeId] = view;
         _batchTimer ??= this.RegisterGrainTimer(
             PublishBatchAsync,
             new GrainTimerCreationOptions(_mapOptions.BatchWindow, Timeout.InfiniteTimeSpan) { Interleave = true });
+        if (durable)
+        {
+            _unsaved[nodeId] = view;
+        }
+
+        return durable;
     }
 
     private async Task PublishBatchAsync(CancellationToken cancellationToken)
