@@ -45,6 +45,7 @@ public sealed class AddressTests(ClusterFixture fixture) : IClassFixture<Cluster
 }
 
 /// <summary>A released address waits out its quarantine before anyone gets it again.</summary>
+[Collection(TimingCollection.Name)]
 public sealed class QuarantineTests : GatewayTest
 {
     // 100.64.0.0/30 has exactly two usable addresses.

@@ -11,6 +11,7 @@ namespace EphemeralOrleans.Tests;
 /// Inactivity removal with a 2-second timeout. The contract: never before the timeout, no later than timeout + max(10%, 2 s).
 /// Measured times carry the polling and HTTP overhead on top, hence a small tolerance on the upper bound only.
 /// </summary>
+[Collection(TimingCollection.Name)]
 public sealed class InactivityTests : GatewayTest
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
