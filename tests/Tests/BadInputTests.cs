@@ -75,6 +75,40 @@ public sealed class BadInputTests : GatewayTest
         Assert.NotNull(await Gateway.GetNodeAsync(node.Str("id"), "blue"));
     }
 
+    [Theory]
+    [InlineData(Transport.Http)]
+    [InlineData(Transport.Grpc)]
+    public async Task Refusals_carry_the_same_status_and_code_over_both_transports_and_change_nothing(Transport transport)
+    {
+        var api = Gateway.Over(transport);
+        var tailnet = "parity-" + transport.ToString().ToLowerInvariant();
+        var created = await api.CreateKeyAsync(reusable: false, tailnet: tailnet);
+        var key = created.Str("key");
+
+        AssertRefused(await api.TryRegisterAsync(key, nodeKey: "nodekey:1234"), HttpStatusCode.BadRequest, "invalid_node_key");
+        AssertRefused(await api.TryRegisterAsync(key, hostname: " "), HttpStatusCode.BadRequest, "invalid_hostname");
+        AssertRefused(await api.TryRegisterAsync("eo-auth-nosuchkey-" + new string('A', 32)), HttpStatusCode.Unauthorized, "invalid_key");
+        AssertRefused(await api.TryOpenMapAsync("aaaaaaaaaaaaaaaa-bbbbbbbb.secret"), HttpStatusCode.Unauthorized, "invalid_token");
+        Assert.Equal(HttpStatusCode.Unauthorized, await api.LogoutAsync("garbage"));
+        AssertRefused(await api.TryGetNodeAsync("aaaaaaaaaaaaaaaa-bbbbbbbb", tailnet), HttpStatusCode.NotFound, "node_not_found");
+        AssertRefused(await api.DeleteNodeAsync("not-an-id", tailnet), HttpStatusCode.NotFound, "node_not_found");
+        AssertRefused(await api.ApproveNodeAsync("not-an-id", tailnet), HttpStatusCode.NotFound, "node_not_found");
+        AssertRefused(await api.GetKeyAsync("nosuchkey", tailnet), HttpStatusCode.NotFound, "key_not_found");
+        AssertRefused(await api.RevokeKeyAsync("nosuchkey", tailnet), HttpStatusCode.NotFound, "key_not_found");
+        AssertRefused(await api.GetKeyAsync(created.Str("id"), "Bad_Name"), HttpStatusCode.BadRequest, "invalid_tailnet");
+        AssertRefused(await api.TryCreateKeyAsync(true, true, true, ["ci"], null, tailnet), HttpStatusCode.BadRequest, "invalid_tag");
+        AssertRefused(await api.TryCreateKeyAsync(true, true, true, [], -5, tailnet), HttpStatusCode.BadRequest, "invalid_expiry");
+
+        // Nothing changed: no node, one key, unused; it still works exactly once.
+        Assert.Empty(await api.ListNodesAsync(tailnet));
+        Assert.Equal(0, Assert.Single(await api.ListKeysAsync(tailnet)).GetProperty("uses").GetInt32());
+        await api.RegisterAsync(key);
+        AssertRefused(await api.TryRegisterAsync(key), HttpStatusCode.Forbidden, "key_used");
+    }
+
+    private static void AssertRefused(Reply reply, HttpStatusCode status, string code) =>
+        Assert.True((reply.Status, reply.Code) == (status, code), $"expected {status} {code}, got {reply.Status} {reply.Code}");
+
     private Task<HttpResponseMessage> PostRawAsync(string body, string contentType) =>
         Gateway.Http.PostAsync("/api/v1/machine/register", new StringContent(body, Encoding.UTF8, contentType));
 

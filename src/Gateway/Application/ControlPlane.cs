@@ -24,6 +24,12 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
 
     private readonly SemaphoreSlim _registrations = new(options.Value.MaxConcurrentRegistrations);
 
+    /// <summary>A tailnet name from a path segment or a request field: <c>-</c> (or nothing) is the default tailnet.</summary>
+    public static string Tailnet(string? name) =>
+        Identifiers.TryTailnet(string.IsNullOrEmpty(name) ? "-" : name, out var tailnet)
+            ? tailnet
+            : throw new ControlPlaneException(Failure.Invalid("invalid_tailnet", "The tailnet name must match [a-z0-9][a-z0-9.-]{0,62}, or be '-'."));
+
     public async Task<(NodeView Node, string NodeToken)> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
     {
         if (!Identifiers.TryNodeKey(request.NodeKey, out var nodeKey))

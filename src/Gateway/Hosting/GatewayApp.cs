@@ -1,5 +1,6 @@
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Gateway.Application;
+using EphemeralOrleans.Gateway.Grpc;
 using EphemeralOrleans.Gateway.Http;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Grains.Hosting;
@@ -65,6 +66,14 @@ public static partial class GatewayApp
         builder.Services.AddSingleton<ControlPlane>();
         builder.Services.AddSingleton<MapHub>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MapHub>());
+        builder.Services.AddSingleton<ClusterReadiness>();
+        builder.Services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<GrpcErrors>();
+            o.MaxReceiveMessageSize = (int)gatewayOptions.MaxRequestBodyBytes;
+        });
+        builder.Services.AddGrpcReflection();
+        builder.Services.AddGrpcHealthChecks().AddCheck<ClusterReadiness>("cluster");
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
 
@@ -74,6 +83,10 @@ public static partial class GatewayApp
         app.MapHealth();
         app.MapAgentApi();
         app.MapAdminApi();
+        app.MapGrpcService<ControlGrpcService>();
+        app.MapGrpcService<AdminGrpcService>();
+        app.MapGrpcReflectionService();
+        app.MapGrpcHealthChecksService();
 
         app.Lifetime.ApplicationStarted.Register(() => PrintBanner(app, gatewayOptions, generatedAdminKey ? adminKey : null));
         return app;
@@ -95,7 +108,7 @@ public static partial class GatewayApp
         Console.WriteLine();
         Console.WriteLine($"EphemeralOrleans gateway ({options.Mode}, storage: {storage})");
         Console.WriteLine($"  HTTP API, admin: {configuration["Kestrel:Endpoints:Http:Url"]}  (bound: {string.Join(", ", app.Urls)})");
-        Console.WriteLine($"  gRPC:            {options.PublicGrpcUrl ?? configuration["Kestrel:Endpoints:Grpc:Url"]}");
+        Console.WriteLine($"  gRPC:            {options.GrpcUrl(configuration)}");
         if (generatedAdminKey is not null)
         {
             Console.WriteLine($"  Admin API key (generated; set Admin:ApiKey to choose one): {generatedAdminKey}");

@@ -27,6 +27,9 @@ public sealed class GatewayOptions
 
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 64 * 1024;
+
+    /// <summary>The gRPC URL agents are told to dial.</summary>
+    public string? GrpcUrl(IConfiguration configuration) => PublicGrpcUrl ?? configuration["Kestrel:Endpoints:Grpc:Url"];
 }
 
 /// <summary><c>Admin:*</c>.</summary>

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Gateway.Application;
@@ -64,34 +62,18 @@ public static class AdminEndpoints
         });
     }
 
-    private static string Tailnet(string segment) => Identifiers.TryTailnet(segment, out var tailnet) ? tailnet : segment;
+    private static string Tailnet(string segment) => ControlPlane.Tailnet(segment);
 
     private static async ValueTask<object?> RequireAdminAndTailnet(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        if (!AdminKey.Matches(context, RequestBodies.Bearer(context)))
+        if (!context.RequestServices.GetRequiredService<AdminKey>().Matches(RequestBodies.Bearer(context)))
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";
             return Problems.Problem(StatusCodes.Status401Unauthorized, "admin_key_required", "A valid admin API key is required (Authorization: Bearer …).");
         }
 
-        if (!Identifiers.TryTailnet(context.GetRouteValue("tailnet") as string, out _))
-        {
-            return Problems.From(Failure.Invalid("invalid_tailnet", "The tailnet name must match [a-z0-9][a-z0-9.-]{0,62}, or be '-'."));
-        }
-
+        ControlPlane.Tailnet(context.GetRouteValue("tailnet") as string);
         return await next(invocation);
     }
-}
-
-/// <summary>The admin API key, held only as a hash and compared in constant time.</summary>
-public sealed class AdminKey(string key)
-{
-    private readonly byte[] _hash = SHA256.HashData(Encoding.UTF8.GetBytes(key));
-
-    public static bool Matches(HttpContext context, string? presented) =>
-        presented is not null && context.RequestServices.GetRequiredService<AdminKey>().Matches(presented);
-
-    public bool Matches(string presented) =>
-        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _hash);
 }

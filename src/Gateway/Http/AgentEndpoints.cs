@@ -1,3 +1,4 @@
+using System.Text.Json;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Application;
 using EphemeralOrleans.Gateway.Hosting;
@@ -10,6 +11,8 @@ namespace EphemeralOrleans.Gateway.Http;
 /// <summary>The agent API: register, the netmap stream, logout, and where gRPC is.</summary>
 public static class AgentEndpoints
 {
+    private static readonly ReadOnlyMemory<byte> Newline = "\n"u8.ToArray();
+
     public static void MapAgentApi(this IEndpointRouteBuilder app)
     {
         var machine = app.MapGroup("/api/v1/machine");
@@ -22,7 +25,7 @@ public static class AgentEndpoints
         });
 
         machine.MapGet("/endpoints", (IOptions<GatewayOptions> options, IConfiguration configuration) =>
-            Results.Ok(new { grpc = options.Value.PublicGrpcUrl ?? configuration["Kestrel:Endpoints:Grpc:Url"] }));
+            Results.Ok(new { grpc = options.Value.GrpcUrl(configuration) }));
 
         machine.MapGet("/map", async (HttpContext context, ControlPlane controlPlane, MapHub hub) =>
         {
@@ -32,7 +35,13 @@ public static class AgentEndpoints
             context.Response.ContentType = "application/x-ndjson";
             context.Response.Headers.CacheControl = "no-store";
             await context.Response.StartAsync(context.RequestAborted);
-            await hub.RunStreamAsync(grain, session, streamId, context.Response.Body, context.RequestAborted);
+            var body = context.Response.Body;
+            await hub.RunStreamAsync(grain, session, streamId, async (message, cancellationToken) =>
+            {
+                await body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(message, MapMessage.Json), cancellationToken);
+                await body.WriteAsync(Newline, cancellationToken);
+                await body.FlushAsync(cancellationToken);
+            }, context.RequestAborted);
             return Results.Empty;
         });
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Options;
@@ -15,7 +14,6 @@ namespace EphemeralOrleans.Gateway.Map;
 public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposable
 {
     private static readonly TimeSpan RenewInterval = TimeSpan.FromSeconds(20);
-    private static readonly ReadOnlyMemory<byte> Newline = "\n"u8.ToArray();
 
     private readonly IGrainFactory _grains;
     private readonly MapOptions _mapOptions;
@@ -52,8 +50,10 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         return Task.CompletedTask;
     }
 
-    /// <summary>Serves one agent's stream until it ends: the full map, then its deltas, with keepalives when silent.</summary>
-    internal async Task RunStreamAsync(INodeGrain node, SessionInfo session, string streamId, Stream body, CancellationToken aborted)
+    /// <summary>Serves one agent's stream until it ends: the full map, then its deltas, with keepalives when silent.
+    /// <c>send</c> writes one message to the agent's transport (an NDJSON line, a gRPC message) and flushes it.</summary>
+    internal async Task RunStreamAsync(INodeGrain node, SessionInfo session, string streamId,
+        Func<MapMessage, CancellationToken, Task> send, CancellationToken aborted)
     {
         var feed = await FeedAsync(session.Node.Tailnet);
         var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
@@ -62,15 +62,12 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
         try
         {
-            await WriteAsync(feed, stream, body, linked.Token);
+            await WriteAsync(feed, stream, send, linked.Token);
         }
-        catch (OperationCanceledException) when (linked.IsCancellationRequested)
+        catch (Exception exception) when (linked.IsCancellationRequested || exception is IOException)
         {
+            // However the transport reports a vanished peer (cancellation, IOException, a completed gRPC call).
             stream.Close(_applicationStopping.IsCancellationRequested ? "gateway stopping" : "agent disconnected");
-        }
-        catch (IOException)
-        {
-            stream.Close("agent disconnected");
         }
         finally
         {
@@ -117,7 +114,8 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         _stopping.Dispose();
     }
 
-    private async Task WriteAsync(TailnetFeed feed, MapStream stream, Stream body, CancellationToken cancellationToken)
+    private async Task WriteAsync(TailnetFeed feed, MapStream stream, Func<MapMessage, CancellationToken, Task> send,
+        CancellationToken cancellationToken)
     {
         var reader = stream.Reader;
         while (true)
@@ -151,10 +149,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
                 message = feed.FullMap(stream);
             }
 
-            var line = JsonSerializer.SerializeToUtf8Bytes(message, MapMessage.Json);
-            await body.WriteAsync(line, cancellationToken);
-            await body.WriteAsync(Newline, cancellationToken);
-            await body.FlushAsync(cancellationToken);
+            await send(message, cancellationToken);
         }
     }
 

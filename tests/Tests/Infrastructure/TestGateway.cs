@@ -10,10 +10,8 @@ using Microsoft.Extensions.DependencyInjection;
 namespace EphemeralOrleans.Tests.Infrastructure;
 
 /// <summary>The HTTP API as tests use it: an agent client, an admin client, and helpers that fail the test on surprises.</summary>
-public class GatewayClient : IDisposable
+public class GatewayClient : ApiClient
 {
-    public const string AdminKey = "eo-admin-test-key";
-
     public GatewayClient(Uri httpUrl)
     {
         Http = new HttpClient { BaseAddress = httpUrl, Timeout = TimeSpan.FromSeconds(30) };
@@ -25,62 +23,81 @@ public class GatewayClient : IDisposable
 
     public HttpClient Admin { get; }
 
-    public static string NewNodeKey() => "nodekey:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-
-    public async Task<JsonElement> CreateKeyAsync(bool reusable = true, bool ephemeral = true, bool preauthorized = true,
-        string[]? tags = null, long? expirySeconds = null, string tailnet = "-")
-    {
-        var response = await Admin.PostAsJsonAsync($"/api/v1/tailnets/{tailnet}/keys",
-            new { reusable, ephemeral, preauthorized, tags = tags ?? [], expirySeconds, description = "test" });
-        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        return await response.Content.ReadFromJsonAsync<JsonElement>();
-    }
+    public override Transport Transport => Transport.Http;
 
     public Task<HttpResponseMessage> PostRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false) =>
         Http.PostAsJsonAsync("/api/v1/machine/register", new { authKey, nodeKey = nodeKey ?? NewNodeKey(), hostname, ephemeral });
 
-    /// <summary>Registers and returns (node, token), failing the test on any refusal.</summary>
-    public async Task<(JsonElement Node, string Token)> RegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false)
-    {
-        var response = await PostRegisterAsync(authKey, nodeKey, hostname, ephemeral);
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, $"register: {(int)response.StatusCode} {body}");
-        var json = JsonDocument.Parse(body).RootElement;
-        return (json.GetProperty("node").Clone(), json.GetProperty("nodeToken").GetString()!);
-    }
+    public override async Task<Reply> TryCreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, long? expirySeconds, string tailnet) =>
+        await ReplyAsync(await Admin.PostAsJsonAsync($"/api/v1/tailnets/{tailnet}/keys",
+            new { reusable, ephemeral, preauthorized, tags, expirySeconds, description = "test" }));
 
-    public async Task<HttpStatusCode> LogoutAsync(string token)
+    public override async Task<Reply> TryRegisterAsync(string authKey, string? nodeKey, string hostname, bool ephemeral) =>
+        await ReplyAsync(await PostRegisterAsync(authKey, nodeKey, hostname, ephemeral));
+
+    public override async Task<HttpStatusCode> LogoutAsync(string token)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machine/logout");
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return (await Http.SendAsync(request)).StatusCode;
     }
 
-    public async Task<JsonElement[]> ListNodesAsync(string tailnet = "-")
+    public override async Task<Reply> TryOpenMapAsync(string token)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/machine/map");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        return response.IsSuccessStatusCode ? new Reply(response.StatusCode, null, default) : await ReplyAsync(response);
+    }
+
+    public override Task<MapReader> OpenMapAsync(string token) => HttpMapReader.OpenAsync(Http, token);
+
+    public override async Task<Reply> GetKeyAsync(string id, string tailnet) =>
+        await ReplyAsync(await Admin.GetAsync($"/api/v1/tailnets/{tailnet}/keys/{id}"));
+
+    public override async Task<JsonElement[]> ListKeysAsync(string tailnet)
+    {
+        var json = await Admin.GetFromJsonAsync<JsonElement>($"/api/v1/tailnets/{tailnet}/keys");
+        return json.GetProperty("keys").EnumerateArray().Select(n => n.Clone()).ToArray();
+    }
+
+    public override async Task<Reply> RevokeKeyAsync(string id, string tailnet) =>
+        await ReplyAsync(await Admin.DeleteAsync($"/api/v1/tailnets/{tailnet}/keys/{id}"));
+
+    public override async Task<JsonElement[]> ListNodesAsync(string tailnet = "-")
     {
         var json = await Admin.GetFromJsonAsync<JsonElement>($"/api/v1/tailnets/{tailnet}/nodes");
         return json.GetProperty("nodes").EnumerateArray().Select(n => n.Clone()).ToArray();
     }
 
-    public async Task<JsonElement?> GetNodeAsync(string nodeId, string tailnet = "-")
-    {
-        var response = await Admin.GetAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}");
-        if (response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
+    public override async Task<Reply> TryGetNodeAsync(string nodeId, string tailnet) =>
+        await ReplyAsync(await Admin.GetAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}"));
 
-        response.EnsureSuccessStatusCode();
-        return await response.Content.ReadFromJsonAsync<JsonElement>();
-    }
+    public override async Task<Reply> DeleteNodeAsync(string nodeId, string tailnet) =>
+        await ReplyAsync(await Admin.DeleteAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}"));
 
-    public Task<MapReader> OpenMapAsync(string token) => MapReader.OpenAsync(Http, token);
+    public override async Task<Reply> ApproveNodeAsync(string nodeId, string tailnet) =>
+        await ReplyAsync(await Admin.PostAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}/approve", null));
 
-    public void Dispose()
+    public override void Dispose()
     {
         Http.Dispose();
         Admin.Dispose();
         GC.SuppressFinalize(this);
+    }
+
+    /// <summary>A response as a <see cref="Reply"/>; refusals must be problem+json with a code.</summary>
+    private static async Task<Reply> ReplyAsync(HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        var body = text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
+        if (response.IsSuccessStatusCode)
+        {
+            return new Reply(response.StatusCode, null, body);
+        }
+
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        return new Reply(response.StatusCode, body.Str("code"), body);
     }
 }
 
@@ -103,10 +120,13 @@ public sealed class TestGateway : GatewayClient, IAsyncDisposable
 
     private readonly WebApplication _app;
 
+    private readonly GrpcClient _grpc;
+
     private TestGateway(WebApplication app, Uri httpUrl)
         : base(httpUrl)
     {
         _app = app;
+        _grpc = new GrpcClient(new Uri(app.Configuration["Kestrel:Endpoints:Grpc:Url"]!));
     }
 
     public IServiceProvider Services => _app.Services;
@@ -123,25 +143,28 @@ public sealed class TestGateway : GatewayClient, IAsyncDisposable
         return new TestGateway(app, httpUrl);
     }
 
+    /// <summary>The same gateway through <paramref name="transport"/>: this HTTP client, or a gRPC one on its gRPC endpoint.</summary>
+    public ApiClient Over(Transport transport) => transport == Transport.Http ? this : _grpc;
+
     public T Service<T>()
         where T : notnull => _app.Services.GetRequiredService<T>();
 
     public async ValueTask DisposeAsync()
     {
         Dispose();
+        _grpc.Dispose();
         await _app.StopAsync(CancellationToken.None);
         await _app.DisposeAsync();
     }
 }
 
 /// <summary>A netmap stream read line by line, as an agent would.</summary>
-public sealed class MapReader : IAsyncDisposable
+public sealed class HttpMapReader : MapReader
 {
     private readonly HttpResponseMessage _response;
     private readonly StreamReader _reader;
-    private readonly CancellationTokenSource _closed = new();
 
-    private MapReader(HttpResponseMessage response, StreamReader reader)
+    private HttpMapReader(HttpResponseMessage response, StreamReader reader)
     {
         _response = response;
         _reader = reader;
@@ -154,58 +177,19 @@ public sealed class MapReader : IAsyncDisposable
         var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("application/x-ndjson", response.Content.Headers.ContentType?.MediaType);
-        return new MapReader(response, new StreamReader(await response.Content.ReadAsStreamAsync()));
+        return new HttpMapReader(response, new StreamReader(await response.Content.ReadAsStreamAsync()));
     }
 
-    /// <summary>The next message, or null when the server closed the stream.</summary>
-    public async Task<JsonElement?> NextAsync(TimeSpan within)
+    protected override async Task<JsonElement?> ReadAsync(CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_closed.Token);
-        timeout.CancelAfter(within);
-        try
-        {
-            var line = await _reader.ReadLineAsync(timeout.Token);
-            return line is null ? null : JsonDocument.Parse(line).RootElement.Clone();
-        }
-        catch (OperationCanceledException)
-        {
-            Assert.Fail($"No map message within {within}.");
-            throw;
-        }
+        var line = await _reader.ReadLineAsync(cancellationToken);
+        return line is null ? null : JsonDocument.Parse(line).RootElement.Clone();
     }
 
-    /// <summary>Skips messages until one matches; fails on timeout or if the stream ends first.</summary>
-    public async Task<JsonElement> WaitForAsync(Func<JsonElement, bool> match, TimeSpan within, string what)
+    protected override void Close()
     {
-        var deadline = DateTime.UtcNow + within;
-        while (true)
-        {
-            var left = deadline - DateTime.UtcNow;
-            Assert.True(left > TimeSpan.Zero, $"Timed out waiting for {what}.");
-            var message = await NextAsync(left);
-            Assert.True(message is not null, $"The stream ended while waiting for {what}.");
-            if (match(message.Value))
-            {
-                return message.Value;
-            }
-        }
-    }
-
-    /// <summary>Reads until the server ends the stream; fails if it does not within the time given.</summary>
-    public async Task WaitForEndAsync(TimeSpan within)
-    {
-        var deadline = DateTime.UtcNow + within;
-        while (await NextAsync(deadline - DateTime.UtcNow) is not null)
-        {
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _closed.CancelAsync();
         _reader.Dispose();
         _response.Dispose();
-        _closed.Dispose();
     }
 }
 

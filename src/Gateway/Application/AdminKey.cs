@@ -1,0 +1,13 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace EphemeralOrleans.Gateway.Application;
+
+/// <summary>The admin API key, held only as a hash and compared in constant time (HTTP and gRPC alike).</summary>
+public sealed class AdminKey(string key)
+{
+    private readonly byte[] _hash = SHA256.HashData(Encoding.UTF8.GetBytes(key));
+
+    public bool Matches(string? presented) =>
+        presented is not null && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _hash);
+}

@@ -1,0 +1,81 @@
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Gateway.Application;
+using CreateKeyRequest = EphemeralOrleans.Protocol.V1.CreateKeyRequest;
+using EphemeralOrleans.Protocol.V1;
+using Grpc.Core;
+
+namespace EphemeralOrleans.Gateway.Grpc;
+
+/// <summary>The admin API over gRPC: each call checks the admin key, then does what its HTTP twin does.</summary>
+public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKey) : AdminService.AdminServiceBase
+{
+    public override async Task<CreateKeyResponse> CreateKey(CreateKeyRequest request, ServerCallContext context)
+    {
+        var tailnet = Authorize(context, request.Tailnet);
+        var created = await controlPlane.CreateKeyAsync(tailnet, new Application.CreateKeyRequest(request.Reusable, request.Ephemeral,
+            request.Preauthorized, [.. request.Tags], request.HasExpirySeconds ? request.ExpirySeconds : null,
+            string.IsNullOrEmpty(request.Description) ? null : request.Description));
+        return new CreateKeyResponse { AuthKey = created.Info.ToProto(), Key = created.Key };
+    }
+
+    public override async Task<ListKeysResponse> ListKeys(ListKeysRequest request, ServerCallContext context)
+    {
+        var keys = await controlPlane.ListKeysAsync(Authorize(context, request.Tailnet));
+        return new ListKeysResponse { Keys = { keys.Select(k => k.ToProto()) } };
+    }
+
+    public override async Task<AuthKey> GetKey(GetKeyRequest request, ServerCallContext context) =>
+        (await controlPlane.GetKeyAsync(Authorize(context, request.Tailnet), request.Id)).ToProto();
+
+    public override async Task<RevokeKeyResponse> RevokeKey(RevokeKeyRequest request, ServerCallContext context)
+    {
+        await controlPlane.RevokeKeyAsync(Authorize(context, request.Tailnet), request.Id);
+        return new RevokeKeyResponse();
+    }
+
+    public override async Task<ListNodesResponse> ListNodes(ListNodesRequest request, ServerCallContext context)
+    {
+        var nodes = await controlPlane.ListNodesAsync(Authorize(context, request.Tailnet));
+        return new ListNodesResponse { Nodes = { nodes.Select(n => n.ToProto()) } };
+    }
+
+    public override async Task<Node> GetNode(GetNodeRequest request, ServerCallContext context) =>
+        (await controlPlane.GetNodeAsync(Authorize(context, request.Tailnet), request.Id)).ToProto();
+
+    public override async Task<DeleteNodeResponse> DeleteNode(DeleteNodeRequest request, ServerCallContext context)
+    {
+        await controlPlane.DeleteNodeAsync(Authorize(context, request.Tailnet), request.Id);
+        return new DeleteNodeResponse();
+    }
+
+    public override async Task<Node> ApproveNode(ApproveNodeRequest request, ServerCallContext context) =>
+        (await controlPlane.ApproveNodeAsync(Authorize(context, request.Tailnet), request.Id)).ToProto();
+
+    public override Task<Policy> GetPolicy(GetPolicyRequest request, ServerCallContext context)
+    {
+        Authorize(context, request.Tailnet);
+        throw new RpcException(new Status(StatusCode.Unimplemented, "ACL policies are not implemented yet."));
+    }
+
+    public override Task<Policy> SetPolicy(SetPolicyRequest request, ServerCallContext context)
+    {
+        Authorize(context, request.Tailnet);
+        throw new RpcException(new Status(StatusCode.Unimplemented, "ACL policies are not implemented yet."));
+    }
+
+    public override async Task<Settings> GetSettings(GetSettingsRequest request, ServerCallContext context) =>
+        new() { DeviceApproval = (await controlPlane.GetSettingsAsync(Authorize(context, request.Tailnet))).DeviceApproval };
+
+    public override async Task<Settings> UpdateSettings(UpdateSettingsRequest request, ServerCallContext context)
+    {
+        var tailnet = Authorize(context, request.Tailnet);
+        var settings = await controlPlane.UpdateSettingsAsync(tailnet, request.HasDeviceApproval ? request.DeviceApproval : null);
+        return new Settings { DeviceApproval = settings.DeviceApproval };
+    }
+
+    /// <summary>Checks the admin key, then the tailnet name (in that order, as over HTTP).</summary>
+    private string Authorize(ServerCallContext context, string tailnet) =>
+        adminKey.Matches(GrpcCredentials.Bearer(context))
+            ? ControlPlane.Tailnet(tailnet)
+            : throw GrpcErrors.From(Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …)."));
+}

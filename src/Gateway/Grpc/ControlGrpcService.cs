@@ -1,0 +1,48 @@
+using EphemeralOrleans.Gateway.Application;
+using RegisterRequest = EphemeralOrleans.Protocol.V1.RegisterRequest;
+using EphemeralOrleans.Gateway.Hosting;
+using EphemeralOrleans.Gateway.Map;
+using EphemeralOrleans.Protocol.V1;
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralOrleans.Gateway.Grpc;
+
+/// <summary>The agent API over gRPC: the same <see cref="ControlPlane"/> and <see cref="MapHub"/> as HTTP.</summary>
+public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IOptions<GatewayOptions> options, IConfiguration configuration)
+    : ControlService.ControlServiceBase
+{
+    public override async Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
+    {
+        var (node, token) = await controlPlane.RegisterAsync(
+            new Application.RegisterRequest(request.AuthKey, request.NodeKey, request.Hostname, request.Ephemeral), context.CancellationToken);
+        return new RegisterResponse { Node = node.ToProto(), NodeToken = token };
+    }
+
+    public override async Task Map(MapRequest request, IServerStreamWriter<MapResponse> responseStream, ServerCallContext context)
+    {
+        var streamId = Guid.NewGuid().ToString("N");
+        var (grain, session) = await controlPlane.OpenSessionAsync(GrpcCredentials.Bearer(context), streamId);
+        await hub.RunStreamAsync(grain, session, streamId,
+            (message, cancellationToken) => responseStream.WriteAsync(message.ToProto(), cancellationToken), context.CancellationToken);
+    }
+
+    public override async Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)
+    {
+        await controlPlane.LogoutAsync(GrpcCredentials.Bearer(context));
+        return new LogoutResponse();
+    }
+
+    public override Task<EndpointsResponse> Endpoints(EndpointsRequest request, ServerCallContext context) =>
+        Task.FromResult(new EndpointsResponse { Grpc = options.Value.GrpcUrl(configuration) ?? "" });
+}
+
+/// <summary>Credentials in gRPC metadata: <c>authorization: Bearer …</c>.</summary>
+internal static class GrpcCredentials
+{
+    public static string? Bearer(ServerCallContext context)
+    {
+        var header = context.RequestHeaders.GetValue("authorization");
+        return header is not null && header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
+    }
+}

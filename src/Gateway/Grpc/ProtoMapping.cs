@@ -1,0 +1,74 @@
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Gateway.Map;
+using EphemeralOrleans.Protocol.V1;
+using Google.Protobuf.WellKnownTypes;
+using AuthKey = EphemeralOrleans.Protocol.V1.AuthKey;
+using KeepAlive = EphemeralOrleans.Protocol.V1.KeepAlive;
+
+namespace EphemeralOrleans.Gateway.Grpc;
+
+/// <summary>The application's records as <c>ephemeral.v1</c> messages.</summary>
+internal static class ProtoMapping
+{
+    private static readonly MapResponse KeepAliveResponse = new() { Keepalive = new KeepAlive() };
+
+    public static Node ToProto(this NodeView node)
+    {
+        var proto = new Node
+        {
+            Id = node.Id,
+            Name = node.Name,
+            Hostname = node.Hostname,
+            NodeKey = node.NodeKey,
+            Ipv4 = node.Ipv4,
+            Ipv6 = node.Ipv6,
+            Ephemeral = node.Ephemeral,
+            Online = node.Online,
+            LastSeen = node.LastSeen is { } lastSeen ? Timestamp.FromDateTimeOffset(lastSeen) : null,
+            Created = Timestamp.FromDateTimeOffset(node.Created),
+            Authorized = node.Authorized,
+            LoggedOut = node.LoggedOut,
+            KeyId = node.KeyId,
+            Tailnet = node.Tailnet,
+        };
+        proto.Tags.AddRange(node.Tags);
+        return proto;
+    }
+
+    public static AuthKey ToProto(this AuthKeyInfo key)
+    {
+        var proto = new AuthKey
+        {
+            Id = key.Id,
+            Tailnet = key.Tailnet,
+            Reusable = key.Reusable,
+            Ephemeral = key.Ephemeral,
+            Preauthorized = key.Preauthorized,
+            Created = Timestamp.FromDateTimeOffset(key.Created),
+            Expires = key.Expires is { } expires ? Timestamp.FromDateTimeOffset(expires) : null,
+            Description = key.Description ?? "",
+            Revoked = key.Revoked,
+            Uses = key.Uses,
+        };
+        proto.Tags.AddRange(key.Tags);
+        return proto;
+    }
+
+    public static MapResponse ToProto(this MapMessage message)
+    {
+        switch (message)
+        {
+            case Map.FullMap full:
+                var map = new Protocol.V1.FullMap { Version = full.Version, Self = full.Self.ToProto() };
+                map.Peers.AddRange(full.Peers.Select(ToProto));
+                return new MapResponse { Full = map };
+            case Map.MapDelta delta:
+                var proto = new Protocol.V1.MapDelta { Version = delta.Version, Self = delta.Self?.ToProto() };
+                proto.PeersChanged.AddRange(delta.PeersChanged.Select(ToProto));
+                proto.PeersRemoved.AddRange(delta.PeersRemoved);
+                return new MapResponse { Delta = proto };
+            default:
+                return KeepAliveResponse;
+        }
+    }
+}

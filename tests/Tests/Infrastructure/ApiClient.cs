@@ -1,0 +1,146 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace EphemeralOrleans.Tests.Infrastructure;
+
+/// <summary>The two ways in: HTTP/1.1 JSON and gRPC over HTTP/2.</summary>
+public enum Transport
+{
+    Http,
+    Grpc,
+}
+
+/// <summary>An answer in transport-neutral terms: the HTTP status (gRPC codes mapped to their HTTP twins), the problem
+/// code of a refusal, and the body as JSON in the HTTP API's shape.</summary>
+public sealed record Reply(HttpStatusCode Status, string? Code, JsonElement Body);
+
+/// <summary>
+/// The agent and admin APIs as tests use them, with one implementation per transport, so that a test body written once
+/// holds over both. Helpers without <c>Try</c> fail the test on a refusal.
+/// </summary>
+public abstract class ApiClient : IDisposable
+{
+    public const string AdminKey = "eo-admin-test-key";
+
+    public abstract Transport Transport { get; }
+
+    public static string NewNodeKey() => "nodekey:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+
+    public abstract Task<Reply> TryCreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, long? expirySeconds, string tailnet);
+
+    public async Task<JsonElement> CreateKeyAsync(bool reusable = true, bool ephemeral = true, bool preauthorized = true,
+        string[]? tags = null, long? expirySeconds = null, string tailnet = "-")
+    {
+        var reply = await TryCreateKeyAsync(reusable, ephemeral, preauthorized, tags ?? [], expirySeconds, tailnet);
+        Assert.True(reply.Status == HttpStatusCode.Created, $"create key: {reply.Status} {reply.Code}");
+        return reply.Body;
+    }
+
+    public abstract Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false);
+
+    /// <summary>Registers and returns (node, token), failing the test on any refusal.</summary>
+    public async Task<(JsonElement Node, string Token)> RegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false)
+    {
+        var reply = await TryRegisterAsync(authKey, nodeKey ?? NewNodeKey(), hostname, ephemeral);
+        Assert.True(reply.Status == HttpStatusCode.OK, $"register: {reply.Status} {reply.Code}");
+        return (reply.Body.GetProperty("node").Clone(), reply.Body.Str("nodeToken"));
+    }
+
+    public abstract Task<HttpStatusCode> LogoutAsync(string token);
+
+    /// <summary>Opens a map stream expecting a refusal; the reply says which.</summary>
+    public abstract Task<Reply> TryOpenMapAsync(string token);
+
+    public abstract Task<MapReader> OpenMapAsync(string token);
+
+    public abstract Task<Reply> GetKeyAsync(string id, string tailnet = "-");
+
+    public abstract Task<JsonElement[]> ListKeysAsync(string tailnet = "-");
+
+    public abstract Task<Reply> RevokeKeyAsync(string id, string tailnet = "-");
+
+    public abstract Task<JsonElement[]> ListNodesAsync(string tailnet = "-");
+
+    public abstract Task<Reply> TryGetNodeAsync(string nodeId, string tailnet = "-");
+
+    /// <summary>The node, or null when it is not found; fails on anything else.</summary>
+    public async Task<JsonElement?> GetNodeAsync(string nodeId, string tailnet = "-")
+    {
+        var reply = await TryGetNodeAsync(nodeId, tailnet);
+        if (reply.Status == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+
+        Assert.True(reply.Status == HttpStatusCode.OK, $"get node: {reply.Status} {reply.Code}");
+        return reply.Body;
+    }
+
+    public abstract Task<Reply> DeleteNodeAsync(string nodeId, string tailnet = "-");
+
+    public abstract Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-");
+
+    public abstract void Dispose();
+}
+
+/// <summary>A netmap stream as an agent reads it, one message at a time, in the HTTP API's JSON shape.</summary>
+public abstract class MapReader : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _closed = new();
+
+    /// <summary>The next message, or null when the server closed the stream.</summary>
+    public async Task<JsonElement?> NextAsync(TimeSpan within)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_closed.Token);
+        timeout.CancelAfter(within);
+        try
+        {
+            return await ReadAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Assert.Fail($"No map message within {within}.");
+            throw;
+        }
+    }
+
+    /// <summary>Skips messages until one matches; fails on timeout or if the stream ends first.</summary>
+    public async Task<JsonElement> WaitForAsync(Func<JsonElement, bool> match, TimeSpan within, string what)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (true)
+        {
+            var left = deadline - DateTime.UtcNow;
+            Assert.True(left > TimeSpan.Zero, $"Timed out waiting for {what}.");
+            var message = await NextAsync(left);
+            Assert.True(message is not null, $"The stream ended while waiting for {what}.");
+            if (match(message.Value))
+            {
+                return message.Value;
+            }
+        }
+    }
+
+    /// <summary>Reads until the server ends the stream; fails if it does not within the time given.</summary>
+    public async Task WaitForEndAsync(TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (await NextAsync(deadline - DateTime.UtcNow) is not null)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _closed.CancelAsync();
+        Close();
+        _closed.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>The next message; null at the end of the stream.</summary>
+    protected abstract Task<JsonElement?> ReadAsync(CancellationToken cancellationToken);
+
+    protected abstract void Close();
+}

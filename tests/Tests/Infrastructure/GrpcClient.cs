@@ -1,0 +1,220 @@
+using System.Net;
+using System.Text.Json;
+using EphemeralOrleans.Protocol.V1;
+using Google.Rpc;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace EphemeralOrleans.Tests.Infrastructure;
+
+/// <summary>
+/// The gRPC API as tests use it. Answers are turned into the HTTP API's JSON shape and status codes, so the same test
+/// body checks both transports; refusals must carry a <c>google.rpc.ErrorInfo</c> with the problem code.
+/// </summary>
+public sealed class GrpcClient : ApiClient
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private readonly GrpcChannel _channel;
+    private readonly ControlService.ControlServiceClient _control;
+    private readonly AdminService.AdminServiceClient _admin;
+    private readonly Metadata _adminHeaders = new() { { "authorization", "Bearer " + AdminKey } };
+
+    public GrpcClient(Uri grpcUrl)
+    {
+        _channel = GrpcChannel.ForAddress(grpcUrl);
+        _control = new ControlService.ControlServiceClient(_channel);
+        _admin = new AdminService.AdminServiceClient(_channel);
+    }
+
+    public override Transport Transport => Transport.Grpc;
+
+    public static Metadata Bearer(string token) => new() { { "authorization", "Bearer " + token } };
+
+    public override Task<Reply> TryCreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, long? expirySeconds, string tailnet) =>
+        CallAsync(async () =>
+        {
+            var request = new CreateKeyRequest
+            {
+                Tailnet = tailnet, Reusable = reusable, Ephemeral = ephemeral, Preauthorized = preauthorized, Tags = { tags }, Description = "test",
+            };
+            if (expirySeconds is { } seconds)
+            {
+                request.ExpirySeconds = seconds;
+            }
+
+            var created = await _admin.CreateKeyAsync(request, _adminHeaders);
+            var key = ToJson(created.AuthKey);
+            return (HttpStatusCode.Created, With(key, "key", created.Key));
+        });
+
+    public override Task<Reply> TryRegisterAsync(string authKey, string? nodeKey, string hostname, bool ephemeral) =>
+        CallAsync(async () =>
+        {
+            var response = await _control.RegisterAsync(new RegisterRequest
+            {
+                AuthKey = authKey, NodeKey = nodeKey ?? NewNodeKey(), Hostname = hostname, Ephemeral = ephemeral,
+            });
+            return (HttpStatusCode.OK, Serialize(new { node = ToJson(response.Node), nodeToken = response.NodeToken }));
+        });
+
+    public override async Task<HttpStatusCode> LogoutAsync(string token) =>
+        (await CallAsync(async () =>
+        {
+            await _control.LogoutAsync(new LogoutRequest(), Bearer(token));
+            return (HttpStatusCode.NoContent, default(JsonElement));
+        })).Status;
+
+    public override async Task<Reply> TryOpenMapAsync(string token)
+    {
+        using var call = _control.Map(new MapRequest(), Bearer(token));
+        return await CallAsync(async () =>
+        {
+            await call.ResponseStream.MoveNext(CancellationToken.None);
+            return (HttpStatusCode.OK, default(JsonElement));
+        });
+    }
+
+    public override async Task<MapReader> OpenMapAsync(string token)
+    {
+        var call = _control.Map(new MapRequest(), Bearer(token));
+        // gRPC sends headers with the first message; wait for them so an open stream means the session is open.
+        await call.ResponseHeadersAsync;
+        return new GrpcMapReader(call);
+    }
+
+    public override Task<Reply> GetKeyAsync(string id, string tailnet) =>
+        CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.GetKeyAsync(new GetKeyRequest { Tailnet = tailnet, Id = id }, _adminHeaders))));
+
+    public override async Task<JsonElement[]> ListKeysAsync(string tailnet) =>
+        (await _admin.ListKeysAsync(new ListKeysRequest { Tailnet = tailnet }, _adminHeaders)).Keys.Select(ToJson).ToArray();
+
+    public override Task<Reply> RevokeKeyAsync(string id, string tailnet) =>
+        CallAsync(async () =>
+        {
+            await _admin.RevokeKeyAsync(new RevokeKeyRequest { Tailnet = tailnet, Id = id }, _adminHeaders);
+            return (HttpStatusCode.NoContent, default(JsonElement));
+        });
+
+    public override async Task<JsonElement[]> ListNodesAsync(string tailnet = "-") =>
+        (await _admin.ListNodesAsync(new ListNodesRequest { Tailnet = tailnet }, _adminHeaders)).Nodes.Select(ToJson).ToArray();
+
+    public override Task<Reply> TryGetNodeAsync(string nodeId, string tailnet) =>
+        CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.GetNodeAsync(new GetNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders))));
+
+    public override Task<Reply> DeleteNodeAsync(string nodeId, string tailnet) =>
+        CallAsync(async () =>
+        {
+            await _admin.DeleteNodeAsync(new DeleteNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders);
+            return (HttpStatusCode.NoContent, default(JsonElement));
+        });
+
+    public override Task<Reply> ApproveNodeAsync(string nodeId, string tailnet) =>
+        CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.ApproveNodeAsync(new ApproveNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders))));
+
+    public override void Dispose() => _channel.Dispose();
+
+    /// <summary>The HTTP status that the API gives for the same refusal.</summary>
+    public static HttpStatusCode HttpStatusOf(StatusCode code) => code switch
+    {
+        StatusCode.InvalidArgument => HttpStatusCode.BadRequest,
+        StatusCode.Unauthenticated => HttpStatusCode.Unauthorized,
+        StatusCode.PermissionDenied => HttpStatusCode.Forbidden,
+        StatusCode.NotFound => HttpStatusCode.NotFound,
+        StatusCode.ResourceExhausted or StatusCode.Unavailable => HttpStatusCode.ServiceUnavailable,
+        _ => HttpStatusCode.InternalServerError,
+    };
+
+    public static JsonElement ToJson(Node node) => Serialize(new
+    {
+        node.Id,
+        node.Name,
+        node.Hostname,
+        node.NodeKey,
+        node.Ipv4,
+        node.Ipv6,
+        node.Ephemeral,
+        Tags = node.Tags.ToArray(),
+        node.Online,
+        LastSeen = node.LastSeen?.ToDateTimeOffset(),
+        Created = node.Created.ToDateTimeOffset(),
+        node.Authorized,
+        node.LoggedOut,
+        node.KeyId,
+        node.Tailnet,
+    });
+
+    public static JsonElement ToJson(MapResponse message) => message.MessageCase switch
+    {
+        MapResponse.MessageOneofCase.Full => Serialize(new
+        {
+            type = "full", version = message.Full.Version, self = ToJson(message.Full.Self), peers = message.Full.Peers.Select(ToJson).ToArray(),
+        }),
+        MapResponse.MessageOneofCase.Delta => Serialize(new
+        {
+            type = "delta",
+            version = message.Delta.Version,
+            peersChanged = message.Delta.PeersChanged.Select(ToJson).ToArray(),
+            peersRemoved = message.Delta.PeersRemoved.ToArray(),
+            self = message.Delta.Self is { } self ? ToJson(self) : (JsonElement?)null,
+        }),
+        MapResponse.MessageOneofCase.Keepalive => Serialize(new { type = "keepalive" }),
+        _ => throw new InvalidOperationException($"Map message without a case: {message}"),
+    };
+
+    private static JsonElement ToJson(AuthKey key) => Serialize(new
+    {
+        key.Id,
+        key.Tailnet,
+        key.Reusable,
+        key.Ephemeral,
+        key.Preauthorized,
+        Tags = key.Tags.ToArray(),
+        Created = key.Created.ToDateTimeOffset(),
+        Expires = key.Expires?.ToDateTimeOffset(),
+        key.Description,
+        key.Revoked,
+        key.Uses,
+    });
+
+    private static JsonElement Serialize(object value) => JsonSerializer.SerializeToElement(value, Json);
+
+    private static JsonElement With(JsonElement json, string name, string value)
+    {
+        var properties = json.EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value);
+        properties[name] = value;
+        return Serialize(properties);
+    }
+
+    private static async Task<Reply> CallAsync(Func<Task<(HttpStatusCode, JsonElement)>> call)
+    {
+        try
+        {
+            var (status, body) = await call();
+            return new Reply(status, null, body);
+        }
+        catch (RpcException exception)
+        {
+            var reason = exception.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason;
+            Assert.True(reason is not null, $"gRPC refusal without ErrorInfo: {exception.Status}");
+            return new Reply(HttpStatusOf(exception.StatusCode), reason, default);
+        }
+    }
+}
+
+/// <summary>A gRPC netmap stream, message by message.</summary>
+internal sealed class GrpcMapReader(AsyncServerStreamingCall<MapResponse> call) : MapReader
+{
+    protected override async Task<JsonElement?> ReadAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await call.ResponseStream.MoveNext(cancellationToken) ? GrpcClient.ToJson(call.ResponseStream.Current) : null;
+        }
+        catch (RpcException exception) when (exception.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+    }
+
+    protected override void Close() => call.Dispose();
+}
