@@ -158,7 +158,7 @@ public sealed class HostProcess : IAsyncDisposable
     }
 
     /// <summary>A host project's build output, found from the repository root (the directory holding EphemeralOrleans.sln).</summary>
-    private static string ProjectDll(string project)
+    public static string ProjectDll(string project)
     {
         var directory = new DirectoryInfo(AppContext.BaseDirectory);
         while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "EphemeralOrleans.sln")))

@@ -30,7 +30,7 @@ public sealed class GrpcClient : ApiClient
 
     public static Metadata Bearer(string token) => new() { { "authorization", "Bearer " + token } };
 
-    public override Task<Reply> TryCreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, long? expirySeconds, string tailnet) =>
+    public override Task<Reply> TryCreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, long? expirySeconds, string tailnet = "-") =>
         CallAsync(async () =>
         {
             var request = new CreateKeyRequest
@@ -47,7 +47,7 @@ public sealed class GrpcClient : ApiClient
             return (HttpStatusCode.Created, With(key, "key", created.Key));
         });
 
-    public override Task<Reply> TryRegisterAsync(string authKey, string? nodeKey, string hostname, bool ephemeral) =>
+    public override Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false) =>
         CallAsync(async () =>
         {
             var response = await _control.RegisterAsync(new RegisterRequest
@@ -82,13 +82,13 @@ public sealed class GrpcClient : ApiClient
         return new GrpcMapReader(call);
     }
 
-    public override Task<Reply> GetKeyAsync(string id, string tailnet) =>
+    public override Task<Reply> GetKeyAsync(string id, string tailnet = "-") =>
         CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.GetKeyAsync(new GetKeyRequest { Tailnet = tailnet, Id = id }, _adminHeaders))));
 
-    public override async Task<JsonElement[]> ListKeysAsync(string tailnet) =>
+    public override async Task<JsonElement[]> ListKeysAsync(string tailnet = "-") =>
         (await _admin.ListKeysAsync(new ListKeysRequest { Tailnet = tailnet }, _adminHeaders)).Keys.Select(ToJson).ToArray();
 
-    public override Task<Reply> RevokeKeyAsync(string id, string tailnet) =>
+    public override Task<Reply> RevokeKeyAsync(string id, string tailnet = "-") =>
         CallAsync(async () =>
         {
             await _admin.RevokeKeyAsync(new RevokeKeyRequest { Tailnet = tailnet, Id = id }, _adminHeaders);
@@ -98,17 +98,17 @@ public sealed class GrpcClient : ApiClient
     public override async Task<JsonElement[]> ListNodesAsync(string tailnet = "-") =>
         (await _admin.ListNodesAsync(new ListNodesRequest { Tailnet = tailnet }, _adminHeaders)).Nodes.Select(ToJson).ToArray();
 
-    public override Task<Reply> TryGetNodeAsync(string nodeId, string tailnet) =>
+    public override Task<Reply> TryGetNodeAsync(string nodeId, string tailnet = "-") =>
         CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.GetNodeAsync(new GetNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders))));
 
-    public override Task<Reply> DeleteNodeAsync(string nodeId, string tailnet) =>
+    public override Task<Reply> DeleteNodeAsync(string nodeId, string tailnet = "-") =>
         CallAsync(async () =>
         {
             await _admin.DeleteNodeAsync(new DeleteNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders);
             return (HttpStatusCode.NoContent, default(JsonElement));
         });
 
-    public override Task<Reply> ApproveNodeAsync(string nodeId, string tailnet) =>
+    public override Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-") =>
         CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.ApproveNodeAsync(new ApproveNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders))));
 
     public override void Dispose() => _channel.Dispose();

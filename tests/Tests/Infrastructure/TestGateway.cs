@@ -28,11 +28,11 @@ public class GatewayClient : ApiClient
     public Task<HttpResponseMessage> PostRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false) =>
         Http.PostAsJsonAsync("/api/v1/machine/register", new { authKey, nodeKey = nodeKey ?? NewNodeKey(), hostname, ephemeral });
 
-    public override async Task<Reply> TryCreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, long? expirySeconds, string tailnet) =>
+    public override async Task<Reply> TryCreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, long? expirySeconds, string tailnet = "-") =>
         await ReplyAsync(await Admin.PostAsJsonAsync($"/api/v1/tailnets/{tailnet}/keys",
             new { reusable, ephemeral, preauthorized, tags, expirySeconds, description = "test" }));
 
-    public override async Task<Reply> TryRegisterAsync(string authKey, string? nodeKey, string hostname, bool ephemeral) =>
+    public override async Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false) =>
         await ReplyAsync(await PostRegisterAsync(authKey, nodeKey, hostname, ephemeral));
 
     public override async Task<HttpStatusCode> LogoutAsync(string token)
@@ -52,16 +52,16 @@ public class GatewayClient : ApiClient
 
     public override Task<MapReader> OpenMapAsync(string token) => HttpMapReader.OpenAsync(Http, token);
 
-    public override async Task<Reply> GetKeyAsync(string id, string tailnet) =>
+    public override async Task<Reply> GetKeyAsync(string id, string tailnet = "-") =>
         await ReplyAsync(await Admin.GetAsync($"/api/v1/tailnets/{tailnet}/keys/{id}"));
 
-    public override async Task<JsonElement[]> ListKeysAsync(string tailnet)
+    public override async Task<JsonElement[]> ListKeysAsync(string tailnet = "-")
     {
         var json = await Admin.GetFromJsonAsync<JsonElement>($"/api/v1/tailnets/{tailnet}/keys");
         return json.GetProperty("keys").EnumerateArray().Select(n => n.Clone()).ToArray();
     }
 
-    public override async Task<Reply> RevokeKeyAsync(string id, string tailnet) =>
+    public override async Task<Reply> RevokeKeyAsync(string id, string tailnet = "-") =>
         await ReplyAsync(await Admin.DeleteAsync($"/api/v1/tailnets/{tailnet}/keys/{id}"));
 
     public override async Task<JsonElement[]> ListNodesAsync(string tailnet = "-")
@@ -70,13 +70,13 @@ public class GatewayClient : ApiClient
         return json.GetProperty("nodes").EnumerateArray().Select(n => n.Clone()).ToArray();
     }
 
-    public override async Task<Reply> TryGetNodeAsync(string nodeId, string tailnet) =>
+    public override async Task<Reply> TryGetNodeAsync(string nodeId, string tailnet = "-") =>
         await ReplyAsync(await Admin.GetAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}"));
 
-    public override async Task<Reply> DeleteNodeAsync(string nodeId, string tailnet) =>
+    public override async Task<Reply> DeleteNodeAsync(string nodeId, string tailnet = "-") =>
         await ReplyAsync(await Admin.DeleteAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}"));
 
-    public override async Task<Reply> ApproveNodeAsync(string nodeId, string tailnet) =>
+    public override async Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-") =>
         await ReplyAsync(await Admin.PostAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}/approve", null));
 
     public override void Dispose()

@@ -1,0 +1,76 @@
+using System.Runtime.CompilerServices;
+using EphemeralOrleans.Protocol.V1;
+using Google.Rpc;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace EphemeralOrleans.Agent.Control;
+
+/// <summary>The agent API over gRPC (the default transport).</summary>
+public sealed class GrpcControlClient(Uri grpcUrl) : IControlClient
+{
+    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(grpcUrl);
+
+    private ControlService.ControlServiceClient Client => new(_channel);
+
+    public static Metadata Bearer(string token) => new() { { "authorization", "Bearer " + token } };
+
+    /// <summary>An <see cref="RpcException"/> as an <see cref="AgentFailure"/>: the ErrorInfo reason when the gateway gave one.</summary>
+    public static AgentFailure Translate(RpcException exception)
+    {
+        var reason = exception.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason;
+        var transient = exception.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown
+            or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Aborted;
+        return new AgentFailure(reason ?? (transient ? "unreachable" : exception.StatusCode.ToString()), exception.Status.Detail, transient);
+    }
+
+    public async Task<RegisterResponse> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await Client.RegisterAsync(request, cancellationToken: cancellationToken);
+        }
+        catch (RpcException exception)
+        {
+            throw cancellationToken.IsCancellationRequested ? new OperationCanceledException(cancellationToken) : Translate(exception);
+        }
+    }
+
+    public async IAsyncEnumerable<MapResponse> MapAsync(string nodeToken, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var call = Client.Map(new MapRequest(), Bearer(nodeToken), cancellationToken: cancellationToken);
+        while (true)
+        {
+            MapResponse message;
+            try
+            {
+                if (!await call.ResponseStream.MoveNext(cancellationToken))
+                {
+                    yield break;
+                }
+
+                message = call.ResponseStream.Current;
+            }
+            catch (RpcException exception)
+            {
+                throw cancellationToken.IsCancellationRequested ? new OperationCanceledException(cancellationToken) : Translate(exception);
+            }
+
+            yield return message;
+        }
+    }
+
+    public async Task LogoutAsync(string nodeToken, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Client.LogoutAsync(new LogoutRequest(), Bearer(nodeToken), cancellationToken: cancellationToken);
+        }
+        catch (RpcException exception)
+        {
+            throw cancellationToken.IsCancellationRequested ? new OperationCanceledException(cancellationToken) : Translate(exception);
+        }
+    }
+
+    public void Dispose() => _channel.Dispose();
+}

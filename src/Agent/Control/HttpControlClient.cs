@@ -1,0 +1,134 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using EphemeralOrleans.Protocol.V1;
+using Google.Protobuf;
+
+namespace EphemeralOrleans.Agent.Control;
+
+/// <summary>The agent API over HTTP/1.1: JSON calls and the NDJSON netmap stream, read into the same messages as gRPC.</summary>
+public sealed class HttpControlClient(Uri loginServer) : IControlClient
+{
+    // The HTTP API's JSON names are the proto's JSON names; new fields from newer gateways are ignored.
+    private static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
+    private readonly HttpClient _http = new() { BaseAddress = loginServer, Timeout = Timeout.InfiniteTimeSpan };
+
+    /// <summary>Where the gateway behind <paramref name="loginServer"/> serves gRPC.</summary>
+    public static async Task<Uri> GrpcEndpointAsync(Uri loginServer, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { BaseAddress = loginServer, Timeout = TimeSpan.FromSeconds(10) };
+        var json = await SendAsync(() => http.GetAsync("/api/v1/machine/endpoints", cancellationToken), cancellationToken);
+        return new Uri(json.GetProperty("grpc").GetString() ?? throw AgentFailure.Unreachable("The gateway named no gRPC endpoint."));
+    }
+
+    public async Task<RegisterResponse> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
+    {
+        var json = await SendAsync(() => _http.PostAsJsonAsync("/api/v1/machine/register",
+            new { authKey = request.AuthKey, nodeKey = request.NodeKey, hostname = request.Hostname, ephemeral = request.Ephemeral },
+            cancellationToken), cancellationToken);
+        return new RegisterResponse { Node = ParseNode(json.GetProperty("node")), NodeToken = json.GetProperty("nodeToken").GetString() };
+    }
+
+    public async IAsyncEnumerable<MapResponse> MapAsync(string nodeToken, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/machine/map");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", nodeToken);
+        using var response = await SendRawAsync(() => _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken), cancellationToken);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
+        while (true)
+        {
+            string? line;
+            try
+            {
+                line = await reader.ReadLineAsync(cancellationToken);
+            }
+            catch (IOException exception) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw AgentFailure.Unreachable($"The map stream broke: {exception.Message}");
+            }
+
+            if (line is null)
+            {
+                yield break;
+            }
+
+            yield return ParseMap(JsonDocument.Parse(line).RootElement);
+        }
+    }
+
+    public async Task LogoutAsync(string nodeToken, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machine/logout");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", nodeToken);
+        using var response = await SendRawAsync(() => _http.SendAsync(request, cancellationToken), cancellationToken);
+    }
+
+    public void Dispose() => _http.Dispose();
+
+    private static MapResponse ParseMap(JsonElement json) => json.GetProperty("type").GetString() switch
+    {
+        "full" => new MapResponse
+        {
+            Full = new FullMap
+            {
+                Version = json.GetProperty("version").GetInt64(),
+                Self = ParseNode(json.GetProperty("self")),
+                Peers = { json.GetProperty("peers").EnumerateArray().Select(ParseNode) },
+            },
+        },
+        "delta" => new MapResponse
+        {
+            Delta = new MapDelta
+            {
+                Version = json.GetProperty("version").GetInt64(),
+                PeersChanged = { json.GetProperty("peersChanged").EnumerateArray().Select(ParseNode) },
+                PeersRemoved = { json.GetProperty("peersRemoved").EnumerateArray().Select(e => e.GetString()!) },
+                Self = json.TryGetProperty("self", out var self) ? ParseNode(self) : null,
+            },
+        },
+        _ => new MapResponse { Keepalive = new KeepAlive() },
+    };
+
+    private static Node ParseNode(JsonElement json) => Parser.Parse<Node>(json.GetRawText());
+
+    private static async Task<JsonElement> SendAsync(Func<Task<HttpResponseMessage>> send, CancellationToken cancellationToken)
+    {
+        using var response = await SendRawAsync(send, cancellationToken);
+        return await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
+    }
+
+    /// <summary>Sends; a refusal becomes an <see cref="AgentFailure"/> with the problem's code, a failed connection a transient one.</summary>
+    private static async Task<HttpResponseMessage> SendRawAsync(Func<Task<HttpResponseMessage>> send, CancellationToken cancellationToken)
+    {
+        HttpResponseMessage response;
+        try
+        {
+            response = await send();
+        }
+        catch (Exception exception) when (exception is HttpRequestException or IOException
+            || (exception is TaskCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            throw AgentFailure.Unreachable($"The gateway could not be reached: {exception.Message}");
+        }
+
+        if (response.IsSuccessStatusCode)
+        {
+            return response;
+        }
+
+        using (response)
+        {
+            var code = "http_" + (int)response.StatusCode;
+            var detail = response.ReasonPhrase ?? "";
+            if (response.Content.Headers.ContentType?.MediaType == "application/problem+json")
+            {
+                var problem = await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
+                code = problem.TryGetProperty("code", out var c) ? c.GetString() ?? code : code;
+                detail = problem.TryGetProperty("detail", out var d) ? d.GetString() ?? detail : detail;
+            }
+
+            throw new AgentFailure(code, detail, transient: (int)response.StatusCode >= 500 && code != "address_pool_exhausted");
+        }
+    }
+}

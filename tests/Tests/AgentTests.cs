@@ -1,0 +1,179 @@
+using System.Diagnostics;
+using System.Text.Json;
+using EphemeralOrleans.Testing;
+using EphemeralOrleans.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace EphemeralOrleans.Tests;
+
+/// <summary>
+/// The agent as a real child process against a real gateway, as CI jobs and containers run it. Deadline assertions run
+/// alone (see <see cref="TimingCollection"/>): process start-up competes for the same two cores as everything else.
+/// </summary>
+[Collection(TimingCollection.Name)]
+public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(20);
+    private readonly string _directory = Directory.CreateTempSubdirectory("eo-agent-test-").FullName;
+
+    private string LoginServer => Gateway.Http.BaseAddress!.ToString();
+
+    [Fact]
+    public async Task Up_is_online_within_a_second_and_sigterm_with_memory_state_removes_the_node_within_two()
+    {
+        var key = (await Gateway.CreateKeyAsync(reusable: false, ephemeral: false)).Str("key");
+        var started = Stopwatch.StartNew();
+        await using var agent = Up("ci-job", new Dictionary<string, string> { ["EO_AUTH_KEY"] = key });
+        var online = await Poll.UntilValueAsync(async () => (await Gateway.ListNodesAsync())
+            .Where(n => n.Str("hostname") == "ci-job" && n.GetProperty("online").GetBoolean()).Select(n => (JsonElement?)n).FirstOrDefault(),
+            Within, "the agent's node to be online", everyMs: 20);
+        var upTime = started.Elapsed;
+        log.WriteLine($"online {upTime.TotalMilliseconds:0} ms after the agent process started");
+        Assert.True(upTime < TimeSpan.FromSeconds(1), $"online {upTime} after the agent started:\n{agent.Output}");
+        // --state mem: makes the node ephemeral even though the key is not.
+        Assert.True(online.GetProperty("ephemeral").GetBoolean());
+
+        var status = await AskAsync("status");
+        Assert.True(status.GetProperty("connected").GetBoolean());
+        Assert.Equal([online.Str("ipv4"), online.Str("ipv6")], status.GetProperty("addresses").EnumerateArray().Select(a => a.GetString()));
+        Assert.Equal(0, status.GetProperty("peers").GetInt32());
+
+        var stopped = Stopwatch.StartNew();
+        await agent.TerminateAsync();
+        await Poll.UntilAsync(async () => await Gateway.GetNodeAsync(online.Str("id")) is null, Within, "the node to be removed", everyMs: 20);
+        log.WriteLine($"removed {stopped.Elapsed.TotalMilliseconds:0} ms after SIGTERM");
+        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(2), $"removed {stopped.Elapsed} after SIGTERM");
+        Assert.Equal(0, await agent.WaitForExitAsync(Within));
+        await agent.WaitForEventAsync("logged_out", Within);
+    }
+
+    [Fact]
+    public async Task An_agent_killed_with_sigkill_leaves_its_node_until_the_inactivity_timeout()
+    {
+        var key = (await Gateway.CreateKeyAsync()).Str("key");
+        await using var agent = Up("killed", new Dictionary<string, string> { ["EO_AUTH_KEY"] = key });
+        var node = (await agent.WaitForEventAsync("netmap", Within)).GetProperty("self");
+        await Poll.UntilAsync(async () => (await Gateway.GetNodeAsync(node.Str("id")))?.GetProperty("online").GetBoolean() == true, Within, "online");
+
+        // Started before the kill: it can only overstate how long the node has been offline.
+        var killed = Stopwatch.StartNew();
+        await agent.KillAsync();
+        await Poll.UntilAsync(async () => await Gateway.GetNodeAsync(node.Str("id")) is null, Within, "the node to be removed");
+        // Timeout 2 s; no later than the timeout + max(10%, 2 s), plus polling and process-exit overhead.
+        log.WriteLine($"removed {killed.Elapsed.TotalMilliseconds:0} ms after SIGKILL");
+        Assert.True(killed.Elapsed >= TimeSpan.FromSeconds(2), $"removed {killed.Elapsed} after SIGKILL, before the timeout");
+        Assert.True(killed.Elapsed <= TimeSpan.FromSeconds(4.75), $"removed {killed.Elapsed} after SIGKILL");
+    }
+
+    [Fact]
+    public async Task Two_agents_with_one_single_use_key_one_joins_and_the_other_exits_with_key_used()
+    {
+        var key = (await Gateway.CreateKeyAsync(reusable: false)).Str("key");
+        var environment = new Dictionary<string, string> { ["EO_AUTH_KEY"] = key };
+        await using var first = Up("first", environment, socket: "first.sock");
+        await using var second = Up("second", environment, socket: "second.sock");
+
+        await Poll.UntilAsync(() => Task.FromResult(first.HasExited || second.HasExited), Within, "one agent to give up");
+        var (loser, winner) = first.HasExited ? (first, second) : (second, first);
+        Assert.Equal(13, loser.ExitCode);
+        Assert.Contains("key_used", loser.Output);
+        await winner.WaitForEventAsync("netmap", Within);
+        Assert.False(winner.HasExited);
+        Assert.Single(await Gateway.ListNodesAsync());
+    }
+
+    [Fact]
+    public async Task Refusals_and_an_unreachable_gateway_have_their_own_exit_codes()
+    {
+        var revoked = await Gateway.CreateKeyAsync();
+        Assert.Equal(System.Net.HttpStatusCode.NoContent, (await Gateway.RevokeKeyAsync(revoked.Str("id"))).Status);
+        var valid = (await Gateway.CreateKeyAsync()).Str("key");
+        var expiring = (await Gateway.CreateKeyAsync(expirySeconds: 1)).Str("key");
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+
+        var cases = new (string Key, string LoginServer, int ExitCode, string Code)[]
+        {
+            (revoked.Str("key"), LoginServer, 12, "key_revoked"),
+            (expiring, LoginServer, 11, "key_expired"),
+            (valid[..^4] + "AAAA", LoginServer, 10, "invalid_key"),
+            (valid, $"http://127.0.0.1:{FreePort.Next()}", 14, "unreachable"),
+        };
+        var results = await Task.WhenAll(cases.Select((c, i) => AgentProcess.RunAsync(
+            ["up", "--login-server", c.LoginServer, "--auth-key", c.Key, "--json", "--socket", Path.Combine(_directory, $"r{i}.sock"),
+                "--connect-timeout", "00:00:02"], Within)));
+        foreach (var (expected, (exitCode, output)) in cases.Zip(results))
+        {
+            Assert.True(exitCode == expected.ExitCode, $"expected exit {expected.ExitCode} for {expected.Code}, got {exitCode}:\n{output}");
+            Assert.Contains(expected.Code, output);
+        }
+
+        Assert.Empty(await Gateway.ListNodesAsync());
+    }
+
+    [Fact]
+    public async Task An_agent_with_a_state_file_resumes_the_same_node_after_a_restart()
+    {
+        var key = (await Gateway.CreateKeyAsync(ephemeral: false)).Str("key");
+        var state = Path.Combine(_directory, "agent.state");
+        var environment = new Dictionary<string, string> { ["EO_AUTH_KEY"] = key };
+        Node first;
+        await using (var agent = Up("server", environment, state: state))
+        {
+            first = Node.From((await agent.WaitForEventAsync("netmap", Within)).GetProperty("self"));
+            Assert.True(OperatingSystem.IsWindows() || File.GetUnixFileMode(state) == (UnixFileMode.UserRead | UnixFileMode.UserWrite), "state file mode is not 0600");
+            await agent.TerminateAsync();
+            Assert.Equal(0, await agent.WaitForExitAsync(Within));
+        }
+
+        // A stopped agent with a state file does not log out: the node stays, and comes back with the same identity.
+        Assert.NotNull(await Gateway.GetNodeAsync(first.Id));
+        await using var restarted = Up("server", null, state: state);
+        var resumed = Node.From((await restarted.WaitForEventAsync("resumed", Within)).GetProperty("node"));
+        Assert.Equal(first, resumed);
+        // Resuming is not registering: the key was used once.
+        Assert.Equal(1, Assert.Single(await Gateway.ListKeysAsync()).GetProperty("uses").GetInt32());
+        Assert.Single(await Gateway.ListNodesAsync());
+    }
+
+    [Fact]
+    public async Task Agents_over_grpc_and_http_see_each_other_and_logout_removes_at_once()
+    {
+        var key = (await Gateway.CreateKeyAsync()).Str("key");
+        var environment = new Dictionary<string, string> { ["EO_AUTH_KEY"] = key };
+        await using var grpc = Up("over-grpc", environment, socket: "grpc.sock");
+        var grpcSelf = (await grpc.WaitForEventAsync("netmap", Within)).GetProperty("self");
+        await using var http = Up("over-http", environment, socket: "http.sock", transport: "http");
+        var httpMap = await http.WaitForEventAsync("netmap", Within);
+        Assert.Equal([grpcSelf.Str("id")], httpMap.Ids("peers"));
+        var httpSelf = httpMap.GetProperty("self");
+        await grpc.WaitForEventAsync("change", Within);
+
+        var netmap = await AskAsync("netmap", "grpc.sock");
+        Assert.Equal([httpSelf.Str("id")], netmap.Ids("peers"));
+
+        var (exitCode, output) = await AgentProcess.RunAsync(["logout", "--socket", Path.Combine(_directory, "http.sock")], Within);
+        Assert.True(exitCode == 0, output);
+        Assert.Equal(0, await http.WaitForExitAsync(Within));
+        Assert.Null(await Gateway.GetNodeAsync(httpSelf.Str("id")));
+        await Poll.UntilAsync(async () => (await AskAsync("netmap", "grpc.sock")).Ids("peers").Length == 0, Within, "the peer's removal on the gRPC agent");
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private AgentProcess Up(string hostname, IReadOnlyDictionary<string, string>? environment, string socket = "agent.sock",
+        string state = "mem:", string transport = "grpc") =>
+        AgentProcess.Start(["up", "--login-server", LoginServer, "--hostname", hostname, "--json", "--state", state,
+            "--socket", Path.Combine(_directory, socket), "--transport", transport], environment);
+
+    private async Task<JsonElement> AskAsync(string command, string socket = "agent.sock")
+    {
+        var (exitCode, output) = await AgentProcess.RunAsync([command, "--json", "--socket", Path.Combine(_directory, socket)], Within);
+        Assert.True(exitCode == 0, output);
+        return JsonDocument.Parse(output).RootElement.Clone();
+    }
+
+    private sealed record Node(string Id, string Name, string Ipv4, string Ipv6)
+    {
+        public static Node From(JsonElement json) => new(json.Str("id"), json.Str("name"), json.Str("ipv4"), json.Str("ipv6"));
+    }
+}
