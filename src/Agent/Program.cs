@@ -63,7 +63,7 @@ logout.SetAction(async (parse, ct) =>
 {
     if (await LocalApi.TryAskAsync(parse.GetValue(socket)!, "logout", ct) is { } answer)
     {
-        Console.Out.WriteLine(answer.GetRawText());
+        Console.Out.WriteLine($"logging out {answer.GetProperty("loggingOut").GetString()}");
         return ExitCodes.Ok;
     }
 

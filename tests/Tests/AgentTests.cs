@@ -177,3 +177,48 @@ public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
         public static Node From(JsonElement json) => new(json.Str("id"), json.Str("name"), json.Str("ipv4"), json.Str("ipv6"));
     }
 }
+
+/// <summary>The agent across a gateway restart on PostgreSQL: it reconnects to the same node, token and addresses.</summary>
+public sealed class AgentRestartTests : PostgresTest
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(60);
+
+    [PostgresFact]
+    public async Task After_the_gateway_is_killed_and_restarted_the_agent_reconnects_to_the_same_node()
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["Storage:Provider"] = "Postgres",
+            ["ConnectionStrings:Postgres"] = await NewDatabaseAsync("agent"),
+            ["Admin:ApiKey"] = ApiClient.AdminKey,
+            ["Ephemeral:InactivityTimeout"] = "00:01:00",
+            ["Map:KeepAliveInterval"] = "00:00:01",
+            ["Silo:AdvertisedAddress"] = "127.0.0.1",
+            ["Silo:Port"] = FreePort.Next().ToString(),
+            ["Silo:GatewayPort"] = FreePort.Next().ToString(),
+            ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{FreePort.Next()}",
+            ["Kestrel:Endpoints:Grpc:Url"] = $"http://127.0.0.1:{FreePort.Next()}",
+            ["Cluster:Id"] = "agent-" + Guid.NewGuid().ToString("N"),
+        };
+        await using var first = await HostProcess.StartGatewayAsync(settings);
+        using var client = new GatewayClient(first.HttpUrl);
+        var key = await client.CreateKeyAsync(reusable: false);
+        var socket = Path.Combine(Path.GetTempPath(), $"eo-agent-{Guid.NewGuid():N}.sock");
+        await using var agent = AgentProcess.Start(["up", "--login-server", first.HttpUrl.ToString(), "--hostname", "survivor", "--json",
+            "--socket", socket], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
+        var before = (await agent.WaitForEventAsync("netmap", Within)).GetProperty("self");
+
+        await first.KillAsync();
+        await agent.WaitForEventAsync("disconnected", Within);
+        await using var second = await HostProcess.StartGatewayAsync(settings);
+
+        var after = (await agent.WaitForEventAsync("netmap", Within, skip: 1)).GetProperty("self");
+        Assert.Equal((before.Str("id"), before.Str("ipv4"), before.Str("ipv6")), (after.Str("id"), after.Str("ipv4"), after.Str("ipv6")));
+        Assert.False(agent.HasExited);
+        await Poll.UntilAsync(async () => (await client.GetNodeAsync(before.Str("id")))?.GetProperty("online").GetBoolean() == true,
+            Within, "the node to be online again");
+        // Reconnecting is not registering: the single-use key was used once and the node is the only one.
+        Assert.Equal(1, (await client.GetKeyAsync(key.Str("id"))).Body.GetProperty("uses").GetInt32());
+        Assert.Single(await client.ListNodesAsync());
+    }
+}

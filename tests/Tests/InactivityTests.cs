@@ -17,12 +17,15 @@ public sealed class InactivityTests : GatewayTest
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan Slack = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan Tolerance = TimeSpan.FromMilliseconds(750);
-    [Fact]
-    public async Task A_node_that_never_connects_is_removed_after_the_timeout_and_not_before()
+    [Theory]
+    [InlineData(Transport.Http)]
+    [InlineData(Transport.Grpc)]
+    public async Task A_node_that_never_connects_is_removed_after_the_timeout_and_not_before(Transport transport)
     {
-        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var api = Gateway.Over(transport);
+        var key = (await api.CreateKeyAsync(ephemeral: true)).Str("key");
         var clock = Stopwatch.StartNew();
-        var (node, _) = await Gateway.RegisterAsync(key);
+        var (node, _) = await api.RegisterAsync(key);
 
         // The clock started before the registration, so it can only overstate the time since the node was created.
         await WaitRemovedAsync(node.Str("id"));
@@ -30,24 +33,27 @@ public sealed class InactivityTests : GatewayTest
         Assert.True(clock.Elapsed <= Timeout + Slack + Tolerance, $"removed after {clock.Elapsed}");
     }
 
-    [Fact]
-    public async Task A_connected_node_is_never_removed_and_goes_once_its_stream_closes()
+    [Theory]
+    [InlineData(Transport.Http)]
+    [InlineData(Transport.Grpc)]
+    public async Task A_connected_node_is_never_removed_and_goes_once_its_stream_closes(Transport transport)
     {
-        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
-        var (node, token) = await Gateway.RegisterAsync(key);
-        var map = await Gateway.OpenMapAsync(token);
+        var api = Gateway.Over(transport);
+        var key = (await api.CreateKeyAsync(ephemeral: true)).Str("key");
+        var (node, token) = await api.RegisterAsync(key);
+        var map = await api.OpenMapAsync(token);
         await map.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "full map");
 
         // Three timeouts connected: still there, and online.
         var connected = Stopwatch.StartNew();
         while (connected.Elapsed < 3 * Timeout)
         {
-            var listed = await Gateway.GetNodeAsync(node.Str("id"));
+            var listed = await api.GetNodeAsync(node.Str("id"));
             Assert.True(listed is not null, $"removed while connected, after {connected.Elapsed}");
             await Task.Delay(200);
         }
 
-        Assert.True((await Gateway.GetNodeAsync(node.Str("id")))!.Value.GetProperty("online").GetBoolean());
+        Assert.True((await api.GetNodeAsync(node.Str("id")))!.Value.GetProperty("online").GetBoolean());
 
         // Started before the agent closes its stream (the gateway sees it close later): it can only overstate the offline time.
         var closed = Stopwatch.StartNew();
@@ -57,29 +63,35 @@ public sealed class InactivityTests : GatewayTest
         Assert.True(closed.Elapsed <= Timeout + Slack + Tolerance, $"removed {closed.Elapsed} after the stream closed");
     }
 
-    [Fact]
-    public async Task Logout_removes_an_ephemeral_node_at_once_and_frees_its_token()
+    [Theory]
+    [InlineData(Transport.Http)]
+    [InlineData(Transport.Grpc)]
+    public async Task Logout_removes_an_ephemeral_node_at_once_and_frees_its_token(Transport transport)
     {
-        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
-        var (node, token) = await Gateway.RegisterAsync(key);
-        Assert.Equal(HttpStatusCode.NoContent, await Gateway.LogoutAsync(token));
-        Assert.Null(await Gateway.GetNodeAsync(node.Str("id")));
-        Assert.DoesNotContain(await Gateway.ListNodesAsync(), n => n.Str("id") == node.Str("id"));
-        Assert.Equal(HttpStatusCode.Unauthorized, await Gateway.LogoutAsync(token));
+        var api = Gateway.Over(transport);
+        var key = (await api.CreateKeyAsync(ephemeral: true)).Str("key");
+        var (node, token) = await api.RegisterAsync(key);
+        Assert.Equal(HttpStatusCode.NoContent, await api.LogoutAsync(token));
+        Assert.Null(await api.GetNodeAsync(node.Str("id")));
+        Assert.DoesNotContain(await api.ListNodesAsync(), n => n.Str("id") == node.Str("id"));
+        Assert.Equal(HttpStatusCode.Unauthorized, await api.LogoutAsync(token));
     }
 
-    [Fact]
-    public async Task An_ephemeral_registration_on_a_non_ephemeral_key_yields_an_ephemeral_node()
+    [Theory]
+    [InlineData(Transport.Http)]
+    [InlineData(Transport.Grpc)]
+    public async Task An_ephemeral_registration_on_a_non_ephemeral_key_yields_an_ephemeral_node(Transport transport)
     {
-        var key = (await Gateway.CreateKeyAsync(ephemeral: false)).Str("key");
-        var (memState, _) = await Gateway.RegisterAsync(key, hostname: "ci-job", ephemeral: true);
-        var (durable, _) = await Gateway.RegisterAsync(key, hostname: "server", ephemeral: false);
+        var api = Gateway.Over(transport);
+        var key = (await api.CreateKeyAsync(ephemeral: false)).Str("key");
+        var (memState, _) = await api.RegisterAsync(key, hostname: "ci-job", ephemeral: true);
+        var (durable, _) = await api.RegisterAsync(key, hostname: "server", ephemeral: false);
         Assert.True(memState.GetProperty("ephemeral").GetBoolean());
         Assert.False(durable.GetProperty("ephemeral").GetBoolean());
 
         await WaitRemovedAsync(memState.Str("id"));
         // The non-ephemeral node, offline just as long, stays.
-        Assert.NotNull(await Gateway.GetNodeAsync(durable.Str("id")));
+        Assert.NotNull(await api.GetNodeAsync(durable.Str("id")));
     }
 
     [Fact]
