@@ -18,4 +18,9 @@ public sealed record TailnetChanges(
     [property: Id(1)] long PreviousVersion,
     [property: Id(2)] long Version,
     [property: Id(3)] NodeView[] Changed,
-    [property: Id(4)] string[] Removed);
+    [property: Id(4)] string[] Removed)
+{
+    /// <summary>When the first change of this batch was made (by the silo's clock): the start of change-to-delivery latency.</summary>
+    [Id(5)]
+    public DateTimeOffset FirstChangeAt { get; init; }
+}

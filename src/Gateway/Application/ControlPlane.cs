@@ -2,6 +2,7 @@ using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Gateway.Hosting;
+using EphemeralOrleans.Gateway.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace EphemeralOrleans.Gateway.Application;
@@ -52,14 +53,26 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         try
         {
             var redeemed = await grains.GetGrain<IAuthKeyGrain>(keyId).Redeem(secret);
-            var grant = redeemed.Grant ?? throw new ControlPlaneException(redeemed.Failure!);
+            var grant = redeemed.Grant ?? throw Refused(redeemed.Failure!);
             var result = await grains.GetGrain<INodeGrain>(NodeIds.GrainKeyFor(grant.Tailnet, nodeKey))
                 .Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant));
-            return result.Failure is { } failure ? throw new ControlPlaneException(failure) : (result.Node!, result.NodeToken!);
+            if (result.Failure is { } failure)
+            {
+                throw Refused(failure);
+            }
+
+            GatewayMetrics.Registration("ok");
+            return (result.Node!, result.NodeToken!);
         }
         finally
         {
             _registrations.Release();
+        }
+
+        static ControlPlaneException Refused(Failure failure)
+        {
+            GatewayMetrics.Registration(failure.Code);
+            return new ControlPlaneException(failure);
         }
     }
 

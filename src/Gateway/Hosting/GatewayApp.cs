@@ -5,6 +5,8 @@ using EphemeralOrleans.Gateway.Http;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Grains.Hosting;
 using Microsoft.Extensions.Configuration.Memory;
+using OpenTelemetry.Metrics;
+using Orleans.Dashboard;
 
 namespace EphemeralOrleans.Gateway.Hosting;
 
@@ -43,6 +45,7 @@ public static partial class GatewayApp
         {
             var connectionString = EphemeralHosting.PostgresConnectionString(configuration);
             builder.UseOrleansClient(client => client
+                .AddDashboard()
                 .Configure<Orleans.Configuration.ClusterOptions>(o =>
                 {
                     o.ClusterId = configuration["Cluster:Id"] ?? EphemeralHosting.ServiceId;
@@ -67,6 +70,7 @@ public static partial class GatewayApp
         builder.Services.AddSingleton<MapHub>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MapHub>());
         builder.Services.AddSingleton<ClusterReadiness>();
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters().AddPrometheusExporter());
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<GrpcErrors>();
@@ -87,6 +91,8 @@ public static partial class GatewayApp
         app.MapGrpcService<AdminGrpcService>();
         app.MapGrpcReflectionService();
         app.MapGrpcHealthChecksService();
+        app.MapPrometheusScrapingEndpoint("/metrics");
+        app.MapDashboard();
 
         app.Lifetime.ApplicationStarted.Register(() => PrintBanner(app, gatewayOptions, generatedAdminKey ? adminKey : null));
         return app;

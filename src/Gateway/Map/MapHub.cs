@@ -3,6 +3,7 @@ using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Gateway.Hosting;
+using EphemeralOrleans.Gateway.Telemetry;
 using Microsoft.Extensions.Options;
 
 namespace EphemeralOrleans.Gateway.Map;
@@ -59,6 +60,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _applicationStopping);
         feed.Attach(stream);
+        GatewayMetrics.StreamOpened();
         var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
         try
         {
@@ -72,6 +74,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         finally
         {
             feed.Detach(stream);
+            GatewayMetrics.StreamClosed();
             await linked.CancelAsync();
             await heartbeats;
             LogStreamClosed(session.Node.Id, stream.ClosedBecause ?? "ended");
@@ -150,6 +153,10 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             }
 
             await send(message, cancellationToken);
+            if (message is MapDelta { ChangedAt: var changedAt } && changedAt != default)
+            {
+                GatewayMetrics.DeltaSent(DateTimeOffset.UtcNow - changedAt);
+            }
         }
     }
 

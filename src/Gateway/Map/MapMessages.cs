@@ -21,7 +21,12 @@ public abstract record MapMessage
 public sealed record FullMap(long Version, NodeView Self, NodeView[] Peers) : MapMessage;
 
 /// <summary>What changed since the previous message; <see cref="Self"/> only when the node itself changed.</summary>
-public sealed record MapDelta(long Version, NodeView[] PeersChanged, string[] PeersRemoved, NodeView? Self = null) : MapMessage;
+public sealed record MapDelta(long Version, NodeView[] PeersChanged, string[] PeersRemoved, NodeView? Self = null) : MapMessage
+{
+    /// <summary>When the first change in it was made, for the delivery-latency metric; not sent.</summary>
+    [JsonIgnore]
+    public DateTimeOffset ChangedAt { get; init; }
+}
 
 /// <summary>Sent when a stream was silent for <c>Map:KeepAliveInterval</c>.</summary>
 public sealed record KeepAlive : MapMessage

@@ -71,7 +71,7 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
         var removed = changes.Removed.Where(id => id != SelfId).ToArray();
         if (changed.Length > 0 || removed.Length > 0 || self is not null)
         {
-            Enqueue(new MapDelta(changes.Version, changed, removed, self));
+            Enqueue(new MapDelta(changes.Version, changed, removed, self) { ChangedAt = changes.FirstChangeAt });
         }
     }
 }

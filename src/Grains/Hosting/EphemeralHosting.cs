@@ -8,6 +8,8 @@ using EphemeralOrleans.Grains.Registry;
 using EphemeralOrleans.Grains.Storage;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry.Metrics;
+using Orleans.Dashboard;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -83,6 +85,8 @@ public static class EphemeralHosting
         var storage = Storage(configuration);
         var siloOptions = configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
         silo.Services.AddEphemeralOptions(configuration);
+        // Every silo feeds the Orleans dashboard; gateways serve it at /dashboard.
+        silo.AddDashboard();
         silo.Configure<ClusterOptions>(o =>
         {
             o.ClusterId = configuration["Cluster:Id"] ?? ServiceId;
@@ -126,6 +130,10 @@ public static class EphemeralHosting
         silo.Services.AddSingleton<IRegistryStore>(sp => new PostgresRegistryStore(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), ServiceId));
         return silo;
     }
+
+    /// <summary>The meters every host exports: ours and Orleans' own.</summary>
+    public static MeterProviderBuilder AddEphemeralMeters(this MeterProviderBuilder metrics) =>
+        metrics.AddMeter(Contracts.Telemetry.MeterName, "Microsoft.Orleans");
 
     /// <summary>Run before the host starts: applies the PostgreSQL schema when configured to.</summary>
     public static async Task PrepareStorageAsync(IConfiguration configuration, ILogger logger, CancellationToken cancellationToken = default)

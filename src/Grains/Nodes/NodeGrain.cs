@@ -3,6 +3,7 @@ using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
@@ -142,6 +143,7 @@ public sealed partial class NodeGrain(
         State.Name = await announced;
         await Tailnet().Confirm(nodeId);
         LogRegistered(nodeId, tailnet, State.Name, AddressPool.FormatIpv4(ipv4), ephemeral, command.Grant.KeyId);
+        SiloMetrics.Registered(ephemeral, again: false);
         return new RegisterResult(View(), $"{nodeId}.{secret}", null);
     }
 
@@ -276,6 +278,7 @@ public sealed partial class NodeGrain(
         if (State.Ephemeral && !Online && now >= _inactiveSince + _options.InactivityTimeout)
         {
             LogInactive(State.NodeId!, now - _inactiveSince, now - (_inactiveSince + _options.InactivityTimeout));
+            SiloMetrics.RemovedLate(now - (_inactiveSince + _options.InactivityTimeout));
             await RemoveAsync(RemovalReason.Inactivity);
         }
     }
@@ -302,6 +305,7 @@ public sealed partial class NodeGrain(
         await node.WriteStateAsync();
         await Tailnet().Upsert(View());
         LogReregistered(State.NodeId!, command.Grant.KeyId);
+        SiloMetrics.Registered(State.Ephemeral, again: true);
         return new RegisterResult(View(), $"{State.NodeId}.{secret}", null);
     }
 
@@ -393,6 +397,7 @@ public sealed partial class NodeGrain(
         await DropReminderAsync();
         await node.ClearStateAsync();
         LogRemoved(nodeId, reason);
+        SiloMetrics.Removed(reason);
         DeactivateOnIdle();
     }
 

@@ -4,6 +4,7 @@ using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
@@ -50,6 +51,8 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private IGrainTimer? _confirmTimer;
     private ImmutableDictionary<string, NodeView> _nodes = ImmutableDictionary<string, NodeView>.Empty;
     private IGrainTimer? _batchTimer;
+    private DateTimeOffset _firstPendingAt;
+    private IDisposable? _metrics;
     private long _version;
 
     public TailnetGrain(
@@ -88,6 +91,18 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         {
             _ = RefreshAsync(_nodes.Keys.ToArray());
         }
+
+        _metrics = SiloMetrics.Track(() =>
+        {
+            var nodes = _nodes;
+            return (nodes.Count, nodes.Values.Count(n => n.Ephemeral), nodes.Values.Count(n => n.Online));
+        });
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _metrics?.Dispose();
+        return Task.CompletedTask;
     }
 
     public Task<TailnetSettings> GetSettings() => Task.FromResult(new TailnetSettings(_settings.State.DeviceApproval));
@@ -234,6 +249,11 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private bool Change(string nodeId, NodeView? view, bool durable)
     {
         _nodes = view is null ? _nodes.Remove(nodeId) : _nodes.SetItem(nodeId, view);
+        if (_pending.Count == 0)
+        {
+            _firstPendingAt = _time.GetUtcNow();
+        }
+
         _pending[nodeId] = view;
         _batchTimer ??= this.RegisterGrainTimer(
             PublishBatchAsync,
@@ -260,7 +280,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             _version,
             ++_version,
             _pending.Values.OfType<NodeView>().ToArray(),
-            _pending.Where(p => p.Value is null).Select(p => p.Key).ToArray());
+            _pending.Where(p => p.Value is null).Select(p => p.Key).ToArray()) { FirstChangeAt = _firstPendingAt };
         _pending.Clear();
         await _observers.Notify(observer => observer.OnChanges(changes));
     }

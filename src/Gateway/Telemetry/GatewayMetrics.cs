@@ -1,0 +1,35 @@
+using System.Diagnostics.Metrics;
+
+namespace EphemeralOrleans.Gateway.Telemetry;
+
+/// <summary>What a gateway measures: registrations it served, its open map streams, the deltas it sent and how long a
+/// change took from the registry to an agent's stream.</summary>
+public static class GatewayMetrics
+{
+    private static readonly Meter Meter = new(Contracts.Telemetry.MeterName);
+
+    private static readonly Counter<long> Registrations = Meter.CreateCounter<long>(
+        "eo.gateway.registrations", "{request}", "Registration requests, by outcome (ok or the problem code).");
+
+    private static readonly UpDownCounter<long> Streams = Meter.CreateUpDownCounter<long>(
+        "eo.gateway.map_streams", "{stream}", "Map streams open on this gateway.");
+
+    private static readonly Counter<long> Deltas = Meter.CreateCounter<long>(
+        "eo.gateway.deltas_sent", "{message}", "Deltas written to agents' map streams.");
+
+    private static readonly Histogram<double> Delivery = Meter.CreateHistogram<double>(
+        "eo.gateway.change_delivery", "s", "From a registry change (silo clock) to its delta written to a stream (gateway clock).",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10] });
+
+    public static void Registration(string outcome) => Registrations.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+
+    public static void StreamOpened() => Streams.Add(1);
+
+    public static void StreamClosed() => Streams.Add(-1);
+
+    public static void DeltaSent(TimeSpan sinceChange)
+    {
+        Deltas.Add(1);
+        Delivery.Record(Math.Max(0, sinceChange.TotalSeconds));
+    }
+}
