@@ -1,29 +1,29 @@
 using EphemeralOrleans.Grains.Hosting;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
 
 // A standalone silo: Storage:Provider=Postgres for a cluster (ADO.NET clustering, storage and reminders), ports and
-// advertised address from Silo:*. Gateways join it with Gateway:Mode=Client.
-var builder = Host.CreateApplicationBuilder(args);
-builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+// advertised address from Silo:*. Gateways join it with Gateway:Mode=Client. It serves /healthz and /metrics on
+// Silo:MetricsPort (all interfaces); without it, on a loopback port of the system's choosing.
+var builder = WebApplication.CreateBuilder(args);
+builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource
 {
-    ["Logging:LogLevel:Orleans"] = "Warning",
-    ["Logging:LogLevel:Polly"] = "Warning",
+    InitialData = new Dictionary<string, string?>
+    {
+        ["Logging:LogLevel:Orleans"] = "Warning",
+        ["Logging:LogLevel:Polly"] = "Warning",
+        ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
+    },
 });
+builder.WebHost.UseUrls(builder.Configuration.GetValue<int?>("Silo:MetricsPort") is { } metricsPort
+    ? $"http://0.0.0.0:{metricsPort}"
+    : "http://127.0.0.1:0");
 builder.UseOrleans(silo => silo.AddEphemeralSilo(builder.Configuration));
-if (builder.Configuration.GetValue<int?>("Silo:MetricsPort") is { } metricsPort)
-{
-    builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters()
-        .AddPrometheusHttpListener(o => (o.Host, o.Port) = ("*", metricsPort)));
-}
-
+builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters().AddPrometheusExporter());
 // Longer than Orleans' own graceful shutdown, so activations and reminders are handed over before the process ends.
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(45));
 
-using var host = builder.Build();
-var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EphemeralOrleans.Silo");
-await EphemeralHosting.PrepareStorageAsync(builder.Configuration, logger);
-await host.RunAsync();
+var app = builder.Build();
+app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
+app.MapPrometheusScrapingEndpoint("/metrics");
+await EphemeralHosting.PrepareStorageAsync(builder.Configuration, app.Logger);
+await app.RunAsync();

@@ -30,7 +30,7 @@ public sealed class SiloOptions
     /// <summary>Lowers Orleans' one-minute minimum reminder period (tests only need this).</summary>
     public TimeSpan? MinimumReminderPeriod { get; set; }
 
-    /// <summary>A standalone silo serves Prometheus metrics on this port (all interfaces, <c>/metrics</c>) when set; a
-    /// gateway serves its own, and its co-hosted silo's, on its HTTP endpoint's <c>/metrics</c>.</summary>
+    /// <summary>A standalone silo serves <c>/metrics</c> and <c>/healthz</c> on this port (all interfaces) when set; a
+    /// gateway serves its own, and its co-hosted silo's, on its HTTP endpoint.</summary>
     public int? MetricsPort { get; set; }
 }

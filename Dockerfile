@@ -1,0 +1,25 @@
+# One build, three images: docker build --target gateway|silo|agent .
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+WORKDIR /src
+COPY . .
+RUN dotnet publish src/Gateway -c Release -o /out/gateway \
+ && dotnet publish src/Silo -c Release -o /out/silo \
+ && dotnet publish src/Agent -c Release -o /out/agent
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS silo
+WORKDIR /app
+COPY --from=build /out/silo .
+# Orleans silo-to-silo, client gateway, and /metrics + /healthz.
+EXPOSE 11111 30000 9464
+ENTRYPOINT ["dotnet", "EphemeralOrleans.Silo.dll"]
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS gateway
+WORKDIR /app
+COPY --from=build /out/gateway .
+EXPOSE 8080 8081
+ENTRYPOINT ["dotnet", "EphemeralOrleans.Gateway.dll"]
+
+FROM mcr.microsoft.com/dotnet/runtime:10.0 AS agent
+WORKDIR /app
+COPY --from=build /out/agent .
+ENTRYPOINT ["dotnet", "EphemeralOrleans.Agent.dll"]
