@@ -9,12 +9,14 @@ namespace EphemeralOrleans.Testing;
 /// </summary>
 public sealed class PostgresServer : IAsyncDisposable
 {
-    private readonly Process _process;
     private readonly string _directory;
+    private readonly Func<Process> _launch;
+    private Process _process;
 
-    private PostgresServer(Process process, string directory, int port)
+    private PostgresServer(Func<Process> launch, string directory, int port)
     {
-        _process = process;
+        _launch = launch;
+        _process = launch();
         _directory = directory;
         Port = port;
     }
@@ -53,24 +55,44 @@ public sealed class PostgresServer : IAsyncDisposable
         var port = FreePort.Next();
         string[] serverArgs = ["-D", data, "-p", port.ToString(), "-k", directory, "-c", "listen_addresses=127.0.0.1",
             "-c", "max_connections=500", "-c", $"fsync={(durable ? "on" : "off")}", "-c", "shared_buffers=128MB"];
-        var start = new ProcessStartInfo(Command(asRoot, Path.Combine(bin, "postgres")))
+        Process Launch()
         {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        };
-        foreach (var arg in Prefix(asRoot, Path.Combine(bin, "postgres")).Concat(serverArgs))
-        {
-            start.ArgumentList.Add(arg);
+            var start = new ProcessStartInfo(Command(asRoot, Path.Combine(bin, "postgres")))
+            {
+                RedirectStandardError = true,
+                RedirectStandardOutput = true,
+            };
+            foreach (var arg in Prefix(asRoot, Path.Combine(bin, "postgres")).Concat(serverArgs))
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            var process = Process.Start(start) ?? throw new InvalidOperationException("postgres did not start");
+            process.ErrorDataReceived += (_, _) => { };
+            process.OutputDataReceived += (_, _) => { };
+            process.BeginErrorReadLine();
+            process.BeginOutputReadLine();
+            return process;
         }
 
-        var process = Process.Start(start) ?? throw new InvalidOperationException("postgres did not start");
-        process.ErrorDataReceived += (_, _) => { };
-        process.OutputDataReceived += (_, _) => { };
-        process.BeginErrorReadLine();
-        process.BeginOutputReadLine();
-        var server = new PostgresServer(process, directory, port);
+        var server = new PostgresServer(Launch, directory, port);
         await server.WaitReadyAsync();
         return server;
+    }
+
+    /// <summary>Kills the server (SIGKILL: no shutdown checkpoint, recovery from the WAL on start).</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill(entireProcessTree: true);
+        await _process.WaitForExitAsync();
+    }
+
+    /// <summary>Starts the server again on the same data directory and port.</summary>
+    public async Task StartAgainAsync()
+    {
+        _process.Dispose();
+        _process = _launch();
+        await WaitReadyAsync();
     }
 
     /// <summary>Creates an empty database and returns its connection string.</summary>

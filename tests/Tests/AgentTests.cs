@@ -184,7 +184,13 @@ public sealed class AgentRestartTests : PostgresTest
     private static readonly TimeSpan Within = TimeSpan.FromSeconds(60);
 
     [PostgresFact]
-    public async Task After_the_gateway_is_killed_and_restarted_the_agent_reconnects_to_the_same_node()
+    public Task After_the_gateway_is_killed_and_restarted_the_agent_reconnects_to_the_same_node() => RestartAsync(kill: true);
+
+    /// <summary>A gateway shutting down ends streams as errors, never cleanly (which would tell agents their node is gone).</summary>
+    [PostgresFact]
+    public Task After_the_gateway_stops_gracefully_and_restarts_the_agent_reconnects_to_the_same_node() => RestartAsync(kill: false);
+
+    private async Task RestartAsync(bool kill)
     {
         var settings = new Dictionary<string, string>
         {
@@ -204,11 +210,20 @@ public sealed class AgentRestartTests : PostgresTest
         using var client = new GatewayClient(first.HttpUrl);
         var key = await client.CreateKeyAsync(reusable: false);
         var socket = Path.Combine(Path.GetTempPath(), $"eo-agent-{Guid.NewGuid():N}.sock");
+        // Over HTTP after a kill, over gRPC after a graceful stop: both transports must read a gateway going away as "reconnect".
         await using var agent = AgentProcess.Start(["up", "--login-server", first.HttpUrl.ToString(), "--hostname", "survivor", "--json",
-            "--socket", socket], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
+            "--socket", socket, "--transport", kill ? "http" : "grpc"], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
         var before = (await agent.WaitForEventAsync("netmap", Within)).GetProperty("self");
 
-        await first.KillAsync();
+        if (kill)
+        {
+            await first.KillAsync();
+        }
+        else
+        {
+            await first.StopAsync(Within);
+        }
+
         await agent.WaitForEventAsync("disconnected", Within);
         await using var second = await HostProcess.StartGatewayAsync(settings);
 

@@ -23,8 +23,12 @@ public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IO
     {
         var streamId = Guid.NewGuid().ToString("N");
         var (grain, session) = await controlPlane.OpenSessionAsync(GrpcCredentials.Bearer(context), streamId);
-        await hub.RunStreamAsync(grain, session, streamId,
-            (message, cancellationToken) => responseStream.WriteAsync(message.ToProto(), cancellationToken), context.CancellationToken);
+        if (await hub.RunStreamAsync(grain, session, streamId,
+            (message, cancellationToken) => responseStream.WriteAsync(message.ToProto(), cancellationToken), context.CancellationToken))
+        {
+            // An error, not a clean end (which tells the agent its node is gone): the agent reconnects.
+            throw new RpcException(new global::Grpc.Core.Status(StatusCode.Unavailable, "The gateway is shutting down; reconnect."));
+        }
     }
 
     public override async Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)

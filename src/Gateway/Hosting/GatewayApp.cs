@@ -46,6 +46,8 @@ public static partial class GatewayApp
             var connectionString = EphemeralHosting.PostgresConnectionString(configuration);
             builder.UseOrleansClient(client => client
                 .AddDashboard()
+                // Notice silos that left (or died) within seconds rather than Orleans' default minute.
+                .Configure<Orleans.Configuration.GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5))
                 .Configure<Orleans.Configuration.ClusterOptions>(o =>
                 {
                     o.ClusterId = configuration["Cluster:Id"] ?? EphemeralHosting.ServiceId;

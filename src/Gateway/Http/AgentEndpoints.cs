@@ -36,12 +36,17 @@ public static class AgentEndpoints
             context.Response.Headers.CacheControl = "no-store";
             await context.Response.StartAsync(context.RequestAborted);
             var body = context.Response.Body;
-            await hub.RunStreamAsync(grain, session, streamId, async (message, cancellationToken) =>
+            var gatewayStopping = await hub.RunStreamAsync(grain, session, streamId, async (message, cancellationToken) =>
             {
                 await body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(message, MapMessage.Json), cancellationToken);
                 await body.WriteAsync(Newline, cancellationToken);
                 await body.FlushAsync(cancellationToken);
             }, context.RequestAborted);
+            if (gatewayStopping)
+            {
+                // Reset rather than end the response: an ended stream tells the agent its node is gone.
+                context.Abort();
+            }
             return Results.Empty;
         });
 

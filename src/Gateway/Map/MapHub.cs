@@ -52,8 +52,10 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     }
 
     /// <summary>Serves one agent's stream until it ends: the full map, then its deltas, with keepalives when silent.
-    /// <c>send</c> writes one message to the agent's transport (an NDJSON line, a gRPC message) and flushes it.</summary>
-    internal async Task RunStreamAsync(INodeGrain node, SessionInfo session, string streamId,
+    /// <c>send</c> writes one message to the agent's transport (an NDJSON line, a gRPC message) and flushes it.
+    /// Returns true when the stream ended because this gateway is stopping: the transport must then end it as an
+    /// error, so that the agent reconnects (a clean end means the node is gone).</summary>
+    internal async Task<bool> RunStreamAsync(INodeGrain node, SessionInfo session, string streamId,
         Func<MapMessage, CancellationToken, Task> send, CancellationToken aborted)
     {
         var feed = await FeedAsync(session.Node.Tailnet);
@@ -85,6 +87,8 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
                 await CloseSessionQuietlyAsync(node, session.Node.Id, streamId);
             }
         }
+
+        return _applicationStopping.IsCancellationRequested && stream.ClosedBecause == "gateway stopping";
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -170,13 +174,15 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             {
                 try
                 {
-                    if (!await node.KeepSession(streamId, stream.Epoch))
+                    // Bounded: a call queued behind a dead silo's connection can hang for Orleans' response timeout,
+                    // and the next heartbeats must not wait behind it once the cluster has a route again.
+                    if (!await node.KeepSession(streamId, stream.Epoch).WaitAsync(_ephemeralOptions.SessionLease, cancellationToken))
                     {
                         stream.Close("session ended");
                         return;
                     }
                 }
-                catch (Exception exception) when (exception is not OperationCanceledException)
+                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                 {
                     // The cluster may be recovering; the stream stays and the next heartbeat re-establishes the session.
                     LogHeartbeatFailed(exception, stream.SelfId);

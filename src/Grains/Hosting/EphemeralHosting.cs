@@ -76,6 +76,8 @@ public static class EphemeralHosting
             .ValidateOnStart();
         services.TryAddSingleton(sp => new AddressPool(sp.GetRequiredService<IOptions<AddressOptions>>().Value.Ipv4Prefix));
         services.TryAddSingleton(TimeProvider.System);
+        // A storage failure in a silo must reach the gateway as what it is (and become a 503), not as a codec error.
+        services.Configure<Orleans.Serialization.ExceptionSerializationOptions>(o => o.SupportedNamespacePrefixes.Add("Npgsql"));
         return services;
     }
 

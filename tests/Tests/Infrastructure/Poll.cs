@@ -27,14 +27,14 @@ public static class Poll
     }
 
     /// <summary>Polls until <paramref name="condition"/> holds; returns how long it took; fails after <paramref name="within"/>.</summary>
-    public static async Task<TimeSpan> UntilAsync(Func<Task<bool>> condition, TimeSpan within, string what, int everyMs = 50)
+    public static async Task<TimeSpan> UntilAsync(Func<Task<bool>> condition, TimeSpan within, string what, int everyMs = 50, Func<string>? why = null)
     {
         var clock = Stopwatch.StartNew();
         while (!await condition())
         {
             if (clock.Elapsed > within)
             {
-                Assert.Fail($"Timed out after {within} waiting for {what}.");
+                Assert.Fail($"Timed out after {within} waiting for {what}.{(why is null ? "" : " " + why())}");
             }
 
             await Task.Delay(everyMs);

@@ -7,6 +7,9 @@ public abstract class PostgresTest : IAsyncLifetime
 {
     private PostgresServer? _postgres;
 
+    /// <summary>This class's server (only within <see cref="PostgresFactAttribute"/> tests).</summary>
+    protected PostgresServer Postgres => _postgres ?? throw new InvalidOperationException(PostgresServer.UnavailableReason());
+
     /// <summary>A fresh, empty database on this class's server.</summary>
     protected Task<string> NewDatabaseAsync(string prefix) =>
         (_postgres ?? throw new InvalidOperationException(PostgresServer.UnavailableReason())).CreateDatabaseAsync(prefix + Guid.NewGuid().ToString("N")[..8]);

@@ -1,0 +1,303 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using EphemeralOrleans.Testing;
+using EphemeralOrleans.Tests.Infrastructure;
+using Npgsql;
+using Xunit.Abstractions;
+
+namespace EphemeralOrleans.Tests;
+
+/// <summary>
+/// The cluster topology (two standalone silos, a gateway in client mode, PostgreSQL) as real processes, under churn,
+/// with processes killed and restarted. Held nodes keep map streams open (over gRPC, reconnecting like agents);
+/// offline nodes registered and never connected. Figures go to the test output (docs/reliability.md has a run).
+/// </summary>
+[Collection(TimingCollection.Name)]
+public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
+{
+    private static readonly Stopwatch Clock = Stopwatch.StartNew();
+    private static readonly TimeSpan ReminderPeriod = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan Tolerance = TimeSpan.FromSeconds(3);
+
+    [PostgresFact]
+    public async Task Killing_a_silo_during_churn_removes_every_offline_node_in_time_and_no_connected_one()
+    {
+        // Longer than the cluster's failover (the dead silo is declared dead after 7-12 s here; until then calls routed
+        // through it stall): a connected node's gateway must get a heartbeat through within lease + timeout.
+        var timeout = TimeSpan.FromSeconds(30);
+        var slack = TimeSpan.FromSeconds(3);
+        var connectionString = await NewDatabaseAsync("kill");
+        await using var topology = await ClusterTopology.StartAsync(connectionString, Settings(timeout));
+        using var http = new GatewayClient(topology.HttpUrl);
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(topology.GrpcUrl);
+        var grpc = new Protocol.V1.ControlService.ControlServiceClient(channel);
+        var key = await http.CreateKeyAsync(reusable: true, ephemeral: true);
+
+        var held = await RegisterManyAsync(http, key.Str("key"), 300, "held");
+        var streams = held.Select(h => HeldStream.Start(grpc, h.Id, h.Token)).ToList();
+        try
+        {
+            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 0)), TimeSpan.FromSeconds(90), "every held stream's full map", everyMs: 200);
+            var offline = await RegisterManyAsync(http, key.Str("key"), 300, "offline");
+
+            var killedAt = Clock.Elapsed;
+            await topology.KillSiloAsync(1);
+            var declaredDead = await WaitDeclaredDeadAsync(connectionString, topology.SiloPort(1));
+            log.WriteLine($"silo declared dead {(declaredDead - killedAt).TotalSeconds:0.0} s after kill -9");
+
+            var removedAt = await WaitRemovedAsync(http, offline.Select(o => o.Id).ToHashSet(), TimeSpan.FromSeconds(120));
+            var lags = offline.Select(o => removedAt[o.Id] - (o.RegisteredBefore + timeout)).ToArray();
+            log.WriteLine($"removal after the deadline: min {lags.Min().TotalSeconds:0.0} s, max {lags.Max().TotalSeconds:0.0} s");
+            foreach (var node in offline)
+            {
+                Assert.True(removedAt[node.Id] >= node.RegisteredBefore + timeout, $"{node.Id} removed before its timeout");
+                var bound = Max(node.RegisteredBefore + timeout, declaredDead) + slack + ReminderPeriod + Tolerance;
+                Assert.True(removedAt[node.Id] <= bound, $"{node.Id} removed {(removedAt[node.Id] - bound).TotalSeconds:0.0} s past its bound");
+            }
+
+            // Connected nodes outlive two more timeouts after the recovery, and their streams work.
+            await Task.Delay(timeout + slack);
+            await AssertHeldAsync(http, streams, held);
+            await AssertConsistentAsync(http, key.Str("id"), 600, held.Concat(offline));
+        }
+        finally
+        {
+            await Task.WhenAll(streams.Select(s => s.DisposeAsync().AsTask()));
+        }
+    }
+
+    [PostgresFact]
+    public async Task After_a_gateway_restart_and_a_whole_cluster_restart_nodes_reconnect_and_pending_removals_fire()
+    {
+        var timeout = TimeSpan.FromSeconds(30);
+        var slack = TimeSpan.FromSeconds(3);
+        var connectionString = await NewDatabaseAsync("restart");
+        await using var topology = await ClusterTopology.StartAsync(connectionString, Settings(timeout));
+        using var http = new GatewayClient(topology.HttpUrl);
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(topology.GrpcUrl);
+        var grpc = new Protocol.V1.ControlService.ControlServiceClient(channel);
+        var key = await http.CreateKeyAsync(reusable: true, ephemeral: true);
+        var held = await RegisterManyAsync(http, key.Str("key"), 100, "held");
+        var streams = held.Select(h => HeldStream.Start(grpc, h.Id, h.Token)).ToList();
+        try
+        {
+            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 0)), TimeSpan.FromSeconds(60), "every held stream's full map", everyMs: 200);
+            var offline = await RegisterManyAsync(http, key.Str("key"), 100, "offline");
+
+            // The gateway alone: agents come back to the same nodes.
+            var restarted = Clock.Elapsed;
+            await topology.StopGatewayAsync();
+            await topology.StartGatewayAsync();
+            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 1)), TimeSpan.FromSeconds(60), "every held stream back", everyMs: 100,
+                why: () => $"{streams.Count(s => s.Gone is not null)} gone ({streams.FirstOrDefault(s => s.Gone is not null)?.Gone}), full maps {string.Join(',', streams.Select(s => s.FullMaps).Distinct())}");
+            log.WriteLine($"gateway restart: every agent back on its node {(Clock.Elapsed - restarted).TotalSeconds:0.0} s after the stop began");
+
+            // The silos alone, under a running gateway: it says not-ready but keeps its agents' streams.
+            var reconnectsBefore = streams.Sum(s => s.Reconnects);
+            await topology.StopSiloAsync(0);
+            await topology.StopSiloAsync(1);
+            await Poll.UntilAsync(async () => (await http.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable,
+                TimeSpan.FromSeconds(30), "/readyz to report the cluster gone");
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            Assert.All(streams, s => Assert.True(s.Gone is null && s.Silence < TimeSpan.FromSeconds(3), $"{s.NodeId}: {s.Gone}, silent {s.Silence}"));
+            await topology.StartSiloAsync(0);
+            await topology.StartSiloAsync(1);
+            await Poll.UntilAsync(async () => (await http.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.OK,
+                TimeSpan.FromSeconds(60), "/readyz to report the cluster back");
+            Assert.Equal(reconnectsBefore, streams.Sum(s => s.Reconnects));
+            log.WriteLine("silos down and up under a running gateway: no agent stream dropped");
+
+            // The whole cluster, gracefully.
+            var stopped = Clock.Elapsed;
+            await topology.StopGatewayAsync();
+            await topology.StopSiloAsync(0);
+            await topology.StopSiloAsync(1);
+            await topology.StartSiloAsync(0);
+            await topology.StartSiloAsync(1);
+            await topology.StartGatewayAsync();
+            var recovered = Clock.Elapsed;
+            log.WriteLine($"cluster down and up again in {(recovered - stopped).TotalSeconds:0.0} s");
+            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 2)), TimeSpan.FromSeconds(60), "every held stream back", everyMs: 100,
+                why: () => $"{streams.Count(s => s.Gone is not null)} gone ({streams.FirstOrDefault(s => s.Gone is not null)?.Gone}), full maps {string.Join(',', streams.Select(s => s.FullMaps).Distinct())}");
+            log.WriteLine($"every agent back {(Clock.Elapsed - recovered).TotalSeconds:0.0} s after the cluster was up");
+
+            var removedAt = await WaitRemovedAsync(http, offline.Select(o => o.Id).ToHashSet(), TimeSpan.FromSeconds(120));
+            foreach (var node in offline)
+            {
+                Assert.True(removedAt[node.Id] >= node.RegisteredBefore + timeout, $"{node.Id} removed before its timeout");
+                var bound = Max(node.RegisteredBefore + timeout, recovered) + slack + ReminderPeriod + Tolerance;
+                Assert.True(removedAt[node.Id] <= bound, $"{node.Id} removed {(removedAt[node.Id] - bound).TotalSeconds:0.0} s past its bound");
+            }
+
+            await AssertHeldAsync(http, streams, held);
+            await AssertConsistentAsync(http, key.Str("id"), 200, held.Concat(offline));
+        }
+        finally
+        {
+            await Task.WhenAll(streams.Select(s => s.DisposeAsync().AsTask()));
+        }
+    }
+
+    [PostgresFact]
+    public async Task While_postgres_restarts_under_load_requests_fail_cleanly_and_nothing_is_lost_or_duplicated()
+    {
+        var connectionString = await NewDatabaseAsync("pgdown");
+        await using var topology = await ClusterTopology.StartAsync(connectionString, Settings(TimeSpan.FromMinutes(5)));
+        using var http = new GatewayClient(topology.HttpUrl);
+        var key = await http.CreateKeyAsync(reusable: true, ephemeral: true);
+
+        var results = new System.Collections.Concurrent.ConcurrentBag<(HttpStatusCode Status, string? Code, JsonElement Node, string NodeKey, TimeSpan At)>();
+        using var stopLoad = new CancellationTokenSource();
+        var load = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            while (!stopLoad.IsCancellationRequested)
+            {
+                var nodeKey = ApiClient.NewNodeKey();
+                var reply = await http.TryRegisterAsync(key.Str("key"), nodeKey, "load");
+                results.Add((reply.Status, reply.Code, reply.Status == HttpStatusCode.OK ? reply.Body.GetProperty("node").Clone() : default, nodeKey, Clock.Elapsed));
+                if (reply.Status != HttpStatusCode.OK)
+                {
+                    await Task.Delay(100);
+                }
+            }
+        })).ToArray();
+
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var down = Clock.Elapsed;
+        await Postgres.KillAsync();
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        await Postgres.StartAgainAsync();
+        var up = Clock.Elapsed;
+        await Poll.UntilAsync(() => Task.FromResult(results.Any(r => r.At > up && r.Status == HttpStatusCode.OK)), TimeSpan.FromSeconds(60), "registrations to succeed again", everyMs: 200);
+        var recoveredAfter = results.Where(r => r.At > up && r.Status == HttpStatusCode.OK).Min(r => r.At) - up;
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await stopLoad.CancelAsync();
+        await Task.WhenAll(load);
+
+        var all = results.ToArray();
+        var during = all.Count(r => r.At > down && r.At < up && r.Status != HttpStatusCode.OK);
+        log.WriteLine($"{all.Length} registrations: {all.Count(r => r.Status == HttpStatusCode.OK)} ok, {during} refused while PostgreSQL was down; "
+            + $"first success {recoveredAfter.TotalSeconds:0.0} s after it was back");
+        Assert.All(all, r => Assert.True(r.Status is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{r.Status} {r.Code}"));
+        Assert.True(during > 0, "no request was refused while PostgreSQL was down");
+
+        // Nothing lost: every acknowledged node is listed. Nothing duplicated: one node per node key and per address.
+        var acknowledged = all.Where(r => r.Status == HttpStatusCode.OK).ToArray();
+        var listed = await ListWhenAvailableAsync(http);
+        var listedIds = listed.Select(n => n.Str("id")).ToHashSet();
+        Assert.All(acknowledged, r => Assert.Contains(r.Node.Str("id"), listedIds));
+        Assert.Equal(listed.Length, listed.Select(n => n.Str("nodeKey")).Distinct().Count());
+        Assert.Equal(listed.Length, listed.Select(n => n.Str("ipv4")).Distinct().Count());
+        var uses = (await http.GetKeyAsync(key.Str("id"))).Body.GetProperty("uses").GetInt32();
+        Assert.True(uses >= acknowledged.Length, $"{uses} uses for {acknowledged.Length} registrations");
+    }
+
+    private static Dictionary<string, string> Settings(TimeSpan timeout) => new()
+    {
+        ["Admin:ApiKey"] = ApiClient.AdminKey,
+        ["Ephemeral:InactivityTimeout"] = timeout.ToString("c"),
+        ["Ephemeral:ReminderPeriod"] = ReminderPeriod.ToString("c"),
+        ["Silo:MinimumReminderPeriod"] = "00:00:01",
+        ["Map:KeepAliveInterval"] = "00:00:01",
+    };
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    private sealed record Registered(string Id, string Token, string Ipv4, TimeSpan RegisteredBefore);
+
+    private static async Task<List<Registered>> RegisterManyAsync(GatewayClient http, string key, int count, string prefix)
+    {
+        var registered = new System.Collections.Concurrent.ConcurrentBag<Registered>();
+        await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, _) =>
+        {
+            var before = Clock.Elapsed;
+            var (node, token) = await http.RegisterAsync(key, hostname: $"{prefix}-{i}");
+            registered.Add(new Registered(node.Str("id"), token, node.Str("ipv4"), before));
+        });
+        return [.. registered];
+    }
+
+    /// <summary>Polls the node list (through outages) until none of <paramref name="ids"/> is left; when each went.</summary>
+    private static async Task<Dictionary<string, TimeSpan>> WaitRemovedAsync(GatewayClient http, HashSet<string> ids, TimeSpan within)
+    {
+        var removedAt = new Dictionary<string, TimeSpan>();
+        var deadline = Clock.Elapsed + within;
+        while (removedAt.Count < ids.Count)
+        {
+            Assert.True(Clock.Elapsed < deadline, $"{ids.Count - removedAt.Count} offline nodes still listed after {within}");
+            var listed = await TryListAsync(http);
+            if (listed is not null)
+            {
+                var present = listed.Select(n => n.Str("id")).ToHashSet();
+                foreach (var id in ids.Where(id => !present.Contains(id) && !removedAt.ContainsKey(id)))
+                {
+                    removedAt[id] = Clock.Elapsed;
+                }
+            }
+
+            await Task.Delay(250);
+        }
+
+        return removedAt;
+    }
+
+    private static async Task<JsonElement[]?> TryListAsync(GatewayClient http)
+    {
+        try
+        {
+            return await http.ListNodesAsync();
+        }
+        catch (Exception exception) when (exception is HttpRequestException or TaskCanceledException)
+        {
+            return null;
+        }
+    }
+
+    private static async Task<JsonElement[]> ListWhenAvailableAsync(GatewayClient http)
+    {
+        JsonElement[]? listed = null;
+        await Poll.UntilAsync(async () => (listed = await TryListAsync(http)) is not null, TimeSpan.FromSeconds(30), "the node list");
+        return listed!;
+    }
+
+    private static async Task<TimeSpan> WaitDeclaredDeadAsync(string connectionString, int port)
+    {
+        await Poll.UntilAsync(async () =>
+        {
+            await using var connection = new NpgsqlConnection(connectionString);
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand("SELECT count(*) FROM orleansmembershiptable WHERE port = @port AND status = 6", connection);
+            command.Parameters.AddWithValue("port", port);
+            return (long)(await command.ExecuteScalarAsync())! > 0;
+        }, TimeSpan.FromSeconds(90), "the killed silo to be declared dead", everyMs: 200);
+        return Clock.Elapsed;
+    }
+
+    /// <summary>Every held node is listed and online, and its stream is alive (keepalives every second).</summary>
+    private static async Task AssertHeldAsync(GatewayClient http, List<HeldStream> streams, List<Registered> held)
+    {
+        Assert.All(streams, s => Assert.Null(s.Gone));
+        await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.Silence < TimeSpan.FromSeconds(3))), TimeSpan.FromSeconds(30),
+            "every held stream to be alive", everyMs: 200, why: () =>
+            {
+                var silent = streams.Where(s => s.Silence >= TimeSpan.FromSeconds(3)).ToArray();
+                return $"{silent.Length} silent (longest {silent.Max(s => s.Silence).TotalSeconds:0} s), reconnects {streams.Sum(s => s.Reconnects)}, "
+                    + $"full maps {string.Join(',', silent.Take(5).Select(s => s.FullMaps))}";
+            });
+        var listed = (await ListWhenAvailableAsync(http)).ToDictionary(n => n.Str("id"));
+        Assert.All(held, h => Assert.True(listed.ContainsKey(h.Id), $"held node {h.Id} was removed"));
+        await Poll.UntilAsync(async () => (await http.ListNodesAsync()).Count(n => n.GetProperty("online").GetBoolean()) == held.Count,
+            TimeSpan.FromSeconds(30), "every held node to show online");
+    }
+
+    /// <summary>No two nodes ever shared an address, and the key counted every registration once.</summary>
+    private static async Task AssertConsistentAsync(GatewayClient http, string keyId, int registrations, IEnumerable<Registered> all)
+    {
+        var nodes = all.ToArray();
+        Assert.Equal(nodes.Length, nodes.Select(n => n.Ipv4).Distinct().Count());
+        var listed = await ListWhenAvailableAsync(http);
+        Assert.Equal(listed.Length, listed.Select(n => n.Str("ipv4")).Distinct().Count());
+        Assert.Equal(registrations, (await http.GetKeyAsync(keyId)).Body.GetProperty("uses").GetInt32());
+    }
+}
