@@ -18,7 +18,9 @@ builder.WebHost.UseUrls(builder.Configuration.GetValue<int?>("Silo:MetricsPort")
     ? $"http://0.0.0.0:{metricsPort}"
     : "http://127.0.0.1:0");
 builder.UseOrleans(silo => silo.AddEphemeralSilo(builder.Configuration));
-builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters().AddPrometheusExporter());
+builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters()
+            // Every scrape sees the current values (the exporter caches responses for 300 ms by default).
+            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
 // Longer than Orleans' own graceful shutdown, so activations and reminders are handed over before the process ends.
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(45));
 

@@ -235,5 +235,8 @@ public sealed class AgentRestartTests : PostgresTest
         // Reconnecting is not registering: the single-use key was used once and the node is the only one.
         Assert.Equal(1, (await client.GetKeyAsync(key.Str("id"))).Body.GetProperty("uses").GetInt32());
         Assert.Single(await client.ListNodesAsync());
+
+        // The logs name nodes and keys, never secrets.
+        Assert.DoesNotContain(key.Str("key").Split('-')[^1], first.Output + second.Output);
     }
 }

@@ -12,7 +12,7 @@ namespace EphemeralOrleans.Tests;
 public sealed class ClusterModeTests : PostgresTest
 {
     [PostgresFact]
-    public async Task A_gateway_in_client_mode_serves_agents_from_a_standalone_silo()
+    public async Task Gateways_in_client_mode_serve_agents_from_a_standalone_silo_and_see_each_others_nodes()
     {
         var common = new Dictionary<string, string>
         {
@@ -37,12 +37,33 @@ public sealed class ClusterModeTests : PostgresTest
         });
         using var client = new GatewayClient(gateway.HttpUrl);
 
+        // A second gateway beside the first: each has its own netmap observer and its own agents.
+        await using var second = await HostProcess.StartGatewayAsync(new Dictionary<string, string>(common)
+        {
+            ["Gateway:Mode"] = "Client",
+            ["Admin:ApiKey"] = GatewayClient.AdminKey,
+        });
+        using var secondClient = new GatewayClient(second.HttpUrl);
+
         var key = (await client.CreateKeyAsync(reusable: true, ephemeral: true)).Str("key");
         var (a, tokenA) = await client.RegisterAsync(key, hostname: "alpha");
         var (b, tokenB) = await client.RegisterAsync(key, hostname: "bravo");
         var map = await client.OpenMapAsync(tokenA);
         var full = await map.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "the full map");
         Assert.Equal([b.Str("id")], full.Ids("peers"));
+
+        // A node of the second gateway appears on the first one's stream, and the other way round.
+        var (c, tokenC) = await secondClient.RegisterAsync(key, hostname: "charlie");
+        await map.WaitForAsync(m => m.Type() == "delta" && m.Ids("peersChanged").Contains(c.Str("id")), TimeSpan.FromSeconds(10), "C on A's stream");
+        await using (var mapC = await secondClient.OpenMapAsync(tokenC))
+        {
+            var fullC = await mapC.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "C's full map");
+            Assert.Equal(new[] { a.Str("id"), b.Str("id") }.Order(), fullC.Ids("peers").Order());
+            Assert.Equal(HttpStatusCode.NoContent, await secondClient.LogoutAsync(tokenC));
+            await mapC.WaitForEndAsync(TimeSpan.FromSeconds(10));
+        }
+
+        await map.WaitForAsync(m => m.Type() == "delta" && m.Ids("peersRemoved").Contains(c.Str("id")), TimeSpan.FromSeconds(10), "C's removal on A's stream");
 
         Assert.Equal(HttpStatusCode.NoContent, await client.LogoutAsync(tokenB));
         await map.WaitForAsync(m => m.Type() == "delta" && m.Ids("peersRemoved").Contains(b.Str("id")), TimeSpan.FromSeconds(10), "B's removal");

@@ -72,7 +72,9 @@ public static partial class GatewayApp
         builder.Services.AddSingleton<MapHub>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MapHub>());
         builder.Services.AddSingleton<ClusterReadiness>();
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters().AddPrometheusExporter());
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters()
+            // Every scrape sees the current values (the exporter caches responses for 300 ms by default).
+            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<GrpcErrors>();
