@@ -168,6 +168,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private async Task HeartbeatAsync(INodeGrain node, MapStream stream, string streamId, CancellationToken cancellationToken)
     {
         using var timer = new PeriodicTimer(_ephemeralOptions.SessionHeartbeat);
+        var failingSince = (DateTimeOffset?)null;
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))
@@ -181,11 +182,22 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
                         stream.Close("session ended");
                         return;
                     }
+
+                    if (failingSince is { } since)
+                    {
+                        LogHeartbeatRecovered(stream.SelfId, DateTimeOffset.UtcNow - since);
+                        failingSince = null;
+                    }
                 }
                 catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                 {
                     // The cluster may be recovering; the stream stays and the next heartbeat re-establishes the session.
-                    LogHeartbeatFailed(exception, stream.SelfId);
+                    // Logged once per outage: thousands of streams failing several times a second would flood the log.
+                    if (failingSince is null)
+                    {
+                        failingSince = DateTimeOffset.UtcNow;
+                        LogHeartbeatFailed(exception, stream.SelfId);
+                    }
                 }
             }
         }
@@ -300,8 +312,11 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: batch gap (have {Have}, batch follows {Previous}); resyncing")]
     private partial void LogGap(string tailnet, long have, long previous);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Session heartbeat for node {NodeId} failed")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Session heartbeats for node {NodeId} are failing; the stream stays open")]
     private partial void LogHeartbeatFailed(Exception exception, string nodeId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Session heartbeats for node {NodeId} are getting through again after {Outage}")]
+    private partial void LogHeartbeatRecovered(string nodeId, TimeSpan outage);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: subscription renewal failed")]
     private partial void LogRenewFailed(Exception exception, string tailnet);
