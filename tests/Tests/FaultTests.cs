@@ -27,44 +27,29 @@ public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
         // survive because their gateway's heartbeats find another route, not because the timeout outlasts the outage.
         var timeout = TimeSpan.FromSeconds(10);
         var slack = TimeSpan.FromSeconds(2);
-        var connectionString = await NewDatabaseAsync("kill");
-        await using var topology = await ClusterTopology.StartAsync(connectionString, Settings(timeout));
-        using var http = new GatewayClient(topology.HttpUrl);
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(topology.GrpcUrl);
-        var grpc = new Protocol.V1.ControlService.ControlServiceClient(channel);
-        var key = await http.CreateKeyAsync(reusable: true, ephemeral: true);
+        await using var churn = await StartChurnAsync("kill", timeout, within: TimeSpan.FromSeconds(90));
+        var (topology, http, streams, held) = (churn.Topology, churn.Http, churn.Streams, churn.Held);
+        var offline = await RegisterManyAsync(http, churn.Key, 300, "offline");
 
-        var held = await RegisterManyAsync(http, key.Str("key"), 300, "held");
-        var streams = held.Select(h => HeldStream.Start(grpc, h.Id, h.Token)).ToList();
-        try
+        var killedAt = Clock.Elapsed;
+        await topology.KillSiloAsync(1);
+        var declaredDead = await WaitDeclaredDeadAsync(churn.ConnectionString, topology.SiloPort(1));
+        log.WriteLine($"silo declared dead {(declaredDead - killedAt).TotalSeconds:0.0} s after kill -9");
+
+        var removedAt = await WaitRemovedAsync(http, offline.Select(o => o.Id).ToHashSet(), TimeSpan.FromSeconds(120));
+        var lags = offline.Select(o => removedAt[o.Id] - (o.RegisteredBefore + timeout)).ToArray();
+        log.WriteLine($"removal after the deadline: min {lags.Min().TotalSeconds:0.0} s, max {lags.Max().TotalSeconds:0.0} s");
+        foreach (var node in offline)
         {
-            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 0)), TimeSpan.FromSeconds(90), "every held stream's full map", everyMs: 200);
-            var offline = await RegisterManyAsync(http, key.Str("key"), 300, "offline");
-
-            var killedAt = Clock.Elapsed;
-            await topology.KillSiloAsync(1);
-            var declaredDead = await WaitDeclaredDeadAsync(connectionString, topology.SiloPort(1));
-            log.WriteLine($"silo declared dead {(declaredDead - killedAt).TotalSeconds:0.0} s after kill -9");
-
-            var removedAt = await WaitRemovedAsync(http, offline.Select(o => o.Id).ToHashSet(), TimeSpan.FromSeconds(120));
-            var lags = offline.Select(o => removedAt[o.Id] - (o.RegisteredBefore + timeout)).ToArray();
-            log.WriteLine($"removal after the deadline: min {lags.Min().TotalSeconds:0.0} s, max {lags.Max().TotalSeconds:0.0} s");
-            foreach (var node in offline)
-            {
-                Assert.True(removedAt[node.Id] >= node.RegisteredBefore + timeout, $"{node.Id} removed before its timeout");
-                var bound = Max(node.RegisteredBefore + timeout, declaredDead) + slack + ReminderPeriod + Tolerance;
-                Assert.True(removedAt[node.Id] <= bound, $"{node.Id} removed {(removedAt[node.Id] - bound).TotalSeconds:0.0} s past its bound");
-            }
-
-            // Connected nodes outlive two more timeouts after the recovery, and their streams work.
-            await Task.Delay(timeout + slack);
-            await AssertHeldAsync(http, streams, held);
-            await AssertConsistentAsync(http, key.Str("id"), 600, held.Concat(offline));
+            Assert.True(removedAt[node.Id] >= node.RegisteredBefore + timeout, $"{node.Id} removed before its timeout");
+            var bound = Max(node.RegisteredBefore + timeout, declaredDead) + slack + ReminderPeriod + Tolerance;
+            Assert.True(removedAt[node.Id] <= bound, $"{node.Id} removed {(removedAt[node.Id] - bound).TotalSeconds:0.0} s past its bound");
         }
-        finally
-        {
-            await Task.WhenAll(streams.Select(s => s.DisposeAsync().AsTask()));
-        }
+
+        // Connected nodes outlive two more timeouts after the recovery, and their streams work.
+        await Task.Delay(timeout + slack);
+        await AssertHeldAsync(http, streams, held);
+        await AssertConsistentAsync(http, churn.KeyId, 600, held.Concat(offline));
     }
 
     [PostgresFact]
@@ -72,75 +57,61 @@ public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
     {
         var timeout = TimeSpan.FromSeconds(45);
         var slack = TimeSpan.FromSeconds(4.5);
-        var connectionString = await NewDatabaseAsync("restart");
-        await using var topology = await ClusterTopology.StartAsync(connectionString, Settings(timeout));
-        using var http = new GatewayClient(topology.HttpUrl);
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(topology.GrpcUrl);
-        var grpc = new Protocol.V1.ControlService.ControlServiceClient(channel);
-        var key = await http.CreateKeyAsync(reusable: true, ephemeral: true);
-        var held = await RegisterManyAsync(http, key.Str("key"), 300, "held");
-        var streams = held.Select(h => HeldStream.Start(grpc, h.Id, h.Token)).ToList();
-        try
+        await using var churn = await StartChurnAsync("restart", timeout, within: TimeSpan.FromSeconds(60));
+        var (topology, http, streams, held) = (churn.Topology, churn.Http, churn.Streams, churn.Held);
+        var offline = await RegisterManyAsync(http, churn.Key, 300, "offline");
+
+        // The gateway alone: agents come back to the same nodes.
+        var restarted = Clock.Elapsed;
+        await topology.StopGatewayAsync();
+        await topology.StartGatewayAsync();
+        await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 1)), TimeSpan.FromSeconds(60), "every held stream back", everyMs: 100,
+            why: () => $"{streams.Count(s => s.Gone is not null)} gone ({streams.FirstOrDefault(s => s.Gone is not null)?.Gone}), full maps {string.Join(',', streams.Select(s => s.FullMaps).Distinct())}");
+        log.WriteLine($"gateway restart: every agent back on its node {(Clock.Elapsed - restarted).TotalSeconds:0.0} s after the stop began");
+
+        // The silos alone, under a running gateway: it says not-ready but keeps its agents' streams.
+        var reconnectsBefore = streams.Sum(s => s.Reconnects);
+        await topology.StopSiloAsync(0);
+        await topology.StopSiloAsync(1);
+        await Poll.UntilAsync(async () => (await http.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable,
+            TimeSpan.FromSeconds(30), "/readyz to report the cluster gone");
+        await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.Gone is null && s.Silence < TimeSpan.FromSeconds(3))),
+            TimeSpan.FromSeconds(10), "every stream to carry keepalives with the silos down", everyMs: 200,
+            why: () => $"{streams.Count(s => s.Gone is not null)} gone, {streams.Count(s => s.Silence >= TimeSpan.FromSeconds(3))} silent");
+        await topology.StartSiloAsync(0);
+        await topology.StartSiloAsync(1);
+        await Poll.UntilAsync(async () => (await http.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.OK,
+            TimeSpan.FromSeconds(60), "/readyz to report the cluster back");
+        Assert.Equal(reconnectsBefore, streams.Sum(s => s.Reconnects));
+        log.WriteLine("silos down and up under a running gateway: no agent stream dropped");
+
+        // The whole cluster, gracefully.
+        var stopped = Clock.Elapsed;
+        await topology.StopGatewayAsync();
+        await topology.StopSiloAsync(0);
+        await topology.StopSiloAsync(1);
+        await topology.StartSiloAsync(0);
+        await topology.StartSiloAsync(1);
+        await topology.StartGatewayAsync();
+        var recovered = Clock.Elapsed;
+        log.WriteLine($"cluster down and up again in {(recovered - stopped).TotalSeconds:0.0} s");
+        await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 2)), TimeSpan.FromSeconds(60), "every held stream back", everyMs: 100,
+            why: () => $"{streams.Count(s => s.Gone is not null)} gone ({streams.FirstOrDefault(s => s.Gone is not null)?.Gone}), full maps {string.Join(',', streams.Select(s => s.FullMaps).Distinct())}");
+        log.WriteLine($"every agent back {(Clock.Elapsed - recovered).TotalSeconds:0.0} s after the cluster was up");
+        var pending = (await ListWhenAvailableAsync(http)).Count(n => n.Str("hostname").StartsWith("offline-", StringComparison.Ordinal));
+        log.WriteLine($"{pending} of {offline.Count} removals still pending after the restart");
+        Assert.True(pending > 0, "every removal fired before the cluster restart: the restart tested nothing");
+
+        var removedAt = await WaitRemovedAsync(http, offline.Select(o => o.Id).ToHashSet(), TimeSpan.FromSeconds(120));
+        foreach (var node in offline)
         {
-            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 0)), TimeSpan.FromSeconds(60), "every held stream's full map", everyMs: 200);
-            var offline = await RegisterManyAsync(http, key.Str("key"), 300, "offline");
-
-            // The gateway alone: agents come back to the same nodes.
-            var restarted = Clock.Elapsed;
-            await topology.StopGatewayAsync();
-            await topology.StartGatewayAsync();
-            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 1)), TimeSpan.FromSeconds(60), "every held stream back", everyMs: 100,
-                why: () => $"{streams.Count(s => s.Gone is not null)} gone ({streams.FirstOrDefault(s => s.Gone is not null)?.Gone}), full maps {string.Join(',', streams.Select(s => s.FullMaps).Distinct())}");
-            log.WriteLine($"gateway restart: every agent back on its node {(Clock.Elapsed - restarted).TotalSeconds:0.0} s after the stop began");
-
-            // The silos alone, under a running gateway: it says not-ready but keeps its agents' streams.
-            var reconnectsBefore = streams.Sum(s => s.Reconnects);
-            await topology.StopSiloAsync(0);
-            await topology.StopSiloAsync(1);
-            await Poll.UntilAsync(async () => (await http.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable,
-                TimeSpan.FromSeconds(30), "/readyz to report the cluster gone");
-            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.Gone is null && s.Silence < TimeSpan.FromSeconds(3))),
-                TimeSpan.FromSeconds(10), "every stream to carry keepalives with the silos down", everyMs: 200,
-                why: () => $"{streams.Count(s => s.Gone is not null)} gone, {streams.Count(s => s.Silence >= TimeSpan.FromSeconds(3))} silent");
-            await topology.StartSiloAsync(0);
-            await topology.StartSiloAsync(1);
-            await Poll.UntilAsync(async () => (await http.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.OK,
-                TimeSpan.FromSeconds(60), "/readyz to report the cluster back");
-            Assert.Equal(reconnectsBefore, streams.Sum(s => s.Reconnects));
-            log.WriteLine("silos down and up under a running gateway: no agent stream dropped");
-
-            // The whole cluster, gracefully.
-            var stopped = Clock.Elapsed;
-            await topology.StopGatewayAsync();
-            await topology.StopSiloAsync(0);
-            await topology.StopSiloAsync(1);
-            await topology.StartSiloAsync(0);
-            await topology.StartSiloAsync(1);
-            await topology.StartGatewayAsync();
-            var recovered = Clock.Elapsed;
-            log.WriteLine($"cluster down and up again in {(recovered - stopped).TotalSeconds:0.0} s");
-            await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.FullMaps > 2)), TimeSpan.FromSeconds(60), "every held stream back", everyMs: 100,
-                why: () => $"{streams.Count(s => s.Gone is not null)} gone ({streams.FirstOrDefault(s => s.Gone is not null)?.Gone}), full maps {string.Join(',', streams.Select(s => s.FullMaps).Distinct())}");
-            log.WriteLine($"every agent back {(Clock.Elapsed - recovered).TotalSeconds:0.0} s after the cluster was up");
-            var pending = (await ListWhenAvailableAsync(http)).Count(n => n.Str("hostname").StartsWith("offline-", StringComparison.Ordinal));
-            log.WriteLine($"{pending} of {offline.Count} removals still pending after the restart");
-            Assert.True(pending > 0, "every removal fired before the cluster restart: the restart tested nothing");
-
-            var removedAt = await WaitRemovedAsync(http, offline.Select(o => o.Id).ToHashSet(), TimeSpan.FromSeconds(120));
-            foreach (var node in offline)
-            {
-                Assert.True(removedAt[node.Id] >= node.RegisteredBefore + timeout, $"{node.Id} removed before its timeout");
-                var bound = Max(node.RegisteredBefore + timeout, recovered) + slack + ReminderPeriod + Tolerance;
-                Assert.True(removedAt[node.Id] <= bound, $"{node.Id} removed {(removedAt[node.Id] - bound).TotalSeconds:0.0} s past its bound");
-            }
-
-            await AssertHeldAsync(http, streams, held);
-            await AssertConsistentAsync(http, key.Str("id"), 600, held.Concat(offline));
+            Assert.True(removedAt[node.Id] >= node.RegisteredBefore + timeout, $"{node.Id} removed before its timeout");
+            var bound = Max(node.RegisteredBefore + timeout, recovered) + slack + ReminderPeriod + Tolerance;
+            Assert.True(removedAt[node.Id] <= bound, $"{node.Id} removed {(removedAt[node.Id] - bound).TotalSeconds:0.0} s past its bound");
         }
-        finally
-        {
-            await Task.WhenAll(streams.Select(s => s.DisposeAsync().AsTask()));
-        }
+
+        await AssertHeldAsync(http, streams, held);
+        await AssertConsistentAsync(http, churn.KeyId, 600, held.Concat(offline));
     }
 
     [PostgresFact]
@@ -207,6 +178,57 @@ public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
     };
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>The cluster topology with a reusable ephemeral key and 300 nodes holding map streams.</summary>
+    private async Task<Churn> StartChurnAsync(string database, TimeSpan timeout, TimeSpan within)
+    {
+        var connectionString = await NewDatabaseAsync(database);
+        var topology = await ClusterTopology.StartAsync(connectionString, Settings(timeout));
+        var churn = new Churn(connectionString, topology, new GatewayClient(topology.HttpUrl), Grpc.Net.Client.GrpcChannel.ForAddress(topology.GrpcUrl));
+        try
+        {
+            var key = await churn.Http.CreateKeyAsync(reusable: true, ephemeral: true);
+            (churn.Key, churn.KeyId) = (key.Str("key"), key.Str("id"));
+            churn.Held.AddRange(await RegisterManyAsync(churn.Http, churn.Key, 300, "held"));
+            var control = new Protocol.V1.ControlService.ControlServiceClient(churn.Channel);
+            churn.Streams.AddRange(churn.Held.Select(h => HeldStream.Start(control, h.Id, h.Token)));
+            await Poll.UntilAsync(() => Task.FromResult(churn.Streams.All(s => s.FullMaps > 0)), within, "every held stream's full map", everyMs: 200);
+            return churn;
+        }
+        catch
+        {
+            await churn.DisposeAsync();
+            throw;
+        }
+    }
+
+    private sealed class Churn(string connectionString, ClusterTopology topology, GatewayClient http, Grpc.Net.Client.GrpcChannel channel)
+        : IAsyncDisposable
+    {
+        public string ConnectionString { get; } = connectionString;
+
+        public ClusterTopology Topology { get; } = topology;
+
+        public GatewayClient Http { get; } = http;
+
+        public Grpc.Net.Client.GrpcChannel Channel { get; } = channel;
+
+        public string Key { get; set; } = "";
+
+        public string KeyId { get; set; } = "";
+
+        public List<Registered> Held { get; } = [];
+
+        public List<HeldStream> Streams { get; } = [];
+
+        public async ValueTask DisposeAsync()
+        {
+            await Task.WhenAll(Streams.Select(s => s.DisposeAsync().AsTask()));
+            Channel.Dispose();
+            Http.Dispose();
+            await Topology.DisposeAsync();
+        }
+    }
 
     private sealed record Registered(string Id, string Token, string Ipv4, TimeSpan RegisteredBefore);
 
