@@ -184,13 +184,17 @@ public sealed class AgentRestartTests : PostgresTest
     private static readonly TimeSpan Within = TimeSpan.FromSeconds(60);
 
     [PostgresFact]
-    public Task After_the_gateway_is_killed_and_restarted_the_agent_reconnects_to_the_same_node() => RestartAsync(kill: true);
+    public Task After_the_gateway_is_killed_and_restarted_the_agent_reconnects_to_the_same_node() => RestartAsync(kill: true, "grpc");
 
-    /// <summary>A gateway shutting down ends streams as errors, never cleanly (which would tell agents their node is gone).</summary>
+    /// <summary>A gateway shutting down ends streams as errors, never cleanly (which would tell agents their node is gone):
+    /// a gRPC status over gRPC, a reset connection over HTTP.</summary>
     [PostgresFact]
-    public Task After_the_gateway_stops_gracefully_and_restarts_the_agent_reconnects_to_the_same_node() => RestartAsync(kill: false);
+    public Task After_the_gateway_stops_gracefully_and_restarts_a_grpc_agent_reconnects_to_the_same_node() => RestartAsync(kill: false, "grpc");
 
-    private async Task RestartAsync(bool kill)
+    [PostgresFact]
+    public Task After_the_gateway_stops_gracefully_and_restarts_an_http_agent_reconnects_to_the_same_node() => RestartAsync(kill: false, "http");
+
+    private async Task RestartAsync(bool kill, string transport)
     {
         var settings = new Dictionary<string, string>
         {
@@ -210,9 +214,8 @@ public sealed class AgentRestartTests : PostgresTest
         using var client = new GatewayClient(first.HttpUrl);
         var key = await client.CreateKeyAsync(reusable: false);
         var socket = Path.Combine(Path.GetTempPath(), $"eo-agent-{Guid.NewGuid():N}.sock");
-        // Over HTTP after a kill, over gRPC after a graceful stop: both transports must read a gateway going away as "reconnect".
         await using var agent = AgentProcess.Start(["up", "--login-server", first.HttpUrl.ToString(), "--hostname", "survivor", "--json",
-            "--socket", socket, "--transport", kill ? "http" : "grpc"], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
+            "--socket", socket, "--transport", transport], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
         var before = (await agent.WaitForEventAsync("netmap", Within)).GetProperty("self");
 
         if (kill)
