@@ -16,6 +16,13 @@ public interface ITailnetGrain : IGrainWithStringKey
     /// <summary>Changes the settings; null leaves a value as it is.</summary>
     Task<TailnetSettings> UpdateSettings(bool? deviceApproval);
 
+    /// <summary>The tailnet's ACL policy as validated, normalized JSON; null when none was ever set (everyone sees everyone).</summary>
+    Task<string?> GetPolicy();
+
+    /// <summary>Replaces the policy with <paramref name="policyJson"/>, which the caller has validated
+    /// (<see cref="Policy.PolicyDocument"/>). Completes once it is durable.</summary>
+    Task SetPolicy(string policyJson);
+
     /// <summary>Records a key id as belonging to this tailnet (before the key grain is created).</summary>
     Task AddKey(string keyId);
 

@@ -1,5 +1,6 @@
 using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Policy;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Gateway.Hosting;
 using EphemeralOrleans.Gateway.Telemetry;
@@ -118,6 +119,11 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             throw new ControlPlaneException(Failure.Invalid("invalid_description", $"description must be at most {MaxDescriptionLength} characters."));
         }
 
+        if (tags.Length > 0 && await PolicyAsync(tailnet) is var policy && tags.FirstOrDefault(t => !policy.Allows(t)) is { } unowned)
+        {
+            throw new ControlPlaneException(Failure.Invalid("tag_not_owned", $"'{unowned}' is not in the policy's tagOwners."));
+        }
+
         var spec = new AuthKeySpec(request.Reusable, request.Ephemeral, request.Preauthorized, tags.Distinct().ToArray(),
             request.ExpirySeconds is { } s ? TimeSpan.FromSeconds(s) : null, request.Description);
         while (true)
@@ -174,6 +180,26 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         return await grain.Approve(nodeId) ?? throw NodeNotFound(tailnet, nodeId);
     }
 
+    /// <summary>The tailnet's policy as JSON: the stored one, or the allow-all policy when none was set.</summary>
+    public async Task<string> GetPolicyAsync(string tailnet) => (await PolicyAsync(tailnet)).Json;
+
+    /// <summary>Validates and stores a policy; an invalid one is refused naming the bad entry, and the old one stays.</summary>
+    public async Task<string> SetPolicyAsync(string tailnet, string policyJson)
+    {
+        PolicyDocument policy;
+        try
+        {
+            policy = PolicyDocument.Parse(policyJson);
+        }
+        catch (PolicyException exception)
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_policy", exception.Message));
+        }
+
+        await grains.GetGrain<ITailnetGrain>(tailnet).SetPolicy(policy.Json);
+        return policy.Json;
+    }
+
     public Task<TailnetSettings> GetSettingsAsync(string tailnet) => grains.GetGrain<ITailnetGrain>(tailnet).GetSettings();
 
     public Task<TailnetSettings> UpdateSettingsAsync(string tailnet, bool? deviceApproval) =>
@@ -189,6 +215,9 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         var grain = grains.GetGrain<INodeGrain>(grainKey);
         return await grain.GetView(nodeId) is { } view && view.Tailnet == tailnet ? (grain, view) : null;
     }
+
+    private async Task<PolicyDocument> PolicyAsync(string tailnet) =>
+        await grains.GetGrain<ITailnetGrain>(tailnet).GetPolicy() is { } json ? PolicyDocument.Parse(json) : PolicyDocument.AllowAll;
 
     private static bool IsKeyId(string keyId) => keyId.Length is > 0 and <= 64 && keyId.All(char.IsAsciiLetterOrDigit);
 

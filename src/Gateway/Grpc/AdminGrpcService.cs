@@ -51,17 +51,11 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKe
     public override async Task<Node> ApproveNode(ApproveNodeRequest request, ServerCallContext context) =>
         (await controlPlane.ApproveNodeAsync(Authorize(context, request.Tailnet), request.Id)).ToProto();
 
-    public override Task<Policy> GetPolicy(GetPolicyRequest request, ServerCallContext context)
-    {
-        Authorize(context, request.Tailnet);
-        throw new RpcException(new Status(StatusCode.Unimplemented, "ACL policies are not implemented yet."));
-    }
+    public override async Task<Policy> GetPolicy(GetPolicyRequest request, ServerCallContext context) =>
+        new() { PolicyJson = await controlPlane.GetPolicyAsync(Authorize(context, request.Tailnet)) };
 
-    public override Task<Policy> SetPolicy(SetPolicyRequest request, ServerCallContext context)
-    {
-        Authorize(context, request.Tailnet);
-        throw new RpcException(new Status(StatusCode.Unimplemented, "ACL policies are not implemented yet."));
-    }
+    public override async Task<Policy> SetPolicy(SetPolicyRequest request, ServerCallContext context) =>
+        new() { PolicyJson = await controlPlane.SetPolicyAsync(Authorize(context, request.Tailnet), request.PolicyJson) };
 
     public override async Task<Settings> GetSettings(GetSettingsRequest request, ServerCallContext context) =>
         new() { DeviceApproval = (await controlPlane.GetSettingsAsync(Authorize(context, request.Tailnet))).DeviceApproval };

@@ -53,6 +53,11 @@ public static class AdminEndpoints
         tailnets.MapPost("/nodes/{id}/approve", async (string tailnet, string id, ControlPlane controlPlane) =>
             Results.Ok(await controlPlane.ApproveNodeAsync(Tailnet(tailnet), id)));
 
+        tailnets.MapGet("/policy", async (string tailnet, ControlPlane controlPlane) =>
+            Results.Content(await controlPlane.GetPolicyAsync(Tailnet(tailnet)), "application/json"));
+        tailnets.MapPut("/policy", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
+            Results.Content(await controlPlane.SetPolicyAsync(Tailnet(tailnet), await RequestBodies.ReadTextAsync(context)), "application/json"));
+
         tailnets.MapGet("/settings", async (string tailnet, ControlPlane controlPlane) =>
             Results.Ok(await controlPlane.GetSettingsAsync(Tailnet(tailnet))));
         tailnets.MapPatch("/settings", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>

@@ -36,6 +36,24 @@ public static class RequestBodies
         }
     }
 
+    /// <summary>The body as text, under the same size limit.</summary>
+    public static async Task<string> ReadTextAsync(HttpContext context)
+    {
+        var limit = context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
+        {
+            sizeFeature.MaxRequestBodySize = limit;
+        }
+
+        if (context.Request.ContentLength > limit)
+        {
+            throw new BadHttpRequestException("Request body too large.", StatusCodes.Status413PayloadTooLarge);
+        }
+
+        using var reader = new StreamReader(context.Request.Body);
+        return await reader.ReadToEndAsync(context.RequestAborted);
+    }
+
     /// <summary>The bearer credential of a request, if any.</summary>
     public static string? Bearer(HttpContext context)
     {

@@ -17,6 +17,7 @@ public sealed class TailnetSettingsState
 {
     [Id(0)] public bool DeviceApproval { get; set; }
     [Id(1)] public ImmutableList<string> KeyIds { get; set; } = [];
+    [Id(2)] public string? PolicyJson { get; set; }
 }
 
 /// <summary>
@@ -116,6 +117,14 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         }
 
         return new TailnetSettings(_settings.State.DeviceApproval);
+    }
+
+    public Task<string?> GetPolicy() => Task.FromResult(_settings.State.PolicyJson);
+
+    public async Task SetPolicy(string policyJson)
+    {
+        _settings.State.PolicyJson = policyJson;
+        await _settingsCommit.Request();
     }
 
     public async Task AddKey(string keyId)

@@ -13,7 +13,7 @@ public enum Transport
 
 /// <summary>An answer in transport-neutral terms: the HTTP status (gRPC codes mapped to their HTTP twins), the problem
 /// code of a refusal, and the body as JSON in the HTTP API's shape.</summary>
-public sealed record Reply(HttpStatusCode Status, string? Code, JsonElement Body);
+public sealed record Reply(HttpStatusCode Status, string? Code, JsonElement Body, string? Detail = null);
 
 /// <summary>
 /// The agent and admin APIs as tests use them, with one implementation per transport, so that a test body written once
@@ -80,6 +80,11 @@ public abstract class ApiClient : IDisposable
     public abstract Task<Reply> DeleteNodeAsync(string nodeId, string tailnet = "-");
 
     public abstract Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-");
+
+    /// <summary>The tailnet's policy; the body is the policy document.</summary>
+    public abstract Task<Reply> GetPolicyAsync(string tailnet = "-");
+
+    public abstract Task<Reply> SetPolicyAsync(string policyJson, string tailnet = "-");
 
     public abstract void Dispose();
 }

@@ -111,6 +111,14 @@ public sealed class GrpcClient : ApiClient
     public override Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-") =>
         CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.ApproveNodeAsync(new ApproveNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders))));
 
+    public override Task<Reply> GetPolicyAsync(string tailnet = "-") =>
+        CallAsync(async () => (HttpStatusCode.OK, JsonDocument.Parse(
+            (await _admin.GetPolicyAsync(new GetPolicyRequest { Tailnet = tailnet }, _adminHeaders)).PolicyJson).RootElement.Clone()));
+
+    public override Task<Reply> SetPolicyAsync(string policyJson, string tailnet = "-") =>
+        CallAsync(async () => (HttpStatusCode.OK, JsonDocument.Parse(
+            (await _admin.SetPolicyAsync(new SetPolicyRequest { Tailnet = tailnet, PolicyJson = policyJson }, _adminHeaders)).PolicyJson).RootElement.Clone()));
+
     public override void Dispose() => _channel.Dispose();
 
     /// <summary>The HTTP status that the API gives for the same refusal.</summary>
@@ -196,7 +204,7 @@ public sealed class GrpcClient : ApiClient
         {
             var reason = exception.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason;
             Assert.True(reason is not null, $"gRPC refusal without ErrorInfo: {exception.Status}");
-            return new Reply(HttpStatusOf(exception.StatusCode), reason, default);
+            return new Reply(HttpStatusOf(exception.StatusCode), reason, default, exception.Status.Detail);
         }
     }
 }

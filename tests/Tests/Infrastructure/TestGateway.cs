@@ -79,6 +79,12 @@ public class GatewayClient : ApiClient
     public override async Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-") =>
         await ReplyAsync(await Admin.PostAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}/approve", null));
 
+    public override async Task<Reply> GetPolicyAsync(string tailnet = "-") =>
+        await ReplyAsync(await Admin.GetAsync($"/api/v1/tailnets/{tailnet}/policy"));
+
+    public override async Task<Reply> SetPolicyAsync(string policyJson, string tailnet = "-") =>
+        await ReplyAsync(await Admin.PutAsync($"/api/v1/tailnets/{tailnet}/policy", new StringContent(policyJson, System.Text.Encoding.UTF8, "application/json")));
+
     public override void Dispose()
     {
         Http.Dispose();
@@ -97,7 +103,7 @@ public class GatewayClient : ApiClient
         }
 
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        return new Reply(response.StatusCode, body.Str("code"), body);
+        return new Reply(response.StatusCode, body.Str("code"), body, body.TryGetProperty("detail", out var detail) ? detail.GetString() : null);
     }
 }
 
