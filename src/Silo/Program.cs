@@ -12,6 +12,8 @@ builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.M
         ["Logging:LogLevel:Orleans"] = "Warning",
         ["Logging:LogLevel:Polly"] = "Warning",
         ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
+        // A log sink that cannot keep up loses lines rather than stalling grain turns.
+        ["Logging:Console:QueueFullMode"] = "DropWrite",
     },
 });
 builder.WebHost.UseUrls(builder.Configuration.GetValue<int?>("Silo:MetricsPort") is { } metricsPort

@@ -24,6 +24,10 @@ public static partial class GatewayApp
         ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
         ["Logging:LogLevel:Orleans"] = "Warning",
         ["Logging:LogLevel:Polly"] = "Warning",
+        // With the cluster unreachable, the Orleans client warns once per rejected call, with a stack trace: a flood.
+        ["Logging:LogLevel:Orleans.Messaging"] = "Error",
+        // A log sink that cannot keep up loses lines rather than stalling the threads that serve agents.
+        ["Logging:Console:QueueFullMode"] = "DropWrite",
     };
 
     public static WebApplication Build(string[] args, Action<IConfigurationBuilder>? configure = null)

@@ -55,7 +55,7 @@ public sealed class HeldStream : IAsyncDisposable
                 while (true)
                 {
                     using var silence = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-                    silence.CancelAfter(TimeSpan.FromSeconds(15));
+                    silence.CancelAfter(TimeSpan.FromSeconds(60)); // the agent reconnects a stream silent for 90 s by default
                     if (!await call.ResponseStream.MoveNext(silence.Token))
                     {
                         Gone = "the server ended the stream";
