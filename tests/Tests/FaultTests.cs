@@ -59,7 +59,6 @@ public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
         var slack = TimeSpan.FromSeconds(4.5);
         await using var churn = await StartChurnAsync("restart", timeout, within: TimeSpan.FromSeconds(60));
         var (topology, http, streams, held) = (churn.Topology, churn.Http, churn.Streams, churn.Held);
-        var offline = await RegisterManyAsync(http, churn.Key, 300, "offline");
 
         // The gateway alone: agents come back to the same nodes.
         var restarted = Clock.Elapsed;
@@ -89,7 +88,8 @@ public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
             "every stream to carry keepalives again", everyMs: 200);
         log.WriteLine("silos down and up under a running gateway: no agent stream dropped");
 
-        // The whole cluster, gracefully.
+        // The whole cluster, gracefully, with 300 removals pending across it.
+        var offline = await RegisterManyAsync(http, churn.Key, 300, "offline");
         var stopped = Clock.Elapsed;
         await topology.StopGatewayAsync();
         await topology.StopSiloAsync(0);
