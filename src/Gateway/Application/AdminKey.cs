@@ -11,3 +11,13 @@ public sealed class AdminKey(string key)
     public bool Matches(string? presented) =>
         presented is not null && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _hash);
 }
+
+/// <summary>Credentials as both transports carry them: <c>authorization: Bearer …</c>.</summary>
+public static class Credentials
+{
+    /// <summary>The token of an <c>authorization</c> header value, or null when it is not a bearer credential.</summary>
+    public static string? Bearer(string? authorization) =>
+        authorization is not null && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+            ? authorization["Bearer ".Length..].Trim()
+            : null;
+}

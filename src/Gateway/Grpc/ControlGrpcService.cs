@@ -44,9 +44,5 @@ public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IO
 /// <summary>Credentials in gRPC metadata: <c>authorization: Bearer …</c>.</summary>
 internal static class GrpcCredentials
 {
-    public static string? Bearer(ServerCallContext context)
-    {
-        var header = context.RequestHeaders.GetValue("authorization");
-        return header is not null && header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
-    }
+    public static string? Bearer(ServerCallContext context) => Credentials.Bearer(context.RequestHeaders.GetValue("authorization"));
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Gateway.Application;
 using EphemeralOrleans.Gateway.Hosting;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
@@ -14,17 +15,7 @@ public static class RequestBodies
     public static async Task<T> ReadAsync<T>(HttpContext context)
         where T : class
     {
-        var limit = context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes;
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
-        {
-            sizeFeature.MaxRequestBodySize = limit;
-        }
-
-        if (context.Request.ContentLength > limit)
-        {
-            throw new BadHttpRequestException("Request body too large.", StatusCodes.Status413PayloadTooLarge);
-        }
-
+        LimitBody(context);
         try
         {
             return await JsonSerializer.DeserializeAsync<T>(context.Request.Body, Json, context.RequestAborted)
@@ -39,6 +30,17 @@ public static class RequestBodies
     /// <summary>The body as text, under the same size limit.</summary>
     public static async Task<string> ReadTextAsync(HttpContext context)
     {
+        LimitBody(context);
+        using var reader = new StreamReader(context.Request.Body);
+        return await reader.ReadToEndAsync(context.RequestAborted);
+    }
+
+    /// <summary>The bearer credential of a request, if any.</summary>
+    public static string? Bearer(HttpContext context) => Credentials.Bearer(context.Request.Headers.Authorization.ToString());
+
+    /// <summary>Applies <c>Gateway:MaxRequestBodyBytes</c>: refuses a declared length over it, and caps what is read.</summary>
+    private static void LimitBody(HttpContext context)
+    {
         var limit = context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes;
         if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
         {
@@ -49,15 +51,5 @@ public static class RequestBodies
         {
             throw new BadHttpRequestException("Request body too large.", StatusCodes.Status413PayloadTooLarge);
         }
-
-        using var reader = new StreamReader(context.Request.Body);
-        return await reader.ReadToEndAsync(context.RequestAborted);
-    }
-
-    /// <summary>The bearer credential of a request, if any.</summary>
-    public static string? Bearer(HttpContext context)
-    {
-        var header = context.Request.Headers.Authorization.ToString();
-        return header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header["Bearer ".Length..].Trim() : null;
     }
 }

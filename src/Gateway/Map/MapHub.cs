@@ -16,6 +16,8 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
 {
     private static readonly TimeSpan RenewInterval = TimeSpan.FromSeconds(20);
 
+    private const string GatewayStopping = "gateway stopping";
+
     private readonly IGrainFactory _grains;
     private readonly MapOptions _mapOptions;
     private readonly EphemeralOptions _ephemeralOptions;
@@ -71,7 +73,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         catch (Exception exception) when (linked.IsCancellationRequested || exception is IOException)
         {
             // However the transport reports a vanished peer (cancellation, IOException, a completed gRPC call).
-            stream.Close(_applicationStopping.IsCancellationRequested ? "gateway stopping" : "agent disconnected");
+            stream.Close(_applicationStopping.IsCancellationRequested ? GatewayStopping : "agent disconnected");
         }
         finally
         {
@@ -88,7 +90,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             }
         }
 
-        return _applicationStopping.IsCancellationRequested && stream.ClosedBecause == "gateway stopping";
+        return stream.ClosedBecause == GatewayStopping;
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
