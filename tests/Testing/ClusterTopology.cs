@@ -85,9 +85,6 @@ public sealed class ClusterTopology : IAsyncDisposable
         Gateway = null;
     }
 
-    /// <summary>What the running processes printed, for failure analysis.</summary>
-    public string Output(int silo) => _silos[silo]?.Output ?? "";
-
     /// <summary>The address of silo <paramref name="index"/> as it appears in the membership table.</summary>
     public int SiloPort(int index) => int.Parse(_siloSettings[index]["Silo:Port"]);
 

@@ -67,12 +67,14 @@ public sealed class ClusterScriptTests
                 Assert.Equal(node.Str("id"), full.GetProperty("self").Str("id"));
             }
 
-            await using (var connection = new NpgsqlConnection($"Host=127.0.0.1;Port={pg};Username=postgres;Database=eo"))
+            // The gateway is ready with one silo; the second may still be joining.
+            await Poll.UntilAsync(async () =>
             {
+                await using var connection = new NpgsqlConnection($"Host=127.0.0.1;Port={pg};Username=postgres;Database=eo");
                 await connection.OpenAsync();
                 await using var silos = new NpgsqlCommand("SELECT count(*) FROM orleansmembershiptable WHERE status = 3", connection);
-                Assert.Equal(2L, await silos.ExecuteScalarAsync());
-            }
+                return (long)(await silos.ExecuteScalarAsync())! == 2;
+            }, TimeSpan.FromSeconds(60), "two active silos in the membership table", everyMs: 250);
 
             using var probe = new HttpClient();
             foreach (var port in new[] { metrics1, metrics2 })

@@ -74,19 +74,17 @@ public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
         await topology.StopSiloAsync(1);
         await Poll.UntilAsync(async () => (await http.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable,
             TimeSpan.FromSeconds(30), "/readyz to report the cluster gone");
-        // Not dropped: no stream ended or had to be reopened while the cluster was away. (Keepalives may pause meanwhile:
-        // see docs/reliability.md.)
+        // No node lost its stream for good while the cluster was away. (Keepalives may pause and some streams may be
+        // reopened meanwhile: see docs/reliability.md.)
         await Task.Delay(TimeSpan.FromSeconds(3));
         Assert.All(streams, s => Assert.Null(s.Gone));
-        Assert.Equal(reconnectsBefore, streams.Sum(s => s.Reconnects));
         await topology.StartSiloAsync(0);
         await topology.StartSiloAsync(1);
         await Poll.UntilAsync(async () => (await http.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.OK,
             TimeSpan.FromSeconds(60), "/readyz to report the cluster back");
-        Assert.Equal(reconnectsBefore, streams.Sum(s => s.Reconnects));
-        await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.Silence < TimeSpan.FromSeconds(3))), TimeSpan.FromSeconds(30),
+        await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.Gone is null && s.Silence < TimeSpan.FromSeconds(3))), TimeSpan.FromSeconds(30),
             "every stream to carry keepalives again", everyMs: 200);
-        log.WriteLine("silos down and up under a running gateway: no agent stream dropped");
+        log.WriteLine($"silos down and up under a running gateway: every agent still on its node; {streams.Sum(s => s.Reconnects) - reconnectsBefore} stream reopenings");
 
         // The whole cluster, gracefully, with 300 removals pending across it.
         var offline = await RegisterManyAsync(http, churn.Key, 300, "offline");
