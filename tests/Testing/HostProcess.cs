@@ -60,6 +60,8 @@ public sealed class HostProcess : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
+        // A home of its own, as on a separate machine: processes share only what goes through the cluster.
+        start.Environment["HOME"] = Directory.CreateTempSubdirectory("eo-home-").FullName;
         start.ArgumentList.Add(dll);
         foreach (var (key, value) in settings)
         {

@@ -73,5 +73,31 @@ public sealed class ClusterModeTests : PostgresTest
         var closed = Stopwatch.StartNew();
         await Poll.UntilAsync(async () => await client.GetNodeAsync(a.Str("id")) is null, TimeSpan.FromSeconds(20), "A's removal");
         Assert.True(closed.Elapsed >= TimeSpan.FromSeconds(1.9), $"removed {closed.Elapsed} after its stream closed");
+
+        // A web console session opened on one gateway is good on the other: both read the key ring from the cluster.
+        var session = await ConsoleSessionCookieAsync(gateway.HttpUrl);
+        using var other = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false, UseCookies = false }) { BaseAddress = second.HttpUrl };
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/admin/devices");
+        request.Headers.Add("Cookie", session);
+        using var page = await other.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains("<h1>Devices</h1>", await page.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Signs in to the console as a browser would (form, anti-forgery token); returns the session cookie.</summary>
+    private static async Task<string> ConsoleSessionCookieAsync(Uri gateway)
+    {
+        var cookies = new CookieContainer();
+        using var http = new HttpClient(new HttpClientHandler { CookieContainer = cookies, AllowAutoRedirect = false }) { BaseAddress = gateway };
+        var form = await http.GetStringAsync("/admin/signin");
+        var token = System.Text.RegularExpressions.Regex.Match(form, "name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"").Groups[1].Value;
+        using var signIn = await http.PostAsync("/admin/signin", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["ApiKey"] = GatewayClient.AdminKey,
+            ["__RequestVerificationToken"] = token,
+        }));
+        Assert.Equal(HttpStatusCode.Redirect, signIn.StatusCode);
+        var session = cookies.GetCookies(new Uri(gateway, "/admin/")).Single(c => c.Name == "eo-console");
+        return $"{session.Name}={session.Value}";
     }
 }

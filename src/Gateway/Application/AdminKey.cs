@@ -8,6 +8,9 @@ public sealed class AdminKey(string key)
 {
     private readonly byte[] _hash = SHA256.HashData(Encoding.UTF8.GetBytes(key));
 
+    /// <summary>Names this key without revealing it (a hash of its hash): console sessions carry it, so a new key ends them.</summary>
+    public string Fingerprint => Convert.ToHexString(SHA256.HashData(_hash))[..16];
+
     public bool Matches(string? presented) =>
         presented is not null && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _hash);
 }

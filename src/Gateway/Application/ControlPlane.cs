@@ -124,6 +124,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             throw new ControlPlaneException(Failure.Invalid("tag_not_owned", $"'{unowned}' is not in the policy's tagOwners."));
         }
 
+        await grains.GetGrain<ITailnetDirectoryGrain>(ITailnetDirectoryGrain.Key).Add(tailnet);
         var spec = new AuthKeySpec(request.Reusable, request.Ephemeral, request.Preauthorized, tags.Distinct().ToArray(),
             request.ExpirySeconds is { } s ? TimeSpan.FromSeconds(s) : null, request.Description);
         while (true)
@@ -136,6 +137,13 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
                 return created;
             }
         }
+    }
+
+    /// <summary>Every tailnet that has had a key, and the default one.</summary>
+    public async Task<string[]> ListTailnetsAsync()
+    {
+        var recorded = await grains.GetGrain<ITailnetDirectoryGrain>(ITailnetDirectoryGrain.Key).List();
+        return recorded.Append(Identifiers.DefaultTailnet).Distinct().Order(StringComparer.Ordinal).ToArray();
     }
 
     public async Task<AuthKeyInfo[]> ListKeysAsync(string tailnet)

@@ -3,6 +3,7 @@ using EphemeralOrleans.Gateway.Application;
 using EphemeralOrleans.Gateway.Grpc;
 using EphemeralOrleans.Gateway.Http;
 using EphemeralOrleans.Gateway.Map;
+using EphemeralOrleans.Gateway.WebConsole;
 using EphemeralOrleans.Grains.Hosting;
 using Microsoft.Extensions.Configuration.Memory;
 using OpenTelemetry.Metrics;
@@ -88,10 +89,12 @@ public static partial class GatewayApp
         builder.Services.AddGrpcHealthChecks().AddCheck<ClusterReadiness>("cluster");
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
+        builder.Services.AddAdminConsole();
 
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseAdminConsole();
         app.MapHealth();
         app.MapAgentApi();
         app.MapAdminApi();
@@ -101,6 +104,7 @@ public static partial class GatewayApp
         app.MapGrpcHealthChecksService();
         app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapDashboard();
+        app.MapAdminConsole();
 
         app.Lifetime.ApplicationStarted.Register(() => PrintBanner(app, gatewayOptions, generatedAdminKey ? adminKey : null));
         return app;
@@ -123,6 +127,7 @@ public static partial class GatewayApp
         Console.WriteLine($"EphemeralOrleans gateway ({options.Mode}, storage: {storage})");
         Console.WriteLine($"  HTTP API, admin: {configuration["Kestrel:Endpoints:Http:Url"]}  (bound: {string.Join(", ", app.Urls)})");
         Console.WriteLine($"  gRPC:            {options.GrpcUrl(configuration)}");
+        Console.WriteLine($"  Web console:     {configuration["Kestrel:Endpoints:Http:Url"]}{AdminConsole.Path}  (sign in with the admin API key)");
         if (generatedAdminKey is not null)
         {
             Console.WriteLine($"  Admin API key (generated; set Admin:ApiKey to choose one): {generatedAdminKey}");

@@ -1,0 +1,35 @@
+using Orleans.Concurrency;
+
+namespace EphemeralOrleans.Contracts.Grains;
+
+/// <summary>The names of every tailnet that has had an auth key (the one grain of key <see cref="Key"/>): the console's switcher.</summary>
+public interface ITailnetDirectoryGrain : IGrainWithIntegerKey
+{
+    /// <summary>The single instance's key.</summary>
+    public const long Key = 0;
+
+    /// <summary>Records a tailnet name (idempotent); completes once it is durable.</summary>
+    Task Add(string tailnet);
+
+    /// <summary>Every recorded tailnet name, sorted.</summary>
+    [ReadOnly]
+    Task<string[]> List();
+}
+
+/// <summary>
+/// The ASP.NET Core data-protection key ring shared by every gateway of a cluster (the grain of key <see cref="Key"/>),
+/// so that a console session cookie or anti-forgery token issued by one gateway is accepted by the others and
+/// survives restarts.
+/// </summary>
+public interface IKeyRingGrain : IGrainWithStringKey
+{
+    /// <summary>The console's key ring.</summary>
+    public const string Key = "admin-console";
+
+    /// <summary>Every stored key element, as XML text.</summary>
+    [ReadOnly]
+    Task<string[]> GetElements();
+
+    /// <summary>Stores one key element under <paramref name="friendlyName"/> (replacing one of the same name); completes once durable.</summary>
+    Task StoreElement(string friendlyName, string xml);
+}

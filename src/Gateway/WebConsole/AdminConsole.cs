@@ -1,0 +1,145 @@
+using System.Reflection;
+using System.Security.Claims;
+using EphemeralOrleans.Gateway.Application;
+using EphemeralOrleans.Gateway.Hosting;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralOrleans.Gateway.WebConsole;
+
+/// <summary>
+/// The admin web console at <c>/admin</c>: Razor Pages behind a session cookie obtained with the admin API key, with
+/// anti-forgery tokens on every change. The data-protection key ring that signs cookies and tokens lives in a grain,
+/// so every gateway of a cluster accepts them and they survive restarts.
+/// </summary>
+public static class AdminConsole
+{
+    public const string Path = "/admin";
+    public const string Scheme = "AdminConsole";
+
+    /// <summary>The claim tying a session to the admin key it was opened with: a new key ends every session.</summary>
+    private const string KeyClaim = "eo:admin-key";
+
+    private static readonly Assembly Assembly = typeof(AdminConsole).Assembly;
+
+    public static void AddAdminConsole(this IServiceCollection services)
+    {
+        services.AddRazorPages(o =>
+            {
+                o.RootDirectory = "/WebConsole/Pages";
+                o.Conventions.AuthorizeFolder("/");
+                o.Conventions.AllowAnonymousToPage("/SignIn");
+            })
+            // The pages are compiled into this assembly, which is not the entry assembly when tests host the gateway.
+            .AddApplicationPart(Assembly);
+
+        services.AddAuthentication(Scheme).AddCookie(Scheme, o =>
+        {
+            o.LoginPath = Path + "/signin";
+            o.LogoutPath = Path + "/signin";
+            o.Cookie.Name = "eo-console";
+            o.Cookie.Path = Path;
+            o.Cookie.HttpOnly = true;
+            o.Cookie.SameSite = SameSiteMode.Strict;
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+            o.ExpireTimeSpan = TimeSpan.FromHours(8);
+            o.SlidingExpiration = true;
+            o.Events.OnValidatePrincipal = context =>
+            {
+                var adminKey = context.HttpContext.RequestServices.GetRequiredService<AdminKey>();
+                if (context.Principal?.FindFirstValue(KeyClaim) != adminKey.Fingerprint)
+                {
+                    context.RejectPrincipal();
+                }
+
+                return Task.CompletedTask;
+            };
+        });
+        services.AddAuthorization();
+        services.AddAntiforgery(o =>
+        {
+            o.Cookie.Name = "eo-console-af";
+            o.Cookie.Path = Path;
+            o.Cookie.SameSite = SameSiteMode.Strict;
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+        });
+        services.Configure<CookieTempDataProviderOptions>(o =>
+        {
+            o.Cookie.Name = "eo-console-flash";
+            o.Cookie.Path = Path;
+            o.Cookie.SameSite = SameSiteMode.Strict;
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+        });
+
+        services.AddDataProtection().SetApplicationName("EphemeralOrleans");
+        services.AddSingleton<IConfigureOptions<KeyManagementOptions>>(sp =>
+            new ConfigureOptions<KeyManagementOptions>(o => o.XmlRepository = new GrainKeyRingRepository(sp.GetRequiredService<IGrainFactory>())));
+        // That service loads the key ring while the host starts, before the silo or the cluster client can answer;
+        // the ring is loaded on the first console request instead.
+        var preload = services.FirstOrDefault(d => d.ImplementationType?.FullName == "Microsoft.AspNetCore.DataProtection.Internal.DataProtectionHostedService");
+        if (preload is not null)
+        {
+            services.Remove(preload);
+        }
+    }
+
+    /// <summary>Signs the admin in: a session cookie bound to the current admin key.</summary>
+    public static Task SignInAsync(HttpContext context, AdminKey adminKey)
+    {
+        var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, "admin"), new Claim(KeyClaim, adminKey.Fingerprint)], Scheme);
+        return context.SignInAsync(Scheme, new ClaimsPrincipal(identity));
+    }
+
+    public static void UseAdminConsole(this WebApplication app)
+    {
+        var limit = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes;
+        app.UseWhen(context => context.Request.Path.StartsWithSegments(Path), console =>
+        {
+            console.Use((context, next) =>
+            {
+                var headers = context.Response.Headers;
+                // Scripts and styles come only from the console's own assets: no inline code can run.
+                headers.ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                    + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                headers.XContentTypeOptions = "nosniff";
+                headers["Referrer-Policy"] = "no-referrer";
+                headers.CacheControl = "no-store";
+                if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+                {
+                    size.MaxRequestBodySize = limit;
+                }
+
+                return next(context);
+            });
+            console.UseAuthentication();
+            console.UseAuthorization();
+        });
+    }
+
+    public static void MapAdminConsole(this WebApplication app)
+    {
+        app.MapGet(Path, () => Results.Redirect(Path + "/devices"));
+        app.MapGet(Path + "/assets/{name}", (string name, HttpContext context) =>
+        {
+            var (resource, contentType) = name switch
+            {
+                "console.css" => ("console/console.css", "text/css; charset=utf-8"),
+                "console.js" => ("console/console.js", "text/javascript; charset=utf-8"),
+                _ => (null, null),
+            };
+            if (resource is null || Assembly.GetManifestResourceStream(resource) is not { } stream)
+            {
+                return Results.NotFound();
+            }
+
+            context.Response.Headers.CacheControl = "public, max-age=300";
+            return Results.Stream(stream, contentType);
+        }).AllowAnonymous();
+        app.MapRazorPages();
+    }
+}

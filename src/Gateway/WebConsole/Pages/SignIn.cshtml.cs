@@ -1,0 +1,46 @@
+using EphemeralOrleans.Gateway.Application;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+
+namespace EphemeralOrleans.Gateway.WebConsole.Pages;
+
+/// <summary>Exchanges the admin API key for a console session; signs out.</summary>
+public sealed class SignInModel(AdminKey adminKey) : PageModel
+{
+    [BindProperty]
+    public string? ApiKey { get; set; }
+
+    [BindProperty(SupportsGet = true)]
+    public string? ReturnUrl { get; set; }
+
+    public bool Failed { get; private set; }
+
+    public IActionResult OnGet() => User.Identity?.IsAuthenticated == true ? Redirect(Destination) : Page();
+
+    public async Task<IActionResult> OnPostAsync()
+    {
+        if (!adminKey.Matches(ApiKey?.Trim()))
+        {
+            Failed = true;
+            ApiKey = null;
+            Response.StatusCode = StatusCodes.Status401Unauthorized;
+            return Page();
+        }
+
+        await AdminConsole.SignInAsync(HttpContext, adminKey);
+        return Redirect(Destination);
+    }
+
+    public async Task<IActionResult> OnPostSignOutAsync()
+    {
+        await HttpContext.SignOutAsync(AdminConsole.Scheme);
+        return Redirect(AdminConsole.Path + "/signin");
+    }
+
+    /// <summary>Where to go after signing in: a console page only, never another site.</summary>
+    private string Destination =>
+        ReturnUrl is { } url && url.StartsWith(AdminConsole.Path + "/", StringComparison.Ordinal) && !url.StartsWith("//", StringComparison.Ordinal)
+            ? url
+            : AdminConsole.Path + "/devices";
+}
