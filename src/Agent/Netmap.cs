@@ -9,6 +9,7 @@ public sealed class Netmap
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Node> _peers = new(StringComparer.Ordinal);
+    private PacketFilterRule[] _packetFilter = [];
 
     public Netmap(Node self) => Self = self;
 
@@ -33,6 +34,8 @@ public sealed class Netmap
                         _peers[peer.Id] = peer;
                     }
 
+                    _packetFilter = [.. message.Full.PacketFilter];
+
                     Connected = true;
                     break;
                 case MapResponse.MessageOneofCase.Delta:
@@ -46,6 +49,22 @@ public sealed class Netmap
                     foreach (var id in message.Delta.PeersRemoved)
                     {
                         _peers.Remove(id);
+                    }
+
+                    foreach (var patch in message.Delta.PeersChangedPatch)
+                    {
+                        if (_peers.TryGetValue(patch.Id, out var peer))
+                        {
+                            var patched = peer.Clone();
+                            patched.Online = patch.Online;
+                            patched.LastSeen = patch.LastSeen;
+                            _peers[patch.Id] = patched;
+                        }
+                    }
+
+                    if (message.Delta.PacketFilter is { } filter)
+                    {
+                        _packetFilter = [.. filter.Rules];
                     }
 
                     break;
@@ -86,8 +105,20 @@ public sealed class Netmap
         }
     }
 
-    /// <summary><c>netmap</c>: the node and every peer.</summary>
-    public object Map() => new { self = Describe(Self), peers = Peers().Select(Describe).ToArray(), version = Version };
+    /// <summary><c>netmap</c>: the node, every peer, and what may reach the node.</summary>
+    public object Map()
+    {
+        lock (_lock)
+        {
+            return new
+            {
+                self = Describe(Self),
+                peers = Peers().Select(Describe).ToArray(),
+                packetFilter = _packetFilter.Select(r => new { sources = r.Sources.ToArray(), ports = r.Ports }).ToArray(),
+                version = Version,
+            };
+        }
+    }
 
     /// <summary>A node as the agent prints it in JSON: the API's field names.</summary>
     public static Dictionary<string, object?> Describe(Node node) => new()
@@ -153,12 +184,14 @@ public sealed class AgentOutput(bool json)
     public void Delta(MapDelta delta)
     {
         var lines = delta.PeersChanged.Select(p => $"  ~ {p.Name,-22} {p.Ipv4,-16} {(p.Online ? "online" : "offline")}")
+            .Concat(delta.PeersChangedPatch.Select(p => $"  ~ {p.Id,-22} {(p.Online ? "online" : "offline")}"))
             .Concat(delta.PeersRemoved.Select(id => $"  - {id}"));
         Event("change", new
         {
             version = delta.Version,
             peersChanged = delta.PeersChanged.Select(Netmap.Describe).ToArray(),
             peersRemoved = delta.PeersRemoved.ToArray(),
+            peersChangedPatch = delta.PeersChangedPatch.Select(p => new { id = p.Id, online = p.Online, lastSeen = p.LastSeen?.ToDateTimeOffset() }).ToArray(),
             self = delta.Self is { } self ? Netmap.Describe(self) : null,
         }, lines.Any() ? "change:\n" + string.Join('\n', lines) : "");
     }

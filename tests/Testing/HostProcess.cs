@@ -21,6 +21,9 @@ public sealed class HostProcess : IAsyncDisposable
     /// <summary>The gateway's HTTP address (gateways only).</summary>
     public Uri HttpUrl { get; }
 
+    /// <summary>The process id (for CPU accounting in benchmarks).</summary>
+    public int Pid => _process.Id;
+
     public string Output
     {
         get

@@ -75,6 +75,7 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
                 Version = json.GetProperty("version").GetInt64(),
                 Self = ParseNode(json.GetProperty("self")),
                 Peers = { json.GetProperty("peers").EnumerateArray().Select(ParseNode) },
+                PacketFilter = { ParseFilter(json) ?? [] },
             },
         },
         "delta" => new MapResponse
@@ -85,12 +86,24 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
                 PeersChanged = { json.GetProperty("peersChanged").EnumerateArray().Select(ParseNode) },
                 PeersRemoved = { json.GetProperty("peersRemoved").EnumerateArray().Select(e => e.GetString()!) },
                 Self = json.TryGetProperty("self", out var self) ? ParseNode(self) : null,
+                PeersChangedPatch =
+                {
+                    json.TryGetProperty("peersChangedPatch", out var patches)
+                        ? patches.EnumerateArray().Select(p => Parser.Parse<PeerPatch>(p.GetRawText()))
+                        : [],
+                },
+                PacketFilter = ParseFilter(json) is { } filter ? new PacketFilter { Rules = { filter } } : null,
             },
         },
         _ => new MapResponse { Keepalive = new KeepAlive() },
     };
 
     private static Node ParseNode(JsonElement json) => Parser.Parse<Node>(json.GetRawText());
+
+    private static PacketFilterRule[]? ParseFilter(JsonElement json) =>
+        json.TryGetProperty("packetFilter", out var filter)
+            ? filter.EnumerateArray().Select(r => Parser.Parse<PacketFilterRule>(r.GetRawText())).ToArray()
+            : null;
 
     private static async Task<JsonElement> SendAsync(Func<Task<HttpResponseMessage>> send, CancellationToken cancellationToken)
     {

@@ -1,3 +1,5 @@
+using EphemeralOrleans.Contracts.Policy;
+
 namespace EphemeralOrleans.Contracts.Model;
 
 /// <summary>Per-tailnet settings operators change through the admin API.</summary>
@@ -9,7 +11,12 @@ public sealed record TailnetSettings([property: Id(0)] bool DeviceApproval);
 public sealed record TailnetSnapshot(
     [property: Id(0)] string Tailnet,
     [property: Id(1)] long Version,
-    [property: Id(2)] NodeView[] Nodes);
+    [property: Id(2)] NodeView[] Nodes)
+{
+    /// <summary>The tailnet's policy (validated JSON); null for none (everyone sees everyone).</summary>
+    [Id(3)]
+    public string? PolicyJson { get; init; }
+}
 
 /// <summary>One coalesced batch of registry changes; <see cref="PreviousVersion"/> lets a receiver detect a gap.</summary>
 [GenerateSerializer, Immutable]
@@ -23,4 +30,9 @@ public sealed record TailnetChanges(
     /// <summary>When the first change of this batch was made (by the silo's clock): the start of change-to-delivery latency.</summary>
     [Id(5)]
     public DateTimeOffset FirstChangeAt { get; init; }
+
+    /// <summary>Set when the policy changed in this batch: the new policy (validated JSON), or
+    /// <see cref="PolicyDocument.AllowAllJson"/> when it was cleared. Null: unchanged.</summary>
+    [Id(6)]
+    public string? PolicyJson { get; init; }
 }

@@ -18,11 +18,15 @@ public sealed partial class PolicyDocument
 
     private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
 
-    private PolicyDocument(string json, IReadOnlyDictionary<string, string[]> tagOwners)
+    private PolicyDocument(string json, IReadOnlyDictionary<string, string[]> tagOwners, PolicyRule[] rules)
     {
         Json = json;
         TagOwners = tagOwners;
+        Rules = rules;
     }
+
+    /// <summary>The <c>accept</c> rules, groups expanded.</summary>
+    public IReadOnlyList<PolicyRule> Rules { get; }
 
     /// <summary>The document as stored and returned (normalized JSON).</summary>
     public string Json { get; }
@@ -85,12 +89,26 @@ public sealed partial class PolicyDocument
             }
         }
 
+        // Members are targets; a user (name@domain) is accepted for compatibility and matches no node (nodes here
+        // belong to no user).
+        foreach (var (group, members) in groups)
+        {
+            for (var i = 0; i < members.Length; i++)
+            {
+                if (!members[i].Contains('@', StringComparison.Ordinal))
+                {
+                    CheckSelector(members[i], groups, tagOwners, $"groups[\"{group}\"][{i}]");
+                }
+            }
+        }
+
         var acls = document["acls"] ?? new JsonArray();
         if (acls is not JsonArray rules)
         {
             throw new PolicyException("acls", "must be an array of rules");
         }
 
+        var parsed = new List<PolicyRule>();
         for (var r = 0; r < rules.Count; r++)
         {
             var path = $"acls[{r}]";
@@ -104,11 +122,14 @@ public sealed partial class PolicyDocument
                 throw new PolicyException($"{path}.action", "the only action is \"accept\"");
             }
 
+            var sources = new List<string>();
             foreach (var (i, source) in Strings(rule["src"], $"{path}.src"))
             {
                 CheckSelector(source, groups, tagOwners, $"{path}.src[{i}]");
+                sources.AddRange(Expand(source, groups));
             }
 
+            var destinations = new List<PolicyDestination>();
             foreach (var (i, destination) in Strings(rule["dst"], $"{path}.dst"))
             {
                 var at = $"{path}.dst[{i}]";
@@ -120,6 +141,7 @@ public sealed partial class PolicyDocument
 
                 CheckSelector(destination[..colon], groups, tagOwners, at);
                 CheckPorts(destination[(colon + 1)..], at);
+                destinations.AddRange(Expand(destination[..colon], groups).Select(t => new PolicyDestination(PolicyTarget.Parse(t), destination[(colon + 1)..])));
             }
 
             foreach (var property in rule)
@@ -129,9 +151,12 @@ public sealed partial class PolicyDocument
                     throw new PolicyException($"{path}.{property.Key}", "unknown field (expected action, src, dst)");
                 }
             }
+
+            var sourceText = sources.Distinct(StringComparer.Ordinal).ToArray();
+            parsed.Add(new PolicyRule(sourceText.Select(PolicyTarget.Parse).ToArray(), sourceText, destinations.ToArray()));
         }
 
-        return new PolicyDocument(document.ToJsonString(Compact), tagOwners);
+        return new PolicyDocument(document.ToJsonString(Compact), tagOwners, parsed.ToArray());
     }
 
     /// <summary>Whether a key may carry <paramref name="tag"/>: the admin owns every tag, but with tagOwners set a tag
@@ -224,6 +249,10 @@ public sealed partial class PolicyDocument
             throw new PolicyException(path, $"'{selector}' is not *, a tag, a group, an address, a CIDR or a node name");
         }
     }
+
+    /// <summary>A group stands for its members; anything else for itself.</summary>
+    private static IEnumerable<string> Expand(string selector, Dictionary<string, string[]> groups) =>
+        selector.StartsWith("group:", StringComparison.Ordinal) ? groups[selector] : [selector];
 
     private static void CheckGroupDefined(string name, Dictionary<string, string[]> groups, string path)
     {

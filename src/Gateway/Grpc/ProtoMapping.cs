@@ -54,6 +54,9 @@ internal static class ProtoMapping
         return proto;
     }
 
+    private static Protocol.V1.PacketFilterRule ToProto(Contracts.Policy.PacketFilterRule rule) =>
+        new() { Sources = { rule.Sources }, Ports = rule.Ports };
+
     public static MapResponse ToProto(this MapMessage message)
     {
         switch (message)
@@ -61,11 +64,23 @@ internal static class ProtoMapping
             case Map.FullMap full:
                 var map = new Protocol.V1.FullMap { Version = full.Version, Self = full.Self.ToProto() };
                 map.Peers.AddRange(full.Peers.Select(ToProto));
+                map.PacketFilter.AddRange(full.PacketFilter.Select(ToProto));
                 return new MapResponse { Full = map };
             case Map.MapDelta delta:
                 var proto = new Protocol.V1.MapDelta { Version = delta.Version, Self = delta.Self?.ToProto() };
                 proto.PeersChanged.AddRange(delta.PeersChanged.Select(ToProto));
                 proto.PeersRemoved.AddRange(delta.PeersRemoved);
+                proto.PeersChangedPatch.AddRange((delta.PeersChangedPatch ?? []).Select(p => new Protocol.V1.PeerPatch
+                {
+                    Id = p.Id,
+                    Online = p.Online,
+                    LastSeen = p.LastSeen is { } seen ? Timestamp.FromDateTimeOffset(seen) : null,
+                }));
+                if (delta.PacketFilter is { } filter)
+                {
+                    proto.PacketFilter = new PacketFilter { Rules = { filter.Select(ToProto) } };
+                }
+
                 return new MapResponse { Delta = proto };
             default:
                 return KeepAliveResponse;

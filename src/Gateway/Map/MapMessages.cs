@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Policy;
 
 namespace EphemeralOrleans.Gateway.Map;
 
@@ -17,16 +18,25 @@ public abstract record MapMessage
     };
 }
 
-/// <summary>The whole map: the node itself and every visible peer.</summary>
-public sealed record FullMap(long Version, NodeView Self, NodeView[] Peers) : MapMessage;
+/// <summary>The whole map: the node itself, every peer it may reach or that may reach it, and its packet filter.</summary>
+public sealed record FullMap(long Version, NodeView Self, NodeView[] Peers, PacketFilterRule[] PacketFilter) : MapMessage;
 
 /// <summary>What changed since the previous message; <see cref="Self"/> only when the node itself changed.</summary>
 public sealed record MapDelta(long Version, NodeView[] PeersChanged, string[] PeersRemoved, NodeView? Self = null) : MapMessage
 {
+    /// <summary>Peers whose presence alone changed (online, last seen): small patches instead of whole peers.</summary>
+    public PeerPatch[]? PeersChangedPatch { get; init; }
+
+    /// <summary>The node's new packet filter, when the policy changed it.</summary>
+    public PacketFilterRule[]? PacketFilter { get; init; }
+
     /// <summary>When the first change in it was made, for the delivery-latency metric; not sent.</summary>
     [JsonIgnore]
     public DateTimeOffset ChangedAt { get; init; }
 }
+
+/// <summary>A peer's presence: whether it has a map stream, and when it was last seen.</summary>
+public sealed record PeerPatch(string Id, bool Online, DateTimeOffset? LastSeen);
 
 /// <summary>Sent when a stream was silent for <c>Map:KeepAliveInterval</c>.</summary>
 public sealed record KeepAlive : MapMessage

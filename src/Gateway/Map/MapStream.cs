@@ -19,8 +19,11 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
 
     public string SelfId { get; } = self.Id;
 
-    /// <summary>The node's latest known view, for full maps built before the feed has it.</summary>
-    public NodeView Self { get; private set; } = self;
+    /// <summary>The node's latest known view, for full maps built before the feed has it (set under the feed's lock).</summary>
+    public NodeView Self { get; set; } = self;
+
+    /// <summary>The node's class under the tailnet's policy (kept by the feed, under its lock).</summary>
+    public string Class { get; set; } = "";
 
     public int Epoch { get; } = epoch;
 
@@ -46,32 +49,15 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
         _queue.Writer.TryComplete();
     }
 
-    /// <summary>Turns a tailnet batch into this stream's delta (called under the feed's lock, in batch order).</summary>
-    public void OnChanges(TailnetChanges changes)
+    /// <summary>Whether a change to the node itself ends this stream: logged out, or its token replaced.</summary>
+    public bool EndsWith(NodeView self)
     {
-        if (Array.IndexOf(changes.Removed, SelfId) >= 0)
-        {
-            Close("node removed");
-            return;
-        }
-
-        var self = Array.Find(changes.Changed, n => n.Id == SelfId);
-        if (self is not null && (self.LoggedOut || self.SessionEpoch != Epoch))
+        if (self.LoggedOut || self.SessionEpoch != Epoch)
         {
             Close(self.LoggedOut ? "logged out" : "token replaced");
-            return;
+            return true;
         }
 
-        if (self is not null)
-        {
-            Self = self;
-        }
-
-        var changed = changes.Changed.Where(n => n.Id != SelfId).ToArray();
-        var removed = changes.Removed.Where(id => id != SelfId).ToArray();
-        if (changed.Length > 0 || removed.Length > 0 || self is not null)
-        {
-            Enqueue(new MapDelta(changes.Version, changed, removed, self) { ChangedAt = changes.FirstChangeAt });
-        }
+        return false;
     }
 }

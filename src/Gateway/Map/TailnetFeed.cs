@@ -1,16 +1,27 @@
 using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Policy;
 
 namespace EphemeralOrleans.Gateway.Map;
 
 /// <summary>
-/// This gateway's copy of one tailnet's registry, kept current by the batches its observer receives, and the
-/// streams it feeds. Full maps for new streams come from this copy, so a reconnect storm costs the cluster nothing.
+/// This gateway's copy of one tailnet's registry and policy, kept current by the batches its observer receives, and
+/// the streams it feeds. Full maps for new streams come from this copy, so a reconnect storm costs the cluster nothing.
+/// <para>
+/// Routing: nodes and streams are filed by their class under the policy (<see cref="PolicyVisibility"/>). A changed
+/// node is offered to each class of streams once; only the streams of classes that see it (or saw it) get a byte. The
+/// cost of a change is the number of stream classes plus the streams it reaches, not the size of the tailnet.
+/// </para>
 /// </summary>
 internal sealed class TailnetFeed(string tailnet)
 {
     private readonly object _gate = new();
-    private readonly HashSet<MapStream> _streams = [];
     private readonly Dictionary<string, NodeView> _nodes = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _classOf = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, HashSet<string>> _nodesByClass = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, HashSet<MapStream>> _streamsByClass = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<MapStream>> _streamsByNode = new(StringComparer.Ordinal);
+    private PolicyVisibility _policy = PolicyVisibility.AllowAll;
+    private int _streamCount;
 
     public string Tailnet { get; } = tailnet;
 
@@ -21,16 +32,7 @@ internal sealed class TailnetFeed(string tailnet)
 
     public bool IsInitialized => Version >= 0;
 
-    public int StreamCount
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _streams.Count;
-            }
-        }
-    }
+    public int StreamCount => Volatile.Read(ref _streamCount);
 
     /// <summary>Replaces the copy with a snapshot and resets every stream with a full map.</summary>
     public void Load(TailnetSnapshot snapshot)
@@ -42,17 +44,19 @@ internal sealed class TailnetFeed(string tailnet)
                 return;
             }
 
+            _policy = Visibility(snapshot.PolicyJson);
             _nodes.Clear();
             foreach (var node in snapshot.Nodes)
             {
                 _nodes[node.Id] = node;
             }
 
+            Reclassify();
             var reset = IsInitialized;
             Version = snapshot.Version;
             if (reset)
             {
-                foreach (var stream in _streams)
+                foreach (var stream in AllStreams())
                 {
                     stream.Enqueue(FullMapFor(stream));
                 }
@@ -75,22 +79,16 @@ internal sealed class TailnetFeed(string tailnet)
                 return false;
             }
 
-            foreach (var node in changes.Changed)
+            if (changes.PolicyJson is { } policyJson)
             {
-                _nodes[node.Id] = node;
+                ApplyWithNewPolicy(changes, Visibility(policyJson));
             }
-
-            foreach (var id in changes.Removed)
+            else
             {
-                _nodes.Remove(id);
+                Route(changes);
             }
 
             Version = changes.Version;
-            foreach (var stream in _streams)
-            {
-                stream.OnChanges(changes);
-            }
-
             return true;
         }
     }
@@ -100,7 +98,14 @@ internal sealed class TailnetFeed(string tailnet)
     {
         lock (_gate)
         {
-            _streams.Add(stream);
+            File(stream, _policy.ClassOf(_nodes.GetValueOrDefault(stream.SelfId) ?? stream.Self));
+            if (!_streamsByNode.TryGetValue(stream.SelfId, out var own))
+            {
+                _streamsByNode[stream.SelfId] = own = [];
+            }
+
+            own.Add(stream);
+            _streamCount++;
             stream.Enqueue(FullMapFor(stream));
         }
     }
@@ -109,7 +114,19 @@ internal sealed class TailnetFeed(string tailnet)
     {
         lock (_gate)
         {
-            _streams.Remove(stream);
+            if (_streamsByClass.TryGetValue(stream.Class, out var peers) && peers.Remove(stream))
+            {
+                _streamCount--;
+                if (peers.Count == 0)
+                {
+                    _streamsByClass.Remove(stream.Class);
+                }
+            }
+
+            if (_streamsByNode.TryGetValue(stream.SelfId, out var own) && own.Remove(stream) && own.Count == 0)
+            {
+                _streamsByNode.Remove(stream.SelfId);
+            }
         }
     }
 
@@ -121,11 +138,306 @@ internal sealed class TailnetFeed(string tailnet)
         }
     }
 
+    /// <summary>The common case: node changes under an unchanged policy, routed by class.</summary>
+    private void Route(TailnetChanges changes)
+    {
+        var deltas = new Dictionary<MapStream, DeltaBuilder>();
+        DeltaBuilder For(MapStream stream) =>
+            deltas.TryGetValue(stream, out var builder) ? builder : deltas[stream] = new DeltaBuilder();
+        var resets = new HashSet<MapStream>();
+
+        foreach (var node in changes.Changed)
+        {
+            var previous = _nodes.GetValueOrDefault(node.Id);
+            var oldClass = previous is null ? null : _classOf[node.Id];
+            var newClass = _policy.ClassOf(node);
+            var presenceOnly = previous is not null && OnlyPresenceDiffers(previous, node);
+            Index(node, newClass);
+
+            foreach (var own in OwnStreams(node.Id))
+            {
+                if (own.EndsWith(node))
+                {
+                    continue;
+                }
+
+                var known = own.Self;
+                own.Self = node;
+                if (own.Class != newClass)
+                {
+                    // Approved (or otherwise re-classed): its peers change wholesale, so it starts over.
+                    Refile(own, newClass);
+                    resets.Add(own);
+                }
+                else if (!OnlyPresenceDiffers(previous ?? known, node))
+                {
+                    // Its own presence is news to no agent (it is the one connected): only other changes go out.
+                    For(own).Self = node;
+                }
+            }
+
+            foreach (var (streamClass, streams) in _streamsByClass)
+            {
+                var seesNow = _policy.Visible(streamClass, newClass);
+                var sawBefore = oldClass is not null && _policy.Visible(streamClass, oldClass);
+                if (!seesNow && !sawBefore)
+                {
+                    continue;
+                }
+
+                foreach (var stream in streams)
+                {
+                    if (stream.SelfId == node.Id)
+                    {
+                        continue;
+                    }
+
+                    if (!seesNow)
+                    {
+                        For(stream).Removed.Add(node.Id);
+                    }
+                    else if (sawBefore && presenceOnly)
+                    {
+                        For(stream).Patches.Add(new PeerPatch(node.Id, node.Online, node.LastSeen));
+                    }
+                    else
+                    {
+                        For(stream).Changed.Add(node);
+                    }
+                }
+            }
+        }
+
+        foreach (var id in changes.Removed)
+        {
+            foreach (var own in OwnStreams(id))
+            {
+                own.Close("node removed");
+            }
+
+            if (Unindex(id) is not { } oldClass)
+            {
+                continue;
+            }
+
+            foreach (var (streamClass, streams) in _streamsByClass)
+            {
+                if (!_policy.Visible(streamClass, oldClass))
+                {
+                    continue;
+                }
+
+                foreach (var stream in streams)
+                {
+                    if (stream.SelfId != id)
+                    {
+                        For(stream).Removed.Add(id);
+                    }
+                }
+            }
+        }
+
+        foreach (var stream in resets)
+        {
+            stream.Enqueue(FullMapFor(stream));
+        }
+
+        foreach (var (stream, delta) in deltas)
+        {
+            if (!resets.Contains(stream) && stream.ClosedBecause is null)
+            {
+                stream.Enqueue(delta.Build(changes, filter: null));
+            }
+        }
+    }
+
+    /// <summary>A policy change (rare): every stream's peers are compared before and after; each gets what it gained
+    /// and lost, and its new packet filter. Costs streams × nodes, once per policy change.</summary>
+    private void ApplyWithNewPolicy(TailnetChanges changes, PolicyVisibility policy)
+    {
+        var streams = AllStreams().ToArray();
+        var before = streams.ToDictionary(s => s, PeerIds);
+        var filtersBefore = streams.ToDictionary(s => s, s => _policy.FilterFor(s.Class));
+        var selvesBefore = streams.ToDictionary(s => s, s => _nodes.GetValueOrDefault(s.SelfId) ?? s.Self);
+
+        foreach (var node in changes.Changed)
+        {
+            _nodes[node.Id] = node;
+            foreach (var own in OwnStreams(node.Id))
+            {
+                if (!own.EndsWith(node))
+                {
+                    own.Self = node;
+                }
+            }
+        }
+
+        foreach (var id in changes.Removed)
+        {
+            _nodes.Remove(id);
+            foreach (var own in OwnStreams(id))
+            {
+                own.Close("node removed");
+            }
+        }
+
+        _policy = policy;
+        Reclassify();
+        var changedIds = changes.Changed.Select(n => n.Id).ToHashSet(StringComparer.Ordinal);
+        foreach (var stream in streams)
+        {
+            if (stream.ClosedBecause is not null)
+            {
+                continue;
+            }
+
+            var after = PeerIds(stream);
+            var selfChanged = changedIds.Contains(stream.SelfId) && !OnlyPresenceDiffers(selvesBefore[stream], stream.Self);
+            var delta = new DeltaBuilder { Self = selfChanged ? stream.Self : null };
+            delta.Changed.AddRange(after.Where(id => !before[stream].Contains(id) || changedIds.Contains(id)).Select(id => _nodes[id]));
+            delta.Removed.AddRange(before[stream].Where(id => !after.Contains(id)));
+            var filter = _policy.FilterFor(stream.Class);
+            var filterChanged = !SameFilter(filter, filtersBefore[stream]);
+            if (filterChanged || delta.Changed.Count > 0 || delta.Removed.Count > 0 || delta.Self is not null)
+            {
+                stream.Enqueue(delta.Build(changes, filterChanged ? filter : null));
+            }
+        }
+    }
+
     private FullMap FullMapFor(MapStream stream)
     {
         // The copy may not have the node yet (its batch is still in its window): the stream's own view stands in.
         var self = _nodes.GetValueOrDefault(stream.SelfId) ?? stream.Self;
-        var peers = _nodes.Values.Where(n => n.Id != stream.SelfId).ToArray();
-        return new FullMap(Version, self, peers);
+        var peers = PeerIds(stream).Select(id => _nodes[id]).ToArray();
+        return new FullMap(Version, self, peers, _policy.FilterFor(stream.Class));
+    }
+
+    /// <summary>The peers of a stream's node: every node of every class its class sees, but itself.</summary>
+    private HashSet<string> PeerIds(MapStream stream)
+    {
+        var peers = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (nodeClass, ids) in _nodesByClass)
+        {
+            if (_policy.Visible(stream.Class, nodeClass))
+            {
+                peers.UnionWith(ids);
+            }
+        }
+
+        peers.Remove(stream.SelfId);
+        return peers;
+    }
+
+    private void Reclassify()
+    {
+        _classOf.Clear();
+        _nodesByClass.Clear();
+        foreach (var node in _nodes.Values)
+        {
+            Index(node, _policy.ClassOf(node));
+        }
+
+        foreach (var stream in AllStreams().ToArray())
+        {
+            Refile(stream, _policy.ClassOf(_nodes.GetValueOrDefault(stream.SelfId) ?? stream.Self));
+        }
+    }
+
+    private void Index(NodeView node, string nodeClass)
+    {
+        if (_classOf.TryGetValue(node.Id, out var previous) && previous != nodeClass && _nodesByClass.TryGetValue(previous, out var old))
+        {
+            old.Remove(node.Id);
+            if (old.Count == 0)
+            {
+                _nodesByClass.Remove(previous);
+            }
+        }
+
+        _nodes[node.Id] = node;
+        _classOf[node.Id] = nodeClass;
+        if (!_nodesByClass.TryGetValue(nodeClass, out var members))
+        {
+            _nodesByClass[nodeClass] = members = new HashSet<string>(StringComparer.Ordinal);
+        }
+
+        members.Add(node.Id);
+    }
+
+    /// <summary>Forgets a node; returns the class it had, or null if it was not known.</summary>
+    private string? Unindex(string id)
+    {
+        _nodes.Remove(id);
+        if (!_classOf.Remove(id, out var nodeClass))
+        {
+            return null;
+        }
+
+        if (_nodesByClass.TryGetValue(nodeClass, out var members) && members.Remove(id) && members.Count == 0)
+        {
+            _nodesByClass.Remove(nodeClass);
+        }
+
+        return nodeClass;
+    }
+
+    private void File(MapStream stream, string streamClass)
+    {
+        stream.Class = streamClass;
+        if (!_streamsByClass.TryGetValue(streamClass, out var streams))
+        {
+            _streamsByClass[streamClass] = streams = [];
+        }
+
+        streams.Add(stream);
+    }
+
+    private void Refile(MapStream stream, string streamClass)
+    {
+        if (stream.Class == streamClass)
+        {
+            return;
+        }
+
+        if (_streamsByClass.TryGetValue(stream.Class, out var streams) && streams.Remove(stream) && streams.Count == 0)
+        {
+            _streamsByClass.Remove(stream.Class);
+        }
+
+        File(stream, streamClass);
+    }
+
+    private IEnumerable<MapStream> AllStreams() => _streamsByClass.Values.SelectMany(s => s);
+
+    private IEnumerable<MapStream> OwnStreams(string nodeId) =>
+        _streamsByNode.TryGetValue(nodeId, out var own) ? own.ToArray() : [];
+
+    private static PolicyVisibility Visibility(string? policyJson) =>
+        policyJson is null ? PolicyVisibility.AllowAll : new PolicyVisibility(PolicyDocument.Parse(policyJson));
+
+    /// <summary>Whether two views of a node differ only in presence (online, last seen).</summary>
+    private static bool OnlyPresenceDiffers(NodeView previous, NodeView current) =>
+        previous.Tags.AsSpan().SequenceEqual(current.Tags)
+        && previous with { Online = current.Online, LastSeen = current.LastSeen, Tags = current.Tags } == current;
+
+    private static bool SameFilter(PacketFilterRule[] a, PacketFilterRule[] b) =>
+        a.Length == b.Length && a.Zip(b).All(p => p.First.Ports == p.Second.Ports && p.First.Sources.SequenceEqual(p.Second.Sources));
+
+    /// <summary>One stream's share of a batch.</summary>
+    private sealed class DeltaBuilder
+    {
+        public List<NodeView> Changed { get; } = [];
+        public List<string> Removed { get; } = [];
+        public List<PeerPatch> Patches { get; } = [];
+        public NodeView? Self { get; set; }
+
+        public MapDelta Build(TailnetChanges changes, PacketFilterRule[]? filter) =>
+            new(changes.Version, Changed.ToArray(), Removed.ToArray(), Self)
+            {
+                PeersChangedPatch = Patches.Count > 0 ? Patches.ToArray() : null,
+                PacketFilter = filter,
+                ChangedAt = changes.FirstChangeAt,
+            };
     }
 }

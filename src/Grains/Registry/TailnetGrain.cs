@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Policy;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
@@ -44,6 +45,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private readonly Dictionary<string, string> _idsByName = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _nextSuffix = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeView?> _pending = new(StringComparer.Ordinal);
+    private bool _policyChanged;
     private readonly Dictionary<string, NodeView?> _unsaved = new(StringComparer.Ordinal);
 
     /// <summary>New entries not yet confirmed by their node (its registration may have died before the node was stored).</summary>
@@ -125,6 +127,9 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     {
         _settings.State.PolicyJson = policyJson;
         await _settingsCommit.Request();
+        // Gateways recompute who sees whom; the change goes out in the next batch like any other.
+        _policyChanged = true;
+        StartBatch();
     }
 
     public async Task AddKey(string keyId)
@@ -220,7 +225,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         }
     }
 
-    private TailnetSnapshot Snapshot() => new(Tailnet, _version, _nodes.Values.ToArray());
+    private TailnetSnapshot Snapshot() => new(Tailnet, _version, _nodes.Values.ToArray()) { PolicyJson = _settings.State.PolicyJson };
 
     /// <summary>Keeps a name a node already had (re-announced after a crash) when it is free; else host, host-1, host-2, ….</summary>
     private string AllocateName(string hostname, string previous)
@@ -264,9 +269,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         }
 
         _pending[nodeId] = view;
-        _batchTimer ??= this.RegisterGrainTimer(
-            PublishBatchAsync,
-            new GrainTimerCreationOptions(_mapOptions.BatchWindow, Timeout.InfiniteTimeSpan) { Interleave = true });
+        StartBatch();
         if (durable)
         {
             _unsaved[nodeId] = view;
@@ -275,11 +278,17 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         return durable;
     }
 
+    /// <summary>Opens a batch window unless one is open: what changes within it goes out as one batch.</summary>
+    private void StartBatch() =>
+        _batchTimer ??= this.RegisterGrainTimer(
+            PublishBatchAsync,
+            new GrainTimerCreationOptions(_mapOptions.BatchWindow, Timeout.InfiniteTimeSpan) { Interleave = true });
+
     private async Task PublishBatchAsync(CancellationToken cancellationToken)
     {
         _batchTimer?.Dispose();
         _batchTimer = null;
-        if (_pending.Count == 0)
+        if (_pending.Count == 0 && !_policyChanged)
         {
             return;
         }
@@ -289,8 +298,13 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             _version,
             ++_version,
             _pending.Values.OfType<NodeView>().ToArray(),
-            _pending.Where(p => p.Value is null).Select(p => p.Key).ToArray()) { FirstChangeAt = _firstPendingAt };
+            _pending.Where(p => p.Value is null).Select(p => p.Key).ToArray())
+        {
+            FirstChangeAt = _pending.Count > 0 ? _firstPendingAt : _time.GetUtcNow(),
+            PolicyJson = _policyChanged ? _settings.State.PolicyJson ?? PolicyDocument.AllowAllJson : null,
+        };
         _pending.Clear();
+        _policyChanged = false;
         await _observers.Notify(observer => observer.OnChanges(changes));
     }
 

@@ -127,6 +127,21 @@ public abstract class MapReader : IAsyncDisposable
         }
     }
 
+    /// <summary>Every message that arrives within <paramref name="period"/> (keepalives keep each read short).</summary>
+    public async Task<List<JsonElement>> CollectAsync(TimeSpan period)
+    {
+        var messages = new List<JsonElement>();
+        var deadline = DateTime.UtcNow + period;
+        while (DateTime.UtcNow < deadline)
+        {
+            var message = await NextAsync(TimeSpan.FromSeconds(10));
+            Assert.True(message is not null, "The stream ended.");
+            messages.Add(message.Value);
+        }
+
+        return messages;
+    }
+
     /// <summary>Reads until the server ends the stream; fails if it does not within the time given.</summary>
     public async Task WaitForEndAsync(TimeSpan within)
     {

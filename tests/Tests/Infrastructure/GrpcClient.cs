@@ -156,6 +156,7 @@ public sealed class GrpcClient : ApiClient
         MapResponse.MessageOneofCase.Full => Serialize(new
         {
             type = "full", version = message.Full.Version, self = ToJson(message.Full.Self), peers = message.Full.Peers.Select(ToJson).ToArray(),
+            packetFilter = message.Full.PacketFilter.Select(r => new { sources = r.Sources.ToArray(), ports = r.Ports }).ToArray(),
         }),
         MapResponse.MessageOneofCase.Delta => Serialize(new
         {
@@ -164,6 +165,10 @@ public sealed class GrpcClient : ApiClient
             peersChanged = message.Delta.PeersChanged.Select(ToJson).ToArray(),
             peersRemoved = message.Delta.PeersRemoved.ToArray(),
             self = message.Delta.Self is { } self ? ToJson(self) : (JsonElement?)null,
+            peersChangedPatch = message.Delta.PeersChangedPatch.Count > 0
+                ? message.Delta.PeersChangedPatch.Select(p => new { id = p.Id, online = p.Online, lastSeen = p.LastSeen?.ToDateTimeOffset() }).ToArray()
+                : null,
+            packetFilter = message.Delta.PacketFilter?.Rules.Select(r => new { sources = r.Sources.ToArray(), ports = r.Ports }).ToArray(),
         }),
         MapResponse.MessageOneofCase.Keepalive => Serialize(new { type = "keepalive" }),
         _ => throw new InvalidOperationException($"Map message without a case: {message}"),
