@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Protocol.V1;
@@ -12,7 +13,12 @@ internal static class ProtoMapping
 {
     private static readonly MapResponse KeepAliveResponse = new() { Keepalive = new KeepAlive() };
 
-    public static Node ToProto(this NodeView node)
+    /// <summary>Nodes appear in many maps (every full map of every peer): converted once per node version.</summary>
+    private static readonly ConditionalWeakTable<NodeView, Node> NodeCache = new();
+
+    public static Node ToProto(this NodeView node) => NodeCache.GetValue(node, Convert);
+
+    private static Node Convert(NodeView node)
     {
         var proto = new Node
         {
@@ -57,7 +63,14 @@ internal static class ProtoMapping
     private static Protocol.V1.PacketFilterRule ToProto(Contracts.Policy.PacketFilterRule rule) =>
         new() { Sources = { rule.Sources }, Ports = rule.Ports };
 
-    public static MapResponse ToProto(this MapMessage message)
+    /// <summary>Made once per message however many streams send it (streams of one policy class share their deltas);
+    /// a message is only read once made, so sharing it between streams is safe.</summary>
+    private static readonly ConditionalWeakTable<MapMessage, MapResponse> ProtoCache = new();
+
+    public static MapResponse ToProto(this MapMessage message) =>
+        message is Map.KeepAlive ? KeepAliveResponse : ProtoCache.GetValue(message, Convert);
+
+    private static MapResponse Convert(MapMessage message)
     {
         switch (message)
         {

@@ -38,7 +38,7 @@ public static class AgentEndpoints
             var body = context.Response.Body;
             var gatewayStopping = await hub.RunStreamAsync(grain, session, streamId, async (message, cancellationToken) =>
             {
-                await body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(message, MapMessage.Json), cancellationToken);
+                await body.WriteAsync(message.Utf8Json(), cancellationToken);
                 await body.WriteAsync(Newline, cancellationToken);
                 await body.FlushAsync(cancellationToken);
             }, context.RequestAborted);

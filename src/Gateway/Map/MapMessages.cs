@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using EphemeralOrleans.Contracts.Model;
@@ -16,6 +17,12 @@ public abstract record MapMessage
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
+
+    /// <summary>The NDJSON encoding of messages, made once per message however many streams send it (streams of one
+    /// policy class share their deltas).</summary>
+    private static readonly ConditionalWeakTable<MapMessage, byte[]> Utf8JsonCache = new();
+
+    public byte[] Utf8Json() => Utf8JsonCache.GetValue(this, static m => JsonSerializer.SerializeToUtf8Bytes(m, Json));
 }
 
 /// <summary>The whole map: the node itself, every peer it may reach or that may reach it, and its packet filter.</summary>

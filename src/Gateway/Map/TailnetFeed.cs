@@ -138,16 +138,21 @@ internal sealed class TailnetFeed(string tailnet)
         }
     }
 
-    /// <summary>The common case: node changes under an unchanged policy, routed by class.</summary>
+    /// <summary>The common case: node changes under an unchanged policy, routed by class. Streams of one class see the
+    /// same changes, so they share one delta message (and its encodings); a stream gets its own only when the batch
+    /// touches its node.</summary>
     private void Route(TailnetChanges changes)
     {
-        var deltas = new Dictionary<MapStream, DeltaBuilder>();
-        DeltaBuilder For(MapStream stream) =>
-            deltas.TryGetValue(stream, out var builder) ? builder : deltas[stream] = new DeltaBuilder();
+        var byClass = new Dictionary<string, DeltaBuilder>(StringComparer.Ordinal);
+        DeltaBuilder For(string streamClass) =>
+            byClass.TryGetValue(streamClass, out var builder) ? builder : byClass[streamClass] = new DeltaBuilder();
+        var touched = new HashSet<string>(StringComparer.Ordinal);
+        var selves = new Dictionary<MapStream, NodeView>();
         var resets = new HashSet<MapStream>();
 
         foreach (var node in changes.Changed)
         {
+            touched.Add(node.Id);
             var previous = _nodes.GetValueOrDefault(node.Id);
             var oldClass = previous is null ? null : _classOf[node.Id];
             var newClass = _policy.ClassOf(node);
@@ -172,44 +177,35 @@ internal sealed class TailnetFeed(string tailnet)
                 else if (!OnlyPresenceDiffers(previous ?? known, node))
                 {
                     // Its own presence is news to no agent (it is the one connected): only other changes go out.
-                    For(own).Self = node;
+                    selves[own] = node;
                 }
             }
 
-            foreach (var (streamClass, streams) in _streamsByClass)
+            foreach (var streamClass in _streamsByClass.Keys)
             {
                 var seesNow = _policy.Visible(streamClass, newClass);
                 var sawBefore = oldClass is not null && _policy.Visible(streamClass, oldClass);
-                if (!seesNow && !sawBefore)
+                if (!seesNow)
                 {
-                    continue;
+                    if (sawBefore)
+                    {
+                        For(streamClass).Removed.Add(node.Id);
+                    }
                 }
-
-                foreach (var stream in streams)
+                else if (sawBefore && presenceOnly)
                 {
-                    if (stream.SelfId == node.Id)
-                    {
-                        continue;
-                    }
-
-                    if (!seesNow)
-                    {
-                        For(stream).Removed.Add(node.Id);
-                    }
-                    else if (sawBefore && presenceOnly)
-                    {
-                        For(stream).Patches.Add(new PeerPatch(node.Id, node.Online, node.LastSeen));
-                    }
-                    else
-                    {
-                        For(stream).Changed.Add(node);
-                    }
+                    For(streamClass).Patches.Add(new PeerPatch(node.Id, node.Online, node.LastSeen));
+                }
+                else
+                {
+                    For(streamClass).Changed.Add(node);
                 }
             }
         }
 
         foreach (var id in changes.Removed)
         {
+            touched.Add(id);
             foreach (var own in OwnStreams(id))
             {
                 own.Close("node removed");
@@ -220,19 +216,11 @@ internal sealed class TailnetFeed(string tailnet)
                 continue;
             }
 
-            foreach (var (streamClass, streams) in _streamsByClass)
+            foreach (var streamClass in _streamsByClass.Keys)
             {
-                if (!_policy.Visible(streamClass, oldClass))
+                if (_policy.Visible(streamClass, oldClass))
                 {
-                    continue;
-                }
-
-                foreach (var stream in streams)
-                {
-                    if (stream.SelfId != id)
-                    {
-                        For(stream).Removed.Add(id);
-                    }
+                    For(streamClass).Removed.Add(id);
                 }
             }
         }
@@ -242,11 +230,34 @@ internal sealed class TailnetFeed(string tailnet)
             stream.Enqueue(FullMapFor(stream));
         }
 
-        foreach (var (stream, delta) in deltas)
+        foreach (var (streamClass, builder) in byClass)
+        {
+            var shared = builder.Build(changes, filter: null, self: null);
+            foreach (var stream in _streamsByClass[streamClass])
+            {
+                if (resets.Contains(stream) || stream.ClosedBecause is not null || selves.ContainsKey(stream))
+                {
+                    continue;
+                }
+
+                if (!touched.Contains(stream.SelfId))
+                {
+                    stream.Enqueue(shared);
+                }
+                else if (builder.Without(stream.SelfId) is { IsEmpty: false } own)
+                {
+                    // A stream's own node is never its peer.
+                    stream.Enqueue(own.Build(changes, null, null));
+                }
+            }
+        }
+
+        foreach (var (stream, self) in selves)
         {
             if (!resets.Contains(stream) && stream.ClosedBecause is null)
             {
-                stream.Enqueue(delta.Build(changes, filter: null));
+                var builder = byClass.TryGetValue(stream.Class, out var b) ? b.Without(stream.SelfId) : new DeltaBuilder();
+                stream.Enqueue(builder.Build(changes, null, self));
             }
         }
     }
@@ -293,14 +304,14 @@ internal sealed class TailnetFeed(string tailnet)
 
             var after = PeerIds(stream);
             var selfChanged = changedIds.Contains(stream.SelfId) && !OnlyPresenceDiffers(selvesBefore[stream], stream.Self);
-            var delta = new DeltaBuilder { Self = selfChanged ? stream.Self : null };
+            var delta = new DeltaBuilder();
             delta.Changed.AddRange(after.Where(id => !before[stream].Contains(id) || changedIds.Contains(id)).Select(id => _nodes[id]));
             delta.Removed.AddRange(before[stream].Where(id => !after.Contains(id)));
             var filter = _policy.FilterFor(stream.Class);
             var filterChanged = !SameFilter(filter, filtersBefore[stream]);
-            if (filterChanged || delta.Changed.Count > 0 || delta.Removed.Count > 0 || delta.Self is not null)
+            if (filterChanged || delta.Changed.Count > 0 || delta.Removed.Count > 0 || selfChanged)
             {
-                stream.Enqueue(delta.Build(changes, filterChanged ? filter : null));
+                stream.Enqueue(delta.Build(changes, filterChanged ? filter : null, selfChanged ? stream.Self : null));
             }
         }
     }
@@ -424,16 +435,25 @@ internal sealed class TailnetFeed(string tailnet)
     private static bool SameFilter(PacketFilterRule[] a, PacketFilterRule[] b) =>
         a.Length == b.Length && a.Zip(b).All(p => p.First.Ports == p.Second.Ports && p.First.Sources.SequenceEqual(p.Second.Sources));
 
-    /// <summary>One stream's share of a batch.</summary>
+    /// <summary>What a batch brings to a class of streams (or to one stream).</summary>
     private sealed class DeltaBuilder
     {
-        public List<NodeView> Changed { get; } = [];
-        public List<string> Removed { get; } = [];
-        public List<PeerPatch> Patches { get; } = [];
-        public NodeView? Self { get; set; }
+        public List<NodeView> Changed { get; private init; } = [];
+        public List<string> Removed { get; private init; } = [];
+        public List<PeerPatch> Patches { get; private init; } = [];
 
-        public MapDelta Build(TailnetChanges changes, PacketFilterRule[]? filter) =>
-            new(changes.Version, Changed.ToArray(), Removed.ToArray(), Self)
+        public bool IsEmpty => Changed.Count == 0 && Removed.Count == 0 && Patches.Count == 0;
+
+        /// <summary>The same, less anything about <paramref name="id"/>.</summary>
+        public DeltaBuilder Without(string id) => new()
+        {
+            Changed = Changed.Where(n => n.Id != id).ToList(),
+            Removed = Removed.Where(r => r != id).ToList(),
+            Patches = Patches.Where(p => p.Id != id).ToList(),
+        };
+
+        public MapDelta Build(TailnetChanges changes, PacketFilterRule[]? filter, NodeView? self) =>
+            new(changes.Version, Changed.ToArray(), Removed.ToArray(), self)
             {
                 PeersChangedPatch = Patches.Count > 0 ? Patches.ToArray() : null,
                 PacketFilter = filter,

@@ -1,0 +1,458 @@
+// Netmap fan-out on this machine: N map streams held by one load process over loopback (HTTP/2, multiplexed), a
+// gateway as its own process, churn of joins and leaves; latency from change to delivery on every affected stream,
+// gateway CPU, and in the same run the raw limit: a bare gRPC broadcast to N streams at the same message rate.
+// Also: a reconnect storm, and the cost of a change against the tailnet's size.
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using EphemeralOrleans.FanoutBench;
+using EphemeralOrleans.Protocol.V1;
+using EphemeralOrleans.Testing;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+if (args.Length > 0 && args[0] == "raw-server")
+{
+    await RawServer.RunAsync(int.Parse(args[1]));
+    return;
+}
+
+var streamCounts = Option("--streams", "1000,10000").Split(',').Select(int.Parse).ToArray();
+var seconds = int.Parse(Option("--seconds", "20"));
+var rate = int.Parse(Option("--rate", "50"));
+var sizes = Option("--sizes", "1000,10000,50000").Split(',').Select(int.Parse).ToArray();
+Console.WriteLine($"{Environment.ProcessorCount} cores; streams {string.Join("/", streamCounts)}; {rate} joins/s + {rate} leaves/s for {seconds} s");
+
+foreach (var n in streamCounts)
+{
+    var raw = await Bench.RawAsync(n, seconds, batchesPerSecond: 10, changesPerBatch: 2 * rate / 10);
+    var (gateway, storm) = await Bench.GatewayAsync(n, seconds, rate);
+    Console.WriteLine($"| {n} | {raw.Messages / (double)seconds:F0} | {raw.Latency.P(50):F0} | {raw.Latency.P(99):F0} | {raw.ServerCores:F2} "
+        + $"| {gateway.Messages / (double)seconds:F0} | {gateway.Latency.P(50):F0} | {gateway.Latency.P(99):F0} | {gateway.ServerCores:F2} "
+        + $"| {gateway.Latency.P(99) / Math.Max(1, raw.Latency.P(99)):F2} | {storm.TotalSeconds:F2} |");
+}
+
+Console.WriteLine("tailnet size | changes | gateway CPU ms per change | p50 ms | p99 ms (10 affected streams)");
+foreach (var size in sizes)
+{
+    var result = await Bench.TailnetSizeAsync(size, seconds, rate);
+    Console.WriteLine($"| {size} | {result.Changes} | {result.CpuMsPerChange:F3} | {result.Latency.P(50):F0} | {result.Latency.P(99):F0} |");
+}
+
+string Option(string name, string fallback)
+{
+    var index = Array.IndexOf(args, name);
+    return index >= 0 && index + 1 < args.Length ? args[index + 1] : fallback;
+}
+
+namespace EphemeralOrleans.FanoutBench
+{
+    /// <summary>Latencies in milliseconds, 1 ms buckets up to a minute; safe for concurrent recording.</summary>
+    public sealed class Histogram
+    {
+        private readonly long[] _buckets = new long[60_001];
+        private long _count;
+
+        public long Count => Interlocked.Read(ref _count);
+
+        public void Record(double milliseconds)
+        {
+            Interlocked.Increment(ref _buckets[Math.Clamp((int)milliseconds, 0, _buckets.Length - 1)]);
+            Interlocked.Increment(ref _count);
+        }
+
+        public double P(double percentile)
+        {
+            var target = (long)Math.Ceiling(Count * percentile / 100);
+            long seen = 0;
+            for (var i = 0; i < _buckets.Length; i++)
+            {
+                seen += _buckets[i];
+                if (seen >= target && target > 0)
+                {
+                    return i;
+                }
+            }
+
+            return double.NaN;
+        }
+    }
+
+    public sealed record Result(long Messages, Histogram Latency, double ServerCores);
+
+    public sealed record SizeResult(long Changes, double CpuMsPerChange, Histogram Latency);
+
+    public static class Bench
+    {
+        private const string AdminKey = "bench-admin";
+
+        public static async Task<Result> RawAsync(int streams, int seconds, int batchesPerSecond, int changesPerBatch)
+        {
+            var port = FreePort.Next();
+            var self = Environment.ProcessPath!;
+            var start = new ProcessStartInfo(self.EndsWith("dotnet") ? self : self) { RedirectStandardOutput = true };
+            if (self.EndsWith("dotnet", StringComparison.Ordinal))
+            {
+                start.ArgumentList.Add(typeof(Bench).Assembly.Location);
+            }
+
+            start.ArgumentList.Add("raw-server");
+            start.ArgumentList.Add(port.ToString());
+            using var server = Process.Start(start)!;
+            try
+            {
+                var channel = Channel(new Uri($"http://127.0.0.1:{port}"));
+                var client = new ControlService.ControlServiceClient(channel);
+                await Until(async () => { try { await client.EndpointsAsync(new EndpointsRequest()); return true; } catch (RpcException) { return false; } }, "raw server up");
+
+                var latency = new Histogram();
+                long messages = 0;
+                var measuring = false;
+                using var stop = new CancellationTokenSource();
+                var open = 0;
+                var readers = Enumerable.Range(0, streams).Select(_ => Task.Run(async () =>
+                {
+                    using var call = client.Map(new MapRequest(), cancellationToken: stop.Token);
+                    Interlocked.Increment(ref open);
+                    try
+                    {
+                        while (await call.ResponseStream.MoveNext(stop.Token))
+                        {
+                            if (Volatile.Read(ref measuring) && call.ResponseStream.Current.Delta is { } delta)
+                            {
+                                Interlocked.Increment(ref messages);
+                                latency.Record(NowMs() - delta.Version / 1000.0);
+                            }
+                        }
+                    }
+                    catch (RpcException) when (stop.IsCancellationRequested)
+                    {
+                    }
+                    catch (OperationCanceledException)
+                    {
+                    }
+                })).ToArray();
+                await Until(() => Task.FromResult(Volatile.Read(ref open) == streams), "raw streams open");
+                await Task.Delay(2000);
+                // Start broadcasting: the control call carries the rate.
+                await client.LogoutAsync(new LogoutRequest(), new Metadata { { "rate", $"{batchesPerSecond},{changesPerBatch}" } });
+                await Task.Delay(2000);
+                var cpu = ProcessCpu.Of(server.Id);
+                Volatile.Write(ref measuring, true);
+                await Task.Delay(TimeSpan.FromSeconds(seconds));
+                Volatile.Write(ref measuring, false);
+                var cores = cpu.CoresSince();
+                var result = new Result(Interlocked.Read(ref messages), latency, cores);
+                await stop.CancelAsync();
+                await Task.WhenAll(readers);
+                return result;
+            }
+            finally
+            {
+                server.Kill(true);
+                await server.WaitForExitAsync();
+            }
+        }
+
+        public static async Task<(Result Fanout, TimeSpan Storm)> GatewayAsync(int streams, int seconds, int rate)
+        {
+            await using var gateway = await HostProcess.StartGatewayAsync(GatewaySettings());
+            using var http = Admin(gateway.HttpUrl);
+            var client = new ControlService.ControlServiceClient(Channel(GrpcUrl(gateway)));
+            // Every agent sees every CI job (so each change reaches all N streams), but agents do not see each other:
+            // otherwise N full maps of N peers (N squared nodes) would be the whole story, not the fan-out of changes.
+            await PutPolicyAsync(http, """{"tagOwners":{"tag:agent":[],"tag:ci":[]},"acls":[{"action":"accept","src":["tag:agent"],"dst":["tag:ci:*"]}]}""");
+            var stayKey = await CreateKeyAsync(http, "bench", ephemeral: false, tags: ["tag:agent"]);
+            var churnKey = await CreateKeyAsync(http, "bench", ephemeral: true, tags: ["tag:ci"]);
+
+            var tokens = await RegisterManyAsync(client, stayKey, streams, "agent");
+            var commits = new ConcurrentDictionary<string, double>();
+            var latency = new Histogram();
+            long messages = 0;
+            var measuring = false;
+
+            void OnMessage(MapResponse message)
+            {
+                if (message.Delta is not { } delta || !Volatile.Read(ref measuring))
+                {
+                    return;
+                }
+
+                Interlocked.Increment(ref messages);
+                var now = NowMs();
+                foreach (var peer in delta.PeersChanged)
+                {
+                    if (commits.TryGetValue("+" + peer.Hostname, out var at))
+                    {
+                        latency.Record(now - at);
+                    }
+                }
+
+                foreach (var id in delta.PeersRemoved)
+                {
+                    if (commits.TryGetValue("-" + id, out var at))
+                    {
+                        latency.Record(now - at);
+                    }
+                }
+            }
+
+            var held = new StreamSet(client, tokens, OnMessage);
+            await held.OpenAllAsync();
+
+            var cpu = ProcessCpu.Of(gateway.Pid);
+            Volatile.Write(ref measuring, true);
+            await ChurnAsync(client, churnKey, rate, seconds, commits, "job");
+            await Task.Delay(1000); // the last changes arrive
+            Volatile.Write(ref measuring, false);
+            var cores = cpu.CoresSince(exclude: TimeSpan.FromSeconds(1));
+            var fanout = new Result(Interlocked.Read(ref messages), latency, cores);
+
+            // Reconnect storm: every stream dropped at once and reopened at once.
+            await held.CloseAllAsync();
+            var storm = Stopwatch.StartNew();
+            await held.OpenAllAsync();
+            var stormTime = storm.Elapsed;
+            await held.CloseAllAsync();
+            return (fanout, stormTime);
+        }
+
+        public static async Task<SizeResult> TailnetSizeAsync(int size, int seconds, int rate)
+        {
+            await using var gateway = await HostProcess.StartGatewayAsync(GatewaySettings());
+            using var http = Admin(gateway.HttpUrl);
+            var client = new ControlService.ControlServiceClient(Channel(GrpcUrl(gateway)));
+            // Ten watchers see the CI jobs; the rest of the tailnet (idle nodes) neither sees them nor is seen.
+            const string policy = """{"tagOwners":{"tag:watch":[],"tag:ci":[],"tag:idle":[]},"acls":[{"action":"accept","src":["tag:watch"],"dst":["tag:ci:*"]},{"action":"accept","src":["tag:idle"],"dst":["tag:idle:22"]}]}""";
+            await PutPolicyAsync(http, policy);
+
+            var idleKey = await CreateKeyAsync(http, "bench", ephemeral: false, tags: ["tag:idle"]);
+            var watchKey = await CreateKeyAsync(http, "bench", ephemeral: false, tags: ["tag:watch"]);
+            var ciKey = await CreateKeyAsync(http, "bench", ephemeral: true, tags: ["tag:ci"]);
+            await RegisterManyAsync(client, idleKey, size, "idle");
+            var commits = new ConcurrentDictionary<string, double>();
+            var latency = new Histogram();
+            var measuring = false;
+            var watchers = new StreamSet(client, await RegisterManyAsync(client, watchKey, 10, "watch"), message =>
+            {
+                if (message.Delta is not { } delta || !Volatile.Read(ref measuring))
+                {
+                    return;
+                }
+
+                var now = NowMs();
+                foreach (var at in delta.PeersChanged.Select(p => "+" + p.Hostname).Concat(delta.PeersRemoved.Select(id => "-" + id)))
+                {
+                    if (commits.TryGetValue(at, out var t))
+                    {
+                        latency.Record(now - t);
+                    }
+                }
+            });
+            await watchers.OpenAllAsync();
+            await Task.Delay(2000);
+
+            // The process's own background work (membership, timers, heartbeats), subtracted from the change cost.
+            var idle = ProcessCpu.Of(gateway.Pid);
+            await Task.Delay(TimeSpan.FromSeconds(5));
+            var idleMsPerSecond = idle.MillisecondsSince() / 5;
+
+            var cpu = ProcessCpu.Of(gateway.Pid);
+            Volatile.Write(ref measuring, true);
+            var changes = await ChurnAsync(client, ciKey, rate, seconds, commits, "ci");
+            await Task.Delay(1000);
+            Volatile.Write(ref measuring, false);
+            var cpuMs = cpu.MillisecondsSince() - idleMsPerSecond * (seconds + 1);
+            await watchers.CloseAllAsync();
+            return new SizeResult(changes, cpuMs / changes, latency);
+        }
+
+        private static Dictionary<string, string> GatewaySettings() => new()
+        {
+            ["Admin:ApiKey"] = AdminKey,
+            ["Kestrel:Limits:Http2:MaxStreamsPerConnection"] = "1000",
+            ["Logging:LogLevel:Default"] = "Warning",
+            ["Gateway:StreamBufferSize"] = "1024",
+        };
+
+        /// <summary>Joins and leaves at <paramref name="rate"/> each per second; returns how many changes were made.</summary>
+        private static async Task<long> ChurnAsync(ControlService.ControlServiceClient client, string key, int rate, int seconds,
+            ConcurrentDictionary<string, double> commits, string prefix)
+        {
+            var live = new ConcurrentQueue<(string Id, string Token)>();
+            long changes = 0;
+            var interval = TimeSpan.FromSeconds(1.0 / rate);
+            var until = DateTime.UtcNow + TimeSpan.FromSeconds(seconds);
+            var tick = 0;
+            using var timer = new PeriodicTimer(interval);
+            var inflight = new List<Task>();
+            while (DateTime.UtcNow < until && await timer.WaitForNextTickAsync())
+            {
+                var n = tick++;
+                inflight.Add(Task.Run(async () =>
+                {
+                    // Timed from the request: a change is delivered no earlier than it is asked for (conservative).
+                    commits[$"+{prefix}-{n}"] = NowMs();
+                    var registered = await client.RegisterAsync(new RegisterRequest { AuthKey = key, NodeKey = NodeKey(), Hostname = $"{prefix}-{n}" });
+                    live.Enqueue((registered.Node.Id, registered.NodeToken));
+                    Interlocked.Increment(ref changes);
+                }));
+                if (n >= rate && live.TryDequeue(out var leaving))
+                {
+                    inflight.Add(Task.Run(async () =>
+                    {
+                        commits["-" + leaving.Id] = NowMs();
+                        await client.LogoutAsync(new LogoutRequest(), Bearer(leaving.Token));
+                        Interlocked.Increment(ref changes);
+                    }));
+                }
+            }
+
+            await Task.WhenAll(inflight);
+            return Interlocked.Read(ref changes);
+        }
+
+        private static async Task<string[]> RegisterManyAsync(ControlService.ControlServiceClient client, string key, int count, string prefix)
+        {
+            var tokens = new string[count];
+            using var gate = new SemaphoreSlim(64);
+            await Task.WhenAll(Enumerable.Range(0, count).Select(async i =>
+            {
+                await gate.WaitAsync();
+                try
+                {
+                    tokens[i] = (await client.RegisterAsync(new RegisterRequest { AuthKey = key, NodeKey = NodeKey(), Hostname = $"{prefix}-{i}" })).NodeToken;
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }));
+            return tokens;
+        }
+
+        private static async Task<string> CreateKeyAsync(HttpClient http, string tailnet, bool ephemeral, string[] tags)
+        {
+            var response = await http.PostAsJsonAsync($"/api/v1/tailnets/{tailnet}/keys", new { reusable = true, ephemeral, preauthorized = true, tags });
+            return (await response.EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!;
+        }
+
+        private static async Task PutPolicyAsync(HttpClient http, string policy)
+        {
+            using var put = new HttpRequestMessage(HttpMethod.Put, "/api/v1/tailnets/bench/policy") { Content = new StringContent(policy) };
+            (await http.SendAsync(put)).EnsureSuccessStatusCode();
+        }
+
+        private static HttpClient Admin(Uri url)
+        {
+            var http = new HttpClient { BaseAddress = url };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+            return http;
+        }
+
+        private static Uri GrpcUrl(HostProcess gateway) =>
+            new(System.Text.RegularExpressions.Regex.Match(gateway.Output, @"gRPC:\s+(\S+)").Groups[1].Value);
+
+        public static GrpcChannel Channel(Uri url) => GrpcChannel.ForAddress(url, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
+            MaxReceiveMessageSize = 64 * 1024 * 1024,
+        });
+
+        public static Metadata Bearer(string token) => new() { { "authorization", "Bearer " + token } };
+
+        /// <summary>Wall-clock milliseconds since the Unix epoch: comparable across processes on this machine.</summary>
+        public static double NowMs() => (DateTime.UtcNow - DateTime.UnixEpoch).TotalMilliseconds;
+
+        private static string NodeKey() => "nodekey:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+
+        public static async Task Until(Func<Task<bool>> condition, string what)
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(120);
+            while (!await condition())
+            {
+                if (DateTime.UtcNow > deadline)
+                {
+                    throw new TimeoutException(what);
+                }
+
+                await Task.Delay(100);
+            }
+        }
+    }
+
+    /// <summary>Map streams held by this process, one per node token.</summary>
+    public sealed class StreamSet(ControlService.ControlServiceClient client, string[] tokens, Action<MapResponse> onMessage)
+    {
+        private CancellationTokenSource _stop = new();
+        private Task[] _readers = [];
+
+        /// <summary>Opens every stream at once; completes when each has its full map.</summary>
+        public async Task OpenAllAsync()
+        {
+            _stop = new CancellationTokenSource();
+            var full = 0;
+            var stop = _stop.Token;
+            _readers = tokens.Select(token => Task.Run(async () =>
+            {
+                try
+                {
+                    using var call = client.Map(new MapRequest(), Bench.Bearer(token), cancellationToken: stop);
+                    while (await call.ResponseStream.MoveNext(stop))
+                    {
+                        if (call.ResponseStream.Current.Full is not null)
+                        {
+                            Interlocked.Increment(ref full);
+                        }
+
+                        onMessage(call.ResponseStream.Current);
+                    }
+                }
+                catch (RpcException) when (stop.IsCancellationRequested)
+                {
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            })).ToArray();
+            await Bench.Until(() => Task.FromResult(Volatile.Read(ref full) >= tokens.Length), "every full map");
+        }
+
+        public async Task CloseAllAsync()
+        {
+            await _stop.CancelAsync();
+            await Task.WhenAll(_readers);
+        }
+    }
+
+    /// <summary>A process's CPU time from /proc (user + system), as cores used over wall time.</summary>
+    public sealed class ProcessCpu
+    {
+        private readonly int _pid;
+        private readonly double _startCpuSeconds;
+        private readonly Stopwatch _wall = Stopwatch.StartNew();
+
+        private ProcessCpu(int pid)
+        {
+            _pid = pid;
+            _startCpuSeconds = CpuSeconds(pid);
+        }
+
+        public static ProcessCpu Of(int pid) => new(pid);
+
+        public double CoresSince(TimeSpan exclude = default) =>
+            (CpuSeconds(_pid) - _startCpuSeconds) / (_wall.Elapsed - exclude).TotalSeconds;
+
+        public double MillisecondsSince() => (CpuSeconds(_pid) - _startCpuSeconds) * 1000;
+
+        private static double CpuSeconds(int pid)
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0; // utime, stime in clock ticks (USER_HZ = 100)
+        }
+    }
+}

@@ -1,0 +1,122 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using EphemeralOrleans.Protocol.V1;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace EphemeralOrleans.FanoutBench;
+
+/// <summary>
+/// The raw limit: a bare gRPC server (the same <c>ControlService.Map</c> contract, nothing behind it) that broadcasts
+/// one delta of the same shape to every open stream at a fixed rate. <c>Logout</c> starts the broadcast; the message's
+/// <c>version</c> carries its send time in microseconds.
+/// </summary>
+public static class RawServer
+{
+    public static async Task RunAsync(int port)
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.ListenLocalhost(port, o => o.Protocols = HttpProtocols.Http2);
+            k.Limits.Http2.MaxStreamsPerConnection = 1000;
+        });
+        builder.Services.AddGrpc();
+        builder.Services.AddSingleton<Broadcaster>();
+        var app = builder.Build();
+        app.MapGrpcService<RawControl>();
+        await app.RunAsync();
+    }
+
+    public sealed class Broadcaster
+    {
+        private readonly ConcurrentDictionary<Channel<MapResponse>, bool> _subscribers = new();
+        private int _started;
+
+        public Channel<MapResponse> Subscribe()
+        {
+            var channel = System.Threading.Channels.Channel.CreateBounded<MapResponse>(new BoundedChannelOptions(1024) { SingleReader = true });
+            _subscribers[channel] = true;
+            return channel;
+        }
+
+        public void Unsubscribe(Channel<MapResponse> channel) => _subscribers.TryRemove(channel, out _);
+
+        public void Start(int batchesPerSecond, int changesPerBatch)
+        {
+            if (Interlocked.Exchange(ref _started, 1) == 1)
+            {
+                return;
+            }
+
+            _ = Task.Run(async () =>
+            {
+                using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / batchesPerSecond));
+                var n = 0;
+                while (await timer.WaitForNextTickAsync())
+                {
+                    var delta = new MapDelta { Version = (long)(Bench.NowMs() * 1000) };
+                    for (var i = 0; i < changesPerBatch / 2; i++)
+                    {
+                        delta.PeersChanged.Add(SampleNode(n++));
+                        delta.PeersRemoved.Add($"removed-{n}");
+                    }
+
+                    var message = new MapResponse { Delta = delta };
+                    foreach (var subscriber in _subscribers.Keys)
+                    {
+                        subscriber.Writer.TryWrite(message);
+                    }
+                }
+            });
+        }
+
+        private static Node SampleNode(int n) => new()
+        {
+            Id = $"raw{n:D12}-abcdefgh",
+            Name = $"job-{n}",
+            Hostname = $"job-{n}",
+            NodeKey = "nodekey:" + new string('a', 64),
+            Ipv4 = "100.64.1.2",
+            Ipv6 = "fd7a:115c:a1e0::6440:102",
+            Ephemeral = true,
+            Created = Timestamp.FromDateTime(DateTime.UtcNow),
+            Authorized = true,
+            KeyId = "benchkey0001",
+            Tailnet = "bench",
+        };
+    }
+
+    public sealed class RawControl(Broadcaster broadcaster) : ControlService.ControlServiceBase
+    {
+        public override async Task Map(MapRequest request, IServerStreamWriter<MapResponse> responseStream, ServerCallContext context)
+        {
+            var channel = broadcaster.Subscribe();
+            try
+            {
+                await foreach (var message in channel.Reader.ReadAllAsync(context.CancellationToken))
+                {
+                    await responseStream.WriteAsync(message);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            finally
+            {
+                broadcaster.Unsubscribe(channel);
+            }
+        }
+
+        public override Task<EndpointsResponse> Endpoints(EndpointsRequest request, ServerCallContext context) => Task.FromResult(new EndpointsResponse());
+
+        public override Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)
+        {
+            var rate = context.RequestHeaders.GetValue("rate")!.Split(',').Select(int.Parse).ToArray();
+            broadcaster.Start(rate[0], rate[1]);
+            return Task.FromResult(new LogoutResponse());
+        }
+    }
+}
