@@ -126,36 +126,19 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private async Task WriteAsync(TailnetFeed feed, MapStream stream, Func<MapMessage, CancellationToken, Task> send,
         CancellationToken cancellationToken)
     {
-        var reader = stream.Reader;
-        while (true)
+        var lastVersion = long.MinValue;
+        while (await stream.NextAsync(_mapOptions.KeepAliveInterval, () => feed.FullMap(stream), cancellationToken) is { } message)
         {
-            MapMessage message;
-            using (var silence = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            switch (message)
             {
-                silence.CancelAfter(_mapOptions.KeepAliveInterval);
-                try
-                {
-                    if (!await reader.WaitToReadAsync(silence.Token))
-                    {
-                        return;
-                    }
-
-                    message = reader.TryRead(out var next) ? next : KeepAlive.Instance;
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    message = KeepAlive.Instance;
-                }
-            }
-
-            if (stream.TakeReset())
-            {
-                // It fell behind: drop what is queued and start over from the current map.
-                while (reader.TryRead(out _))
-                {
-                }
-
-                message = feed.FullMap(stream);
+                case FullMap full:
+                    lastVersion = full.Version;
+                    break;
+                case MapDelta delta when delta.Version <= lastVersion:
+                    continue; // already in the full map sent after a reset
+                case MapDelta delta:
+                    lastVersion = delta.Version;
+                    break;
             }
 
             await send(message, cancellationToken);
