@@ -22,9 +22,8 @@ public sealed class GatewayOptions
     /// <summary>Registrations in flight at once; more wait their turn (unbounded callers starve Orleans timers).</summary>
     public int MaxConcurrentRegistrations { get; set; } = 64;
 
-    /// <summary>Entries (peers changed, removed, patched) a map stream's waiting delta may hold while its agent falls
-    /// behind (deltas merge while they wait); past that the stream is reset with a fresh full map.</summary>
-    public int StreamBufferSize { get; set; } = 4096;
+    /// <summary>Messages buffered per map stream; a stream that falls further behind is reset with a fresh full map.</summary>
+    public int StreamBufferSize { get; set; } = 256;
 
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 64 * 1024;

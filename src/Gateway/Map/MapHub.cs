@@ -126,21 +126,8 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private async Task WriteAsync(TailnetFeed feed, MapStream stream, Func<MapMessage, CancellationToken, Task> send,
         CancellationToken cancellationToken)
     {
-        var lastVersion = long.MinValue;
         while (await stream.NextAsync(_mapOptions.KeepAliveInterval, () => feed.FullMap(stream), cancellationToken) is { } message)
         {
-            switch (message)
-            {
-                case FullMap full:
-                    lastVersion = full.Version;
-                    break;
-                case MapDelta delta when delta.Version <= lastVersion:
-                    continue; // already in the full map sent after a reset
-                case MapDelta delta:
-                    lastVersion = delta.Version;
-                    break;
-            }
-
             await send(message, cancellationToken);
             if (message is MapDelta { ChangedAt: var changedAt } && changedAt != default)
             {
