@@ -23,7 +23,7 @@ if (args.Length > 0 && args[0] == "raw-server")
 var streamCounts = Option("--streams", "1000,10000").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(n => n > 0).ToArray();
 var seconds = int.Parse(Option("--seconds", "20"));
 var rate = int.Parse(Option("--rate", "50"));
-var sizes = Option("--sizes", "1000,10000,50000").Split(',').Select(int.Parse).ToArray();
+var sizes = Option("--sizes", "1000,10000,50000").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(n => n > 0).ToArray();
 Console.WriteLine($"{Environment.ProcessorCount} cores; streams {string.Join("/", streamCounts)}; {rate} joins/s + {rate} leaves/s for {seconds} s");
 
 foreach (var n in streamCounts)

@@ -167,6 +167,21 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
         await Expect(page.Locator("tr[data-name='build-cache'] .badge.ephemeral")).ToHaveCountAsync(0);
         await ScreenshotAsync(page, "devices");
 
+        // Filters: persistent only hides the ephemeral runner; tag:ci shows only it.
+        await page.SelectOptionAsync("select[name=ephemeral]", "no");
+        await page.WaitForURLAsync(url => url.Contains("ephemeral=no"));
+        await Expect(row).ToHaveCountAsync(0);
+        await Expect(page.Locator("tr[data-name='build-cache']")).ToHaveCountAsync(1);
+        await page.SelectOptionAsync("select[name=ephemeral]", "");
+        await page.WaitForURLAsync(url => url.Contains("ephemeral=&"));
+        await page.WaitForLoadStateAsync(LoadState.Load);
+        await page.SelectOptionAsync("select[name=tag]", "tag:ci");
+        await page.WaitForURLAsync(url => url.Contains("tag=tag%3Aci"));
+        await page.WaitForLoadStateAsync(LoadState.Load);
+        await Expect(row).ToHaveCountAsync(1);
+        await Expect(page.Locator("tr[data-name='build-cache']")).ToHaveCountAsync(0);
+        await page.EvaluateAsync("() => { window.notReloaded = true; }"); // the filter navigated; watch from here
+
         Assert.Equal(HttpStatusCode.NoContent, await Gateway.LogoutAsync(token));
         await Expect(row).ToHaveCountAsync(0);
         Assert.True(await page.EvaluateAsync<bool>("() => window.notReloaded === true"), "the page was reloaded");
