@@ -16,7 +16,10 @@ public sealed class InactivityTests : GatewayTest
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan Slack = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan Tolerance = TimeSpan.FromMilliseconds(750);
+    /// <summary>The harness's own delays on top of the contract's bound (polling, the API call that observes the removal,
+    /// a collection or a neighbouring process exiting on two cores): 750 ms was exceeded by 50 ms once in a full run.
+    /// A removal one reminder period late (2 s) still fails.</summary>
+    private static readonly TimeSpan Tolerance = TimeSpan.FromSeconds(1);
     [Theory]
     [InlineData(Transport.Http)]
     [InlineData(Transport.Grpc)]
