@@ -282,7 +282,8 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
         }
 
         await page.SelectOptionAsync("#tailnet-switch", "staging");
-        await page.WaitForURLAsync(url => url.Contains("tailnet=staging"));
+        await page.ClickAsync(".switcher button");
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("tailnet=staging"));
         await Expect(page.Locator("#tailnet-switch")).ToHaveValueAsync("staging");
 
         await page.ClickAsync("nav >> text=Devices");
