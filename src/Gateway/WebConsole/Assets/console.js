@@ -11,7 +11,7 @@
     }
   });
 
-  // Filters and the tailnet switcher apply on change.
+  // Filters apply on change (the tailnet switcher has its own button).
   for (const form of document.querySelectorAll('form[data-autosubmit]')) {
     form.addEventListener('change', () => form.requestSubmit());
   }
