@@ -21,6 +21,7 @@ internal sealed class TailnetFeed(string tailnet)
     private readonly Dictionary<string, HashSet<MapStream>> _streamsByClass = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<MapStream>> _streamsByNode = new(StringComparer.Ordinal);
     private PolicyVisibility _policy = PolicyVisibility.AllowAll;
+    private string? _policyJson;
     private int _streamCount;
 
     public string Tailnet { get; } = tailnet;
@@ -157,6 +158,12 @@ internal sealed class TailnetFeed(string tailnet)
             var oldClass = previous is null ? null : _classOf[node.Id];
             var newClass = _policy.ClassOf(node);
             var presenceOnly = previous is not null && OnlyPresenceDiffers(previous, node);
+            if (presenceOnly && previous!.Online == node.Online && previous.LastSeen == node.LastSeen)
+            {
+                // Already known as it is (a snapshot taken while this batch was in its window included it): no news.
+                continue;
+            }
+
             Index(node, newClass);
 
             foreach (var own in OwnStreams(node.Id))
@@ -424,8 +431,18 @@ internal sealed class TailnetFeed(string tailnet)
     private IEnumerable<MapStream> OwnStreams(string nodeId) =>
         _streamsByNode.TryGetValue(nodeId, out var own) ? own.ToArray() : [];
 
-    private static PolicyVisibility Visibility(string? policyJson) =>
-        policyJson is null ? PolicyVisibility.AllowAll : new PolicyVisibility(PolicyDocument.Parse(policyJson));
+    /// <summary>The visibility of a policy; the current one when the policy is the same (a resync or a renewal
+    /// brings the unchanged policy along: no new parse, and the class cache stays warm).</summary>
+    private PolicyVisibility Visibility(string? policyJson)
+    {
+        if (policyJson == _policyJson)
+        {
+            return _policy;
+        }
+
+        _policyJson = policyJson;
+        return policyJson is null ? PolicyVisibility.AllowAll : new PolicyVisibility(PolicyDocument.Parse(policyJson));
+    }
 
     /// <summary>Whether two views of a node differ only in presence (online, last seen).</summary>
     private static bool OnlyPresenceDiffers(NodeView previous, NodeView current) =>
