@@ -94,7 +94,8 @@ namespace EphemeralOrleans.FanoutBench
         {
             var port = FreePort.Next();
             var self = Environment.ProcessPath!;
-            var start = new ProcessStartInfo(self.EndsWith("dotnet") ? self : self) { RedirectStandardOutput = true };
+            // This program again, as the server: run by the apphost, or by dotnet with this assembly.
+            var start = new ProcessStartInfo(self) { RedirectStandardOutput = true };
             if (self.EndsWith("dotnet", StringComparison.Ordinal))
             {
                 start.ArgumentList.Add(typeof(Bench).Assembly.Location);

@@ -173,13 +173,11 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
     public async Task<NodeView> GetNodeAsync(string tailnet, string nodeId) =>
         await NodeGrainAsync(tailnet, nodeId) is var (_, view) ? view : throw NodeNotFound(tailnet, nodeId);
 
-    public async Task DeleteNodeAsync(string tailnet, string nodeId)
+    /// <summary>Removes a node at once; returns it as it was.</summary>
+    public async Task<NodeView> DeleteNodeAsync(string tailnet, string nodeId)
     {
-        var (grain, _) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
-        if (!await grain.Delete(nodeId))
-        {
-            throw NodeNotFound(tailnet, nodeId);
-        }
+        var (grain, view) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
+        return await grain.Delete(nodeId) ? view : throw NodeNotFound(tailnet, nodeId);
     }
 
     public async Task<NodeView> ApproveNodeAsync(string tailnet, string nodeId)

@@ -17,7 +17,9 @@ public abstract class ConsolePage(ControlPlane controlPlane) : PageModel
 
     public string Tailnet { get; private set; } = "";
 
-    public IReadOnlyList<string> Tailnets { get; private set; } = [];
+    /// <summary>The tailnets to switch between: read by the layout, so only full pages pay for it (not the list's
+    /// two-second refresh, nor a change that redirects).</summary>
+    public Task<string[]> TailnetsAsync() => ControlPlane.ListTailnetsAsync();
 
     [TempData]
     public string? Notice { get; set; }
@@ -25,12 +27,7 @@ public abstract class ConsolePage(ControlPlane controlPlane) : PageModel
     [TempData]
     public string? Error { get; set; }
 
-    public override async Task OnPageHandlerExecutionAsync(PageHandlerExecutingContext context, PageHandlerExecutionDelegate next)
-    {
-        Tailnet = ControlPlane.Tailnet(TailnetQuery);
-        Tailnets = await ControlPlane.ListTailnetsAsync();
-        await next();
-    }
+    public override void OnPageHandlerExecuting(PageHandlerExecutingContext context) => Tailnet = ControlPlane.Tailnet(TailnetQuery);
 
     /// <summary>A console URL in the current tailnet.</summary>
     public string Link(string page, string? query = null) =>

@@ -61,8 +61,7 @@ public sealed class DevicesModel(ControlPlane controlPlane, TimeProvider time) :
 
     public Task<IActionResult> OnPostRemoveAsync(string id) => ChangeAsync(async () =>
     {
-        var node = await ControlPlane.GetNodeAsync(Tailnet, id);
-        await ControlPlane.DeleteNodeAsync(Tailnet, id);
+        var node = await ControlPlane.DeleteNodeAsync(Tailnet, id);
         return $"Removed {node.Name}; its addresses are released.";
     }, Link("devices", FilterQuery));
 
