@@ -8,36 +8,37 @@ using Microsoft.Extensions.Options;
 
 namespace EphemeralOrleans.Gateway.Grpc;
 
-/// <summary>The agent API over gRPC: the same <see cref="ControlPlane"/> and <see cref="MapHub"/> as HTTP.</summary>
+/// <summary>The agent API over gRPC: the same <see cref="ControlPlane"/> and <see cref="MapHub"/> as HTTP. Bound by
+/// <see cref="ControlServiceBinding"/> (map messages are encoded once, not once per stream).</summary>
 public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IOptions<GatewayOptions> options, IConfiguration configuration)
-    : ControlService.ControlServiceBase
+    : ControlServiceBinding.ServiceBase
 {
-    public override async Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
+    public async Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
     {
         var (node, token) = await controlPlane.RegisterAsync(
             new Application.RegisterRequest(request.AuthKey, request.NodeKey, request.Hostname, request.Ephemeral), context.CancellationToken);
         return new RegisterResponse { Node = node.ToProto(), NodeToken = token };
     }
 
-    public override async Task Map(MapRequest request, IServerStreamWriter<MapResponse> responseStream, ServerCallContext context)
+    public async Task Map(MapRequest request, IServerStreamWriter<MapMessage> responseStream, ServerCallContext context)
     {
         var streamId = Guid.NewGuid().ToString("N");
         var (grain, session) = await controlPlane.OpenSessionAsync(GrpcCredentials.Bearer(context), streamId);
         if (await hub.RunStreamAsync(grain, session, streamId,
-            (message, cancellationToken) => responseStream.WriteAsync(message.ToProto(), cancellationToken), context.CancellationToken))
+            (message, cancellationToken) => responseStream.WriteAsync(message, cancellationToken), context.CancellationToken))
         {
             // An error, not a clean end (which tells the agent its node is gone): the agent reconnects.
             throw new RpcException(new global::Grpc.Core.Status(StatusCode.Unavailable, "The gateway is shutting down; reconnect."));
         }
     }
 
-    public override async Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)
+    public async Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)
     {
         await controlPlane.LogoutAsync(GrpcCredentials.Bearer(context));
         return new LogoutResponse();
     }
 
-    public override Task<EndpointsResponse> Endpoints(EndpointsRequest request, ServerCallContext context) =>
+    public Task<EndpointsResponse> Endpoints(EndpointsRequest request, ServerCallContext context) =>
         Task.FromResult(new EndpointsResponse { Grpc = options.Value.GrpcUrl(configuration) ?? "" });
 }
 

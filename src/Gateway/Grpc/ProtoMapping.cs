@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Protocol.V1;
+using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using AuthKey = EphemeralOrleans.Protocol.V1.AuthKey;
 using KeepAlive = EphemeralOrleans.Protocol.V1.KeepAlive;
@@ -63,12 +64,14 @@ internal static class ProtoMapping
     private static Protocol.V1.PacketFilterRule ToProto(Contracts.Policy.PacketFilterRule rule) =>
         new() { Sources = { rule.Sources }, Ports = rule.Ports };
 
-    /// <summary>Made once per message however many streams send it (streams of one policy class share their deltas);
-    /// a message is only read once made, so sharing it between streams is safe.</summary>
-    private static readonly ConditionalWeakTable<MapMessage, MapResponse> ProtoCache = new();
+    private static readonly byte[] KeepAliveBytes = KeepAliveResponse.ToByteArray();
 
-    public static MapResponse ToProto(this MapMessage message) =>
-        message is Map.KeepAlive ? KeepAliveResponse : ProtoCache.GetValue(message, Convert);
+    /// <summary>A netmap message's <c>MapResponse</c> encoding, made once per message however many streams send it
+    /// (streams of one policy class share their deltas); a message is only read once made, so sharing is safe.</summary>
+    private static readonly ConditionalWeakTable<MapMessage, byte[]> WireCache = new();
+
+    public static byte[] ToProtoBytes(this MapMessage message) =>
+        message is Map.KeepAlive ? KeepAliveBytes : WireCache.GetValue(message, m => Convert(m).ToByteArray());
 
     private static MapResponse Convert(MapMessage message)
     {

@@ -5,6 +5,8 @@ using EphemeralOrleans.Gateway.Http;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Gateway.WebConsole;
 using EphemeralOrleans.Grains.Hosting;
+using Grpc.AspNetCore.Server.Model;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Configuration.Memory;
 using OpenTelemetry.Metrics;
 using Orleans.Dashboard;
@@ -85,6 +87,7 @@ public static partial class GatewayApp
             o.Interceptors.Add<GrpcErrors>();
             o.MaxReceiveMessageSize = (int)gatewayOptions.MaxRequestBodyBytes;
         });
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IServiceMethodProvider<ControlGrpcService>, ControlServiceBinding>());
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks().AddCheck<ClusterReadiness>("cluster");
         builder.Services.AddProblemDetails();
