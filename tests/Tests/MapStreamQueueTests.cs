@@ -7,8 +7,6 @@ namespace EphemeralOrleans.Tests;
 /// holding anything up; an agent that keeps up gets every message in order.</summary>
 public sealed class MapStreamQueueTests
 {
-    private static readonly TimeSpan Silence = TimeSpan.FromSeconds(5);
-
     private static NodeView Node(string id) =>
         new(id, id, id, "nodekey:" + new string('0', 64), "100.64.0.1", "fd7a:115c:a1e0::1", true, [], false, null,
             DateTimeOffset.UnixEpoch, true, false, "key", "default");
@@ -25,8 +23,27 @@ public sealed class MapStreamQueueTests
         }
 
         var fresh = new FullMap(20, Node("self"), [Node("n20")], []);
-        Assert.Same(fresh, await stream.NextAsync(Silence, () => fresh, CancellationToken.None));
-        Assert.IsType<KeepAlive>(await stream.NextAsync(TimeSpan.FromMilliseconds(50), () => fresh, CancellationToken.None));
+        Assert.Same(fresh, await stream.NextAsync(() => fresh, CancellationToken.None));
+        Assert.Equal(0, stream.Pending);
+    }
+
+    [Fact]
+    public async Task A_silent_stream_gets_one_keepalive_per_silence_and_a_busy_one_none()
+    {
+        var silence = TimeSpan.FromSeconds(30);
+        var stream = new MapStream(Node("self"), 0, capacity: 4);
+        var start = Environment.TickCount64;
+        stream.KeepAliveIfSilent(start, silence);
+        Assert.Equal(0, stream.Pending); // not silent yet
+
+        stream.KeepAliveIfSilent(start + 31_000, silence);
+        stream.KeepAliveIfSilent(start + 32_000, silence); // the sweep again before the agent took it: still one
+        Assert.Equal(1, stream.Pending);
+        Assert.IsType<KeepAlive>(await stream.NextAsync(() => throw new InvalidOperationException(), CancellationToken.None));
+
+        stream.Enqueue(Delta(1)); // something waits to be sent: no keepalive on top of it
+        stream.KeepAliveIfSilent(Environment.TickCount64 + 60_000, silence);
+        Assert.Equal(1, stream.Pending);
     }
 
     [Fact]
@@ -36,12 +53,12 @@ public sealed class MapStreamQueueTests
         for (var version = 1; version <= 10; version++)
         {
             stream.Enqueue(Delta(version));
-            var message = await stream.NextAsync(Silence, () => throw new InvalidOperationException("no reset expected"), CancellationToken.None);
+            var message = await stream.NextAsync(() => throw new InvalidOperationException("no reset expected"), CancellationToken.None);
             Assert.Equal(version, Assert.IsType<MapDelta>(message).Version);
         }
 
         stream.Close("node removed");
-        Assert.Null(await stream.NextAsync(Silence, () => throw new InvalidOperationException(), CancellationToken.None));
+        Assert.Null(await stream.NextAsync(() => throw new InvalidOperationException(), CancellationToken.None));
         Assert.Equal("node removed", stream.ClosedBecause);
     }
 }

@@ -24,10 +24,12 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private readonly GatewayOptions _gatewayOptions;
     private readonly ILogger<MapHub> _logger;
     private readonly ConcurrentDictionary<string, TailnetFeed> _feeds = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<MapStream, byte> _streams = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationToken _applicationStopping;
     private IMapObserver? _reference;
     private Task? _renewLoop;
+    private Task? _keepAliveLoop;
 
     public MapHub(IGrainFactory grains, IOptions<MapOptions> mapOptions, IOptions<EphemeralOptions> ephemeralOptions,
         IOptions<GatewayOptions> gatewayOptions, IHostApplicationLifetime lifetime, ILogger<MapHub> logger)
@@ -64,6 +66,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _applicationStopping);
         feed.Attach(stream);
+        _streams.TryAdd(stream, 0);
         GatewayMetrics.StreamOpened();
         var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
         try
@@ -78,6 +81,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         finally
         {
             feed.Detach(stream);
+            _streams.TryRemove(stream, out _);
             GatewayMetrics.StreamClosed();
             await linked.CancelAsync();
             await heartbeats;
@@ -96,6 +100,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     public Task StartAsync(CancellationToken cancellationToken)
     {
         _renewLoop = RenewLoopAsync(_stopping.Token);
+        _keepAliveLoop = KeepAliveLoopAsync(_stopping.Token);
         return Task.CompletedTask;
     }
 
@@ -105,6 +110,11 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         if (_renewLoop is not null)
         {
             await _renewLoop;
+        }
+
+        if (_keepAliveLoop is not null)
+        {
+            await _keepAliveLoop;
         }
 
         foreach (var feed in _feeds.Values)
@@ -126,7 +136,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private async Task WriteAsync(TailnetFeed feed, MapStream stream, Func<MapMessage, CancellationToken, Task> send,
         CancellationToken cancellationToken)
     {
-        while (await stream.NextAsync(_mapOptions.KeepAliveInterval, () => feed.FullMap(stream), cancellationToken) is { } message)
+        while (await stream.NextAsync(() => feed.FullMap(stream), cancellationToken) is { } message)
         {
             await send(message, cancellationToken);
             if (message is MapDelta { ChangedAt: var changedAt } && changedAt != default)
@@ -245,6 +255,28 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
                     {
                         LogRenewFailed(exception, feed.Tailnet);
                     }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Keepalives for silent streams: one sweep over this gateway's streams every tenth of
+    /// <c>Map:KeepAliveInterval</c>, so a keepalive follows a silence within 1.1 intervals, and no stream holds a timer.</summary>
+    private async Task KeepAliveLoopAsync(CancellationToken cancellationToken)
+    {
+        var interval = _mapOptions.KeepAliveInterval;
+        using var timer = new PeriodicTimer(TimeSpan.FromTicks(Math.Max(interval.Ticks / 10, TimeSpan.TicksPerMillisecond * 10)));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                var now = Environment.TickCount64;
+                foreach (var stream in _streams.Keys)
+                {
+                    stream.KeepAliveIfSilent(now, interval);
                 }
             }
         }

@@ -16,6 +16,7 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
     });
 
     private int _resetPending;
+    private long _lastSentAt = Environment.TickCount64;
 
     public string SelfId { get; } = self.Id;
 
@@ -27,31 +28,23 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
 
     public int Epoch { get; } = epoch;
 
+    /// <summary>Messages waiting to be sent.</summary>
+    public int Pending => _queue.Reader.Count;
+
     /// <summary>Why the stream ended, once it has.</summary>
     public string? ClosedBecause { get; private set; }
 
-    /// <summary>The next message to send: the next queued one, a keepalive after <paramref name="silence"/> without
-    /// any, or null once the stream is closed and drained. A stream that overflowed gets, instead of what was queued,
-    /// a fresh full map from <paramref name="fullMap"/>.</summary>
-    public async Task<MapMessage?> NextAsync(TimeSpan silence, Func<FullMap> fullMap, CancellationToken cancellationToken)
+    /// <summary>The next message to send, or null once the stream is closed and drained. A stream that overflowed gets,
+    /// instead of what was queued, a fresh full map from <paramref name="fullMap"/>.</summary>
+    public async Task<MapMessage?> NextAsync(Func<FullMap> fullMap, CancellationToken cancellationToken)
     {
         var reader = _queue.Reader;
-        MapMessage message;
-        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        MapMessage? message;
+        while (!reader.TryRead(out message))
         {
-            timeout.CancelAfter(silence);
-            try
+            if (!await reader.WaitToReadAsync(cancellationToken))
             {
-                if (!await reader.WaitToReadAsync(timeout.Token))
-                {
-                    return null;
-                }
-
-                message = reader.TryRead(out var next) ? next : KeepAlive.Instance;
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                message = KeepAlive.Instance;
+                return null;
             }
         }
 
@@ -65,7 +58,20 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
             message = fullMap();
         }
 
+        Volatile.Write(ref _lastSentAt, Environment.TickCount64);
         return message;
+    }
+
+    /// <summary>Queues a keepalive when nothing was sent for <paramref name="silence"/> and nothing waits to be
+    /// (checked by the gateway's sweep, so that waiting for the next message costs no timer per wait).</summary>
+    public void KeepAliveIfSilent(long nowMilliseconds, TimeSpan silence)
+    {
+        if (nowMilliseconds - Volatile.Read(ref _lastSentAt) >= (long)silence.TotalMilliseconds && Pending == 0)
+        {
+            // Once per silence: the next sweep must not queue another before this one is sent.
+            Volatile.Write(ref _lastSentAt, nowMilliseconds);
+            Enqueue(KeepAlive.Instance);
+        }
     }
 
     public void Enqueue(MapMessage message)
