@@ -102,7 +102,9 @@ public static class EphemeralHosting
         if (storage.Provider == StorageProvider.Memory)
         {
             silo.UseLocalhostClustering(siloOptions.Port, siloOptions.GatewayPort);
-            silo.AddMemoryGrainStorage(StorageNames.State);
+            // The same serializer as PostgreSQL's (below): one format, and no JSON work on every state write.
+            silo.AddMemoryGrainStorage(StorageNames.State, options => options.Configure<Orleans.Serialization.Serializer>(
+                (o, serializer) => o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer)));
             silo.UseInMemoryReminderService();
             silo.Services.AddSingleton<IRegistryStore, MemoryRegistryStore>();
             return silo;
