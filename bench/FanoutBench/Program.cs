@@ -117,13 +117,13 @@ namespace EphemeralOrleans.FanoutBench
                 var open = 0;
                 var readers = Enumerable.Range(0, streams).Select(_ => Task.Run(async () =>
                 {
-                    using var call = client.Map(new MapRequest(), cancellationToken: stop.Token);
+                    using var call = channel.CreateCallInvoker().AsyncServerStreamingCall(MapWire.Map, null, new CallOptions(cancellationToken: stop.Token), new MapRequest());
                     Interlocked.Increment(ref open);
                     try
                     {
                         while (await call.ResponseStream.MoveNext(stop.Token))
                         {
-                            if (Volatile.Read(ref measuring) && call.ResponseStream.Current.Delta is { } delta)
+                            if (Volatile.Read(ref measuring) && call.ResponseStream.Current is { IsDelta: true } delta)
                             {
                                 Interlocked.Increment(ref messages);
                                 latency.Record(NowMs() - delta.Version / 1000.0);
@@ -163,7 +163,8 @@ namespace EphemeralOrleans.FanoutBench
         {
             await using var gateway = await HostProcess.StartGatewayAsync(GatewaySettings());
             using var http = Admin(gateway.HttpUrl);
-            var client = new ControlService.ControlServiceClient(Channel(GrpcUrl(gateway)));
+            var channel = Channel(GrpcUrl(gateway));
+            var client = new ControlService.ControlServiceClient(channel);
             // Every agent sees every CI job (so each change reaches all N streams), but agents do not see each other:
             // otherwise N full maps of N peers (N squared nodes) would be the whole story, not the fan-out of changes.
             await PutPolicyAsync(http, """{"tagOwners":{"tag:agent":[],"tag:ci":[]},"acls":[{"action":"accept","src":["tag:agent"],"dst":["tag:ci:*"]}]}""");
@@ -171,38 +172,30 @@ namespace EphemeralOrleans.FanoutBench
             var churnKey = await CreateKeyAsync(http, "bench", ephemeral: true, tags: ["tag:ci"]);
 
             var tokens = await RegisterManyAsync(client, stayKey, streams, "agent");
-            var commits = new ConcurrentDictionary<string, double>();
+            var commits = new ConcurrentDictionary<long, double>();
             var latency = new Histogram();
             long messages = 0;
             var measuring = false;
 
-            void OnMessage(MapResponse message)
+            void OnMessage(MapFrame message)
             {
-                if (message.Delta is not { } delta || !Volatile.Read(ref measuring))
+                if (!message.IsDelta || !Volatile.Read(ref measuring))
                 {
                     return;
                 }
 
                 Interlocked.Increment(ref messages);
                 var now = NowMs();
-                foreach (var peer in delta.PeersChanged)
+                foreach (var change in message.Changes)
                 {
-                    if (commits.TryGetValue("+" + peer.Hostname, out var at))
-                    {
-                        latency.Record(now - at);
-                    }
-                }
-
-                foreach (var id in delta.PeersRemoved)
-                {
-                    if (commits.TryGetValue("-" + id, out var at))
+                    if (commits.TryGetValue(change, out var at))
                     {
                         latency.Record(now - at);
                     }
                 }
             }
 
-            var held = new StreamSet(client, tokens, OnMessage);
+            var held = new StreamSet(channel.CreateCallInvoker(), tokens, OnMessage);
             await held.OpenAllAsync();
 
             var cpu = ProcessCpu.Of(gateway.Pid);
@@ -226,7 +219,8 @@ namespace EphemeralOrleans.FanoutBench
         {
             await using var gateway = await HostProcess.StartGatewayAsync(GatewaySettings());
             using var http = Admin(gateway.HttpUrl);
-            var client = new ControlService.ControlServiceClient(Channel(GrpcUrl(gateway)));
+            var channel = Channel(GrpcUrl(gateway));
+            var client = new ControlService.ControlServiceClient(channel);
             // Ten watchers see the CI jobs; the rest of the tailnet (idle nodes) neither sees them nor is seen.
             const string policy = """{"tagOwners":{"tag:watch":[],"tag:ci":[],"tag:idle":[]},"acls":[{"action":"accept","src":["tag:watch"],"dst":["tag:ci:*"]},{"action":"accept","src":["tag:idle"],"dst":["tag:idle:22"]}]}""";
             await PutPolicyAsync(http, policy);
@@ -235,20 +229,20 @@ namespace EphemeralOrleans.FanoutBench
             var watchKey = await CreateKeyAsync(http, "bench", ephemeral: false, tags: ["tag:watch"]);
             var ciKey = await CreateKeyAsync(http, "bench", ephemeral: true, tags: ["tag:ci"]);
             await RegisterManyAsync(client, idleKey, size, "idle");
-            var commits = new ConcurrentDictionary<string, double>();
+            var commits = new ConcurrentDictionary<long, double>();
             var latency = new Histogram();
             var measuring = false;
-            var watchers = new StreamSet(client, await RegisterManyAsync(client, watchKey, 10, "watch"), message =>
+            var watchers = new StreamSet(channel.CreateCallInvoker(), await RegisterManyAsync(client, watchKey, 10, "watch"), message =>
             {
-                if (message.Delta is not { } delta || !Volatile.Read(ref measuring))
+                if (!message.IsDelta || !Volatile.Read(ref measuring))
                 {
                     return;
                 }
 
                 var now = NowMs();
-                foreach (var at in delta.PeersChanged.Select(p => "+" + p.Hostname).Concat(delta.PeersRemoved.Select(id => "-" + id)))
+                foreach (var change in message.Changes)
                 {
-                    if (commits.TryGetValue(at, out var t))
+                    if (commits.TryGetValue(change, out var t))
                     {
                         latency.Record(now - t);
                     }
@@ -282,7 +276,7 @@ namespace EphemeralOrleans.FanoutBench
 
         /// <summary>Joins and leaves at <paramref name="rate"/> each per second; returns how many changes were made.</summary>
         private static async Task<long> ChurnAsync(ControlService.ControlServiceClient client, string key, int rate, int seconds,
-            ConcurrentDictionary<string, double> commits, string prefix)
+            ConcurrentDictionary<long, double> commits, string prefix)
         {
             var live = new ConcurrentQueue<(string Id, string Token)>();
             long changes = 0;
@@ -297,7 +291,7 @@ namespace EphemeralOrleans.FanoutBench
                 inflight.Add(Task.Run(async () =>
                 {
                     // Timed from the request: a change is delivered no earlier than it is asked for (conservative).
-                    commits[$"+{prefix}-{n}"] = NowMs();
+                    commits[MapWire.Key('+', $"{prefix}-{n}")] = NowMs();
                     var registered = await client.RegisterAsync(new RegisterRequest { AuthKey = key, NodeKey = NodeKey(), Hostname = $"{prefix}-{n}" });
                     live.Enqueue((registered.Node.Id, registered.NodeToken));
                     Interlocked.Increment(ref changes);
@@ -306,7 +300,7 @@ namespace EphemeralOrleans.FanoutBench
                 {
                     inflight.Add(Task.Run(async () =>
                     {
-                        commits["-" + leaving.Id] = NowMs();
+                        commits[MapWire.Key('-', leaving.Id)] = NowMs();
                         await client.LogoutAsync(new LogoutRequest(), Bearer(leaving.Token));
                         Interlocked.Increment(ref changes);
                     }));
@@ -387,7 +381,7 @@ namespace EphemeralOrleans.FanoutBench
     }
 
     /// <summary>Map streams held by this process, one per node token.</summary>
-    public sealed class StreamSet(ControlService.ControlServiceClient client, string[] tokens, Action<MapResponse> onMessage)
+    public sealed class StreamSet(CallInvoker invoker, string[] tokens, Action<MapFrame> onMessage)
     {
         private CancellationTokenSource _stop = new();
         private Task[] _readers = [];
@@ -402,10 +396,10 @@ namespace EphemeralOrleans.FanoutBench
             {
                 try
                 {
-                    using var call = client.Map(new MapRequest(), Bench.Bearer(token), cancellationToken: stop);
+                    using var call = invoker.AsyncServerStreamingCall(MapWire.Map, null, new CallOptions(Bench.Bearer(token), cancellationToken: stop), new MapRequest());
                     while (await call.ResponseStream.MoveNext(stop))
                     {
-                        if (call.ResponseStream.Current.Full is not null)
+                        if (call.ResponseStream.Current.IsFull)
                         {
                             Interlocked.Increment(ref full);
                         }

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using EphemeralOrleans.Protocol.V1;
+using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using Grpc.AspNetCore.Server.Model;
 using Grpc.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
@@ -9,8 +11,9 @@ namespace EphemeralOrleans.FanoutBench;
 
 /// <summary>
 /// The raw limit: a bare gRPC server (the same <c>ControlService.Map</c> contract, nothing behind it) that broadcasts
-/// one delta of the same shape to every open stream at a fixed rate. <c>Logout</c> starts the broadcast; the message's
-/// <c>version</c> carries its send time in microseconds.
+/// one delta of the same shape to every open stream at a fixed rate, encoded once and written to every stream as is (the
+/// least a server can do per stream). <c>Logout</c> starts the broadcast; the message's <c>version</c> carries its send
+/// time in microseconds.
 /// </summary>
 public static class RawServer
 {
@@ -25,6 +28,7 @@ public static class RawServer
         });
         builder.Services.AddGrpc();
         builder.Services.AddSingleton<Broadcaster>();
+        builder.Services.AddSingleton<IServiceMethodProvider<RawControl>, RawControlBinding>();
         var app = builder.Build();
         app.MapGrpcService<RawControl>();
         await app.RunAsync();
@@ -32,17 +36,17 @@ public static class RawServer
 
     public sealed class Broadcaster
     {
-        private readonly ConcurrentDictionary<Channel<MapResponse>, bool> _subscribers = new();
+        private readonly ConcurrentDictionary<Channel<byte[]>, bool> _subscribers = new();
         private int _started;
 
-        public Channel<MapResponse> Subscribe()
+        public Channel<byte[]> Subscribe()
         {
-            var channel = System.Threading.Channels.Channel.CreateBounded<MapResponse>(new BoundedChannelOptions(1024) { SingleReader = true });
+            var channel = System.Threading.Channels.Channel.CreateBounded<byte[]>(new BoundedChannelOptions(1024) { SingleReader = true });
             _subscribers[channel] = true;
             return channel;
         }
 
-        public void Unsubscribe(Channel<MapResponse> channel) => _subscribers.TryRemove(channel, out _);
+        public void Unsubscribe(Channel<byte[]> channel) => _subscribers.TryRemove(channel, out _);
 
         public void Start(int batchesPerSecond, int changesPerBatch)
         {
@@ -64,7 +68,7 @@ public static class RawServer
                         delta.PeersRemoved.Add($"removed-{n}");
                     }
 
-                    var message = new MapResponse { Delta = delta };
+                    var message = new MapResponse { Delta = delta }.ToByteArray();
                     foreach (var subscriber in _subscribers.Keys)
                     {
                         subscriber.Writer.TryWrite(message);
@@ -89,9 +93,9 @@ public static class RawServer
         };
     }
 
-    public sealed class RawControl(Broadcaster broadcaster) : ControlService.ControlServiceBase
+    public sealed class RawControl(Broadcaster broadcaster)
     {
-        public override async Task Map(MapRequest request, IServerStreamWriter<MapResponse> responseStream, ServerCallContext context)
+        public async Task Map(MapRequest request, IServerStreamWriter<byte[]> responseStream, ServerCallContext context)
         {
             var channel = broadcaster.Subscribe();
             try
@@ -110,13 +114,33 @@ public static class RawServer
             }
         }
 
-        public override Task<EndpointsResponse> Endpoints(EndpointsRequest request, ServerCallContext context) => Task.FromResult(new EndpointsResponse());
+        public Task<EndpointsResponse> Endpoints(EndpointsRequest request, ServerCallContext context) => Task.FromResult(new EndpointsResponse());
 
-        public override Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)
+        public Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)
         {
             var rate = context.RequestHeaders.GetValue("rate")!.Split(',').Select(int.Parse).ToArray();
             broadcaster.Start(rate[0], rate[1]);
             return Task.FromResult(new LogoutResponse());
         }
+    }
+
+    /// <summary><c>ControlService</c>'s <c>Map</c> with already encoded responses, and the two calls the bench makes.</summary>
+    public sealed class RawControlBinding : IServiceMethodProvider<RawControl>
+    {
+        private static readonly string Service = ControlService.Descriptor.FullName;
+
+        public void OnServiceMethodDiscovery(ServiceMethodProviderContext<RawControl> context)
+        {
+            var encoded = Marshallers.Create<byte[]>(bytes => bytes, bytes => bytes);
+            context.AddServerStreamingMethod(new Method<MapRequest, byte[]>(MethodType.ServerStreaming, Service, "Map", For(MapRequest.Parser), encoded), [],
+                (service, request, writer, call) => service.Map(request, writer, call));
+            context.AddUnaryMethod(new Method<EndpointsRequest, EndpointsResponse>(MethodType.Unary, Service, "Endpoints", For(EndpointsRequest.Parser), For(EndpointsResponse.Parser)), [],
+                (service, request, call) => service.Endpoints(request, call));
+            context.AddUnaryMethod(new Method<LogoutRequest, LogoutResponse>(MethodType.Unary, Service, "Logout", For(LogoutRequest.Parser), For(LogoutResponse.Parser)), [],
+                (service, request, call) => service.Logout(request, call));
+        }
+
+        private static Marshaller<T> For<T>(MessageParser<T> parser) where T : IMessage<T> =>
+            Marshallers.Create<T>(message => message.ToByteArray(), parser.ParseFrom);
     }
 }
