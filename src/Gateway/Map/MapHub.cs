@@ -274,7 +274,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             while (await timer.WaitForNextTickAsync(cancellationToken))
             {
                 var now = Environment.TickCount64;
-                foreach (var stream in _streams.Keys)
+                foreach (var (stream, _) in _streams) // enumerated without locking (Keys would copy under every lock)
                 {
                     stream.KeepAliveIfSilent(now, interval);
                 }
