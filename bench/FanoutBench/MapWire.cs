@@ -135,18 +135,19 @@ public sealed class MapFrame
 
 public static class MapWire
 {
-    private static readonly Marshaller<MapRequest> RequestMarshaller =
-        Marshallers.Create<MapRequest>(request => request.ToByteArray(), MapRequest.Parser.ParseFrom);
-
     /// <summary><c>ControlService.Map</c> as this process reads it.</summary>
     public static readonly Method<MapRequest, MapFrame> Map = new(MethodType.ServerStreaming, ControlService.Descriptor.FullName, "Map",
-        RequestMarshaller, Marshallers.Create<MapFrame>(
+        For(MapRequest.Parser), Marshallers.Create<MapFrame>(
             (_, _) => throw new NotSupportedException(),
             (DeserializationContext context) =>
             {
                 var payload = context.PayloadAsReadOnlySequence();
                 return MapFrame.Parse(payload.IsSingleSegment ? payload.FirstSpan : payload.ToArray());
             }));
+
+    /// <summary>A generated message's marshaller, for calls bound by hand.</summary>
+    public static Marshaller<T> For<T>(MessageParser<T> parser) where T : IMessage<T> =>
+        Marshallers.Create<T>(message => message.ToByteArray(), parser.ParseFrom);
 
     /// <summary>64-bit FNV-1a of a prefix byte and ASCII text: a change's key without allocating a string per change.</summary>
     public static long Key(byte prefix, ReadOnlySpan<byte> ascii)
@@ -160,16 +161,7 @@ public static class MapWire
         return (long)hash;
     }
 
-    public static long Key(char prefix, string ascii)
-    {
-        var hash = Step(14695981039346656037UL, (byte)prefix);
-        foreach (var c in ascii)
-        {
-            hash = Step(hash, (byte)c);
-        }
-
-        return (long)hash;
-    }
+    public static long Key(char prefix, string ascii) => Key((byte)prefix, System.Text.Encoding.ASCII.GetBytes(ascii));
 
     private static ulong Step(ulong hash, byte b) => (hash ^ b) * 1099511628211UL;
 }

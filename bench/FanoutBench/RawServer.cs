@@ -132,15 +132,12 @@ public static class RawServer
         public void OnServiceMethodDiscovery(ServiceMethodProviderContext<RawControl> context)
         {
             var encoded = Marshallers.Create<byte[]>(bytes => bytes, bytes => bytes);
-            context.AddServerStreamingMethod(new Method<MapRequest, byte[]>(MethodType.ServerStreaming, Service, "Map", For(MapRequest.Parser), encoded), [],
+            context.AddServerStreamingMethod(new Method<MapRequest, byte[]>(MethodType.ServerStreaming, Service, "Map", MapWire.For(MapRequest.Parser), encoded), [],
                 (service, request, writer, call) => service.Map(request, writer, call));
-            context.AddUnaryMethod(new Method<EndpointsRequest, EndpointsResponse>(MethodType.Unary, Service, "Endpoints", For(EndpointsRequest.Parser), For(EndpointsResponse.Parser)), [],
+            context.AddUnaryMethod(new Method<EndpointsRequest, EndpointsResponse>(MethodType.Unary, Service, "Endpoints", MapWire.For(EndpointsRequest.Parser), MapWire.For(EndpointsResponse.Parser)), [],
                 (service, request, call) => service.Endpoints(request, call));
-            context.AddUnaryMethod(new Method<LogoutRequest, LogoutResponse>(MethodType.Unary, Service, "Logout", For(LogoutRequest.Parser), For(LogoutResponse.Parser)), [],
+            context.AddUnaryMethod(new Method<LogoutRequest, LogoutResponse>(MethodType.Unary, Service, "Logout", MapWire.For(LogoutRequest.Parser), MapWire.For(LogoutResponse.Parser)), [],
                 (service, request, call) => service.Logout(request, call));
         }
-
-        private static Marshaller<T> For<T>(MessageParser<T> parser) where T : IMessage<T> =>
-            Marshallers.Create<T>(message => message.ToByteArray(), parser.ParseFrom);
     }
 }

@@ -24,7 +24,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private readonly GatewayOptions _gatewayOptions;
     private readonly ILogger<MapHub> _logger;
     private readonly ConcurrentDictionary<string, TailnetFeed> _feeds = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<MapStream, byte> _streams = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationToken _applicationStopping;
     private IMapObserver? _reference;
@@ -66,7 +65,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _applicationStopping);
         feed.Attach(stream);
-        _streams.TryAdd(stream, 0);
         GatewayMetrics.StreamOpened();
         var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
         try
@@ -81,7 +79,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         finally
         {
             feed.Detach(stream);
-            _streams.TryRemove(stream, out _);
             GatewayMetrics.StreamClosed();
             await linked.CancelAsync();
             await heartbeats;
@@ -274,9 +271,9 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             while (await timer.WaitForNextTickAsync(cancellationToken))
             {
                 var now = Environment.TickCount64;
-                foreach (var (stream, _) in _streams) // enumerated without locking (Keys would copy under every lock)
+                foreach (var feed in _feeds.Values)
                 {
-                    stream.KeepAliveIfSilent(now, interval);
+                    feed.KeepAliveIfSilent(now, interval);
                 }
             }
         }

@@ -131,6 +131,18 @@ internal sealed class TailnetFeed(string tailnet)
         }
     }
 
+    /// <summary>Queues a keepalive on each stream silent for <paramref name="silence"/>.</summary>
+    public void KeepAliveIfSilent(long nowMilliseconds, TimeSpan silence)
+    {
+        lock (_gate)
+        {
+            foreach (var stream in AllStreams())
+            {
+                stream.KeepAliveIfSilent(nowMilliseconds, silence);
+            }
+        }
+    }
+
     public FullMap FullMap(MapStream stream)
     {
         lock (_gate)
