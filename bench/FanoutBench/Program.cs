@@ -26,13 +26,15 @@ var rate = int.Parse(Option("--rate", "50"));
 var sizes = Option("--sizes", "1000,10000,50000").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(n => n > 0).ToArray();
 Console.WriteLine($"{Environment.ProcessorCount} cores; streams {string.Join("/", streamCounts)}; {rate} joins/s + {rate} leaves/s for {seconds} s");
 
+Console.WriteLine("| streams | raw msg/s | raw p50 ms | raw p99 ms | raw p99 ms, change to delivery | raw server cores | gateway msg/s | gateway p50 ms | gateway p99 ms | gateway cores | load process cores (gateway run) | registration p99 ms | gateway p99 / raw change-to-delivery p99 | gateway p99 / raw p99 | reconnect storm s |");
+Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 foreach (var n in streamCounts)
 {
     var raw = await Bench.RawAsync(n, seconds, batchesPerSecond: 10, changesPerBatch: 2 * rate / 10);
     var (gateway, storm) = await Bench.GatewayAsync(n, seconds, rate);
-    Console.WriteLine($"| {n} | {raw.Messages / (double)seconds:F0} | {raw.Latency.P(50):F0} | {raw.Latency.P(99):F0} | {raw.ServerCores:F2} "
-        + $"| {gateway.Messages / (double)seconds:F0} | {gateway.Latency.P(50):F0} | {gateway.Latency.P(99):F0} | {gateway.ServerCores:F2} "
-        + $"| {gateway.Latency.P(99) / Math.Max(1, raw.Latency.P(99)):F2} | {storm.TotalSeconds:F2} |");
+    Console.WriteLine($"| {n} | {raw.Messages / (double)seconds:F0} | {raw.Latency.P(50):F0} | {raw.Latency.P(99):F0} | {raw.ChangeLatency!.P(99):F0} | {raw.ServerCores:F2} "
+        + $"| {gateway.Messages / (double)seconds:F0} | {gateway.Latency.P(50):F0} | {gateway.Latency.P(99):F0} | {gateway.ServerCores:F2} | {gateway.LoadCores:F2} | {gateway.Registration!.P(99):F0} "
+        + $"| {gateway.Latency.P(99) / Math.Max(1, raw.ChangeLatency.P(99)):F2} | {gateway.Latency.P(99) / Math.Max(1, raw.Latency.P(99)):F2} | {storm.TotalSeconds:F2} |");
 }
 
 Console.WriteLine("| tailnet size | changes | gateway CPU ms per change | idle CPU ms/s | p50 ms | p99 ms (10 affected streams) |");
@@ -81,7 +83,11 @@ namespace EphemeralOrleans.FanoutBench
         }
     }
 
-    public sealed record Result(long Messages, Histogram Latency, double ServerCores);
+    /// <summary>A fan-out run. For the raw broadcast, <see cref="Latency"/> is from send to delivery and
+    /// <see cref="ChangeLatency"/> from change to delivery; for the gateway, <see cref="Latency"/> is from change (the
+    /// registration or logout request) to delivery, and <see cref="Registration"/> the registration calls' own latency.</summary>
+    public sealed record Result(long Messages, Histogram Latency, double ServerCores, double LoadCores = 0,
+        Histogram? ChangeLatency = null, Histogram? Registration = null);
 
     /// <summary>CPU per change is gross (the process's idle work included; <see cref="IdleMsPerSecond"/> says how much that is).</summary>
     public sealed record SizeResult(long Changes, double CpuMsPerChange, double IdleMsPerSecond, Histogram Latency);
@@ -89,6 +95,9 @@ namespace EphemeralOrleans.FanoutBench
     public static class Bench
     {
         private const string AdminKey = "bench-admin";
+
+        /// <summary>The gateway's default <c>Map:BatchWindow</c>, which the raw broadcast's send rate matches.</summary>
+        private const double Window = 100;
 
         public static async Task<Result> RawAsync(int streams, int seconds, int batchesPerSecond, int changesPerBatch)
         {
@@ -111,33 +120,26 @@ namespace EphemeralOrleans.FanoutBench
                 await Until(async () => { try { await client.EndpointsAsync(new EndpointsRequest()); return true; } catch (RpcException) { return false; } }, "raw server up");
 
                 var latency = new Histogram();
+                var changeLatency = new Histogram();
                 long messages = 0;
                 var measuring = false;
-                using var stop = new CancellationTokenSource();
-                var open = 0;
-                var readers = Enumerable.Range(0, streams).Select(_ => Task.Run(async () =>
+                var held = new StreamSet(new Uri($"http://127.0.0.1:{port}"), new string?[streams], message =>
                 {
-                    using var call = channel.CreateCallInvoker().AsyncServerStreamingCall(MapWire.Map, null, new CallOptions(cancellationToken: stop.Token), new MapRequest());
-                    Interlocked.Increment(ref open);
-                    try
+                    if (Volatile.Read(ref measuring) && message.IsDelta)
                     {
-                        while (await call.ResponseStream.MoveNext(stop.Token))
+                        Interlocked.Increment(ref messages);
+                        var sent = message.Version / 1000.0;
+                        var transport = NowMs() - sent;
+                        latency.Record(transport);
+                        // Change to delivery: the batch's changes came in evenly over the window before it was sent
+                        // (as in the gateway, which holds a change for up to Map:BatchWindow).
+                        for (var i = 0; i < message.Changes.Count; i++)
                         {
-                            if (Volatile.Read(ref measuring) && call.ResponseStream.Current is { IsDelta: true } delta)
-                            {
-                                Interlocked.Increment(ref messages);
-                                latency.Record(NowMs() - delta.Version / 1000.0);
-                            }
+                            changeLatency.Record(transport + Window * (i + 0.5) / message.Changes.Count);
                         }
                     }
-                    catch (RpcException) when (stop.IsCancellationRequested)
-                    {
-                    }
-                    catch (OperationCanceledException)
-                    {
-                    }
-                })).ToArray();
-                await Until(() => Task.FromResult(Volatile.Read(ref open) == streams), "raw streams open");
+                });
+                await held.OpenAllAsync(untilFullMaps: false);
                 await Task.Delay(2000);
                 // Start broadcasting: the control call carries the rate.
                 await client.LogoutAsync(new LogoutRequest(), new Metadata { { "rate", $"{batchesPerSecond},{changesPerBatch}" } });
@@ -147,9 +149,8 @@ namespace EphemeralOrleans.FanoutBench
                 await Task.Delay(TimeSpan.FromSeconds(seconds));
                 Volatile.Write(ref measuring, false);
                 var cores = cpu.CoresSince();
-                var result = new Result(Interlocked.Read(ref messages), latency, cores);
-                await stop.CancelAsync();
-                await Task.WhenAll(readers);
+                var result = new Result(Interlocked.Read(ref messages), latency, cores, ChangeLatency: changeLatency);
+                await held.CloseAllAsync();
                 return result;
             }
             finally
@@ -195,16 +196,18 @@ namespace EphemeralOrleans.FanoutBench
                 }
             }
 
-            var held = new StreamSet(channel.CreateCallInvoker(), tokens, OnMessage);
+            var held = new StreamSet(GrpcUrl(gateway), tokens, OnMessage);
             await held.OpenAllAsync();
 
             var cpu = ProcessCpu.Of(gateway.Pid);
+            var loadCpu = ProcessCpu.Of(Environment.ProcessId);
+            var registration = new Histogram();
             Volatile.Write(ref measuring, true);
-            await ChurnAsync(client, churnKey, rate, seconds, commits, "job");
+            await ChurnAsync(client, churnKey, rate, seconds, commits, "job", registration);
             await Task.Delay(1000); // the last changes arrive
             Volatile.Write(ref measuring, false);
             var cores = cpu.CoresSince(exclude: TimeSpan.FromSeconds(1));
-            var fanout = new Result(Interlocked.Read(ref messages), latency, cores);
+            var fanout = new Result(Interlocked.Read(ref messages), latency, cores, loadCpu.CoresSince(exclude: TimeSpan.FromSeconds(1)), Registration: registration);
 
             // Reconnect storm: every stream dropped at once and reopened at once.
             await held.CloseAllAsync();
@@ -232,7 +235,7 @@ namespace EphemeralOrleans.FanoutBench
             var commits = new ConcurrentDictionary<long, double>();
             var latency = new Histogram();
             var measuring = false;
-            var watchers = new StreamSet(channel.CreateCallInvoker(), await RegisterManyAsync(client, watchKey, 10, "watch"), message =>
+            var watchers = new StreamSet(GrpcUrl(gateway), await RegisterManyAsync(client, watchKey, 10, "watch"), message =>
             {
                 if (!message.IsDelta || !Volatile.Read(ref measuring))
                 {
@@ -258,7 +261,7 @@ namespace EphemeralOrleans.FanoutBench
 
             var cpu = ProcessCpu.Of(gateway.Pid);
             Volatile.Write(ref measuring, true);
-            var changes = await ChurnAsync(client, ciKey, rate, seconds, commits, "ci");
+            var changes = await ChurnAsync(client, ciKey, rate, seconds, commits, "ci", new Histogram());
             await Task.Delay(1000);
             Volatile.Write(ref measuring, false);
             var cpuMs = cpu.MillisecondsSince();
@@ -269,14 +272,13 @@ namespace EphemeralOrleans.FanoutBench
         private static Dictionary<string, string> GatewaySettings() => new()
         {
             ["Admin:ApiKey"] = AdminKey,
-            ["Kestrel:Limits:Http2:MaxStreamsPerConnection"] = "1000",
             ["Logging:LogLevel:Default"] = "Warning",
             ["Gateway:StreamBufferSize"] = "1024",
         };
 
         /// <summary>Joins and leaves at <paramref name="rate"/> each per second; returns how many changes were made.</summary>
         private static async Task<long> ChurnAsync(ControlService.ControlServiceClient client, string key, int rate, int seconds,
-            ConcurrentDictionary<long, double> commits, string prefix)
+            ConcurrentDictionary<long, double> commits, string prefix, Histogram registration)
         {
             var live = new ConcurrentQueue<(string Id, string Token)>();
             long changes = 0;
@@ -291,8 +293,10 @@ namespace EphemeralOrleans.FanoutBench
                 inflight.Add(Task.Run(async () =>
                 {
                     // Timed from the request: a change is delivered no earlier than it is asked for (conservative).
-                    commits[MapWire.Key('+', $"{prefix}-{n}")] = NowMs();
+                    var requested = NowMs();
+                    commits[MapWire.Key('+', $"{prefix}-{n}")] = requested;
                     var registered = await client.RegisterAsync(new RegisterRequest { AuthKey = key, NodeKey = NodeKey(), Hostname = $"{prefix}-{n}" });
+                    registration.Record(NowMs() - requested);
                     live.Enqueue((registered.Node.Id, registered.NodeToken));
                     Interlocked.Increment(ref changes);
                 }));
@@ -377,50 +381,6 @@ namespace EphemeralOrleans.FanoutBench
 
                 await Task.Delay(100);
             }
-        }
-    }
-
-    /// <summary>Map streams held by this process, one per node token.</summary>
-    public sealed class StreamSet(CallInvoker invoker, string[] tokens, Action<MapFrame> onMessage)
-    {
-        private CancellationTokenSource _stop = new();
-        private Task[] _readers = [];
-
-        /// <summary>Opens every stream at once; completes when each has its full map.</summary>
-        public async Task OpenAllAsync()
-        {
-            _stop = new CancellationTokenSource();
-            var full = 0;
-            var stop = _stop.Token;
-            _readers = tokens.Select(token => Task.Run(async () =>
-            {
-                try
-                {
-                    using var call = invoker.AsyncServerStreamingCall(MapWire.Map, null, new CallOptions(Bench.Bearer(token), cancellationToken: stop), new MapRequest());
-                    while (await call.ResponseStream.MoveNext(stop))
-                    {
-                        if (call.ResponseStream.Current.IsFull)
-                        {
-                            Interlocked.Increment(ref full);
-                        }
-
-                        onMessage(call.ResponseStream.Current);
-                    }
-                }
-                catch (RpcException) when (stop.IsCancellationRequested)
-                {
-                }
-                catch (OperationCanceledException)
-                {
-                }
-            })).ToArray();
-            await Bench.Until(() => Task.FromResult(Volatile.Read(ref full) >= tokens.Length), "every full map");
-        }
-
-        public async Task CloseAllAsync()
-        {
-            await _stop.CancelAsync();
-            await Task.WhenAll(_readers);
         }
     }
 

@@ -21,11 +21,7 @@ public static class RawServer
     {
         var builder = WebApplication.CreateBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            k.ListenLocalhost(port, o => o.Protocols = HttpProtocols.Http2);
-            k.Limits.Http2.MaxStreamsPerConnection = 1000;
-        });
+        builder.WebHost.ConfigureKestrel(k => k.ListenLocalhost(port, o => o.Protocols = HttpProtocols.Http2));
         builder.Services.AddGrpc();
         builder.Services.AddSingleton<Broadcaster>();
         builder.Services.AddSingleton<IServiceMethodProvider<RawControl>, RawControlBinding>();

@@ -15,7 +15,7 @@ var clients = Argument("--clients", 32);
 var seconds = Argument("--seconds", 10);
 var rounds = Argument("--rounds", 2);
 var duration = TimeSpan.FromSeconds(seconds);
-var Warmup = TimeSpan.FromSeconds(5);
+var warmup = TimeSpan.FromSeconds(Argument("--warmup", 5));
 
 if (PostgresServer.UnavailableReason() is { } reason)
 {
@@ -98,7 +98,7 @@ async Task<double> RegistrationsAsync(Dictionary<string, string?> settings)
             {
                 await RegisterAsync(http, key!);
             }
-        }, Warmup);
+        }, warmup);
 
         return await RunAsync(async (stop, count) =>
         {

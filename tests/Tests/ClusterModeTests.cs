@@ -48,6 +48,8 @@ public sealed class ClusterModeTests : PostgresTest
         var key = (await client.CreateKeyAsync(reusable: true, ephemeral: true)).Str("key");
         var (a, tokenA) = await client.RegisterAsync(key, hostname: "alpha");
         var (b, tokenB) = await client.RegisterAsync(key, hostname: "bravo");
+        // B stays connected until it logs out: without a stream, the 2 s timeout could remove it before this test is there.
+        var mapB = await client.OpenMapAsync(tokenB);
         var map = await client.OpenMapAsync(tokenA);
         var full = await map.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "the full map");
         Assert.Equal([b.Str("id")], full.Ids("peers"));
@@ -67,6 +69,8 @@ public sealed class ClusterModeTests : PostgresTest
 
         Assert.Equal(HttpStatusCode.NoContent, await client.LogoutAsync(tokenB));
         await map.WaitForAsync(m => m.Type() == "delta" && m.Ids("peersRemoved").Contains(b.Str("id")), TimeSpan.FromSeconds(10), "B's removal");
+        await mapB.WaitForEndAsync(TimeSpan.FromSeconds(10));
+        await mapB.DisposeAsync();
 
         // Inactivity removal runs in the standalone silo: after the stream closes, the node goes after the timeout.
         await map.DisposeAsync();

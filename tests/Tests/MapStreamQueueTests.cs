@@ -1,5 +1,6 @@
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Map;
+using EphemeralOrleans.Tests.Infrastructure;
 
 namespace EphemeralOrleans.Tests;
 
@@ -60,5 +61,39 @@ public sealed class MapStreamQueueTests
         stream.Close("node removed");
         Assert.Null(await stream.NextAsync(() => throw new InvalidOperationException(), CancellationToken.None));
         Assert.Equal("node removed", stream.ClosedBecause);
+    }
+
+    [Fact]
+    public async Task A_batch_resumes_waiting_writers_after_it_is_routed_on_the_fan_out_threads_and_cancellation_still_ends_a_wait()
+    {
+        using var fanout = new FanoutThreads(2);
+        var streams = Enumerable.Range(0, 600).Select(i => new MapStream(Node($"s{i}"), 0, capacity: 4)).ToArray();
+        var writers = streams.Select(s => Task.Run(async () =>
+        {
+            var message = await s.NextAsync(() => throw new InvalidOperationException(), CancellationToken.None);
+            return (Message: message, Thread: Thread.CurrentThread.Name);
+        })).ToArray();
+        await Poll.UntilAsync(() => Task.FromResult(streams.All(s => s.IsWaiting)), TimeSpan.FromSeconds(10), "every writer waiting");
+
+        using (StreamWakes.Defer(fanout))
+        {
+            foreach (var stream in streams)
+            {
+                stream.Enqueue(Delta(1));
+            }
+
+            // Routing a batch happens under the feed's lock: no writer may run before it is done.
+            await Task.Delay(100);
+            Assert.All(writers, w => Assert.False(w.IsCompleted));
+        }
+
+        var written = await Task.WhenAll(writers).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.All(written, w => Assert.Equal(1, Assert.IsType<MapDelta>(w.Message).Version));
+        Assert.All(written, w => Assert.StartsWith("map fan-out", w.Thread));
+
+        using var disconnected = new CancellationTokenSource();
+        var waiting = streams[0].NextAsync(() => throw new InvalidOperationException(), disconnected.Token);
+        await disconnected.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 }

@@ -25,6 +25,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private readonly ILogger<MapHub> _logger;
     private readonly ConcurrentDictionary<string, TailnetFeed> _feeds = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
+    private readonly FanoutThreads _fanout = new(Environment.ProcessorCount);
     private readonly CancellationToken _applicationStopping;
     private IMapObserver? _reference;
     private Task? _renewLoop;
@@ -128,6 +129,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         }
 
         _stopping.Dispose();
+        _fanout.Dispose();
     }
 
     private async Task WriteAsync(TailnetFeed feed, MapStream stream, Func<MapMessage, CancellationToken, Task> send,
@@ -187,7 +189,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
 
     private async Task<TailnetFeed> FeedAsync(string tailnet)
     {
-        var feed = _feeds.GetOrAdd(tailnet, t => new TailnetFeed(t));
+        var feed = _feeds.GetOrAdd(tailnet, t => new TailnetFeed(t, _fanout));
         if (feed.IsInitialized)
         {
             return feed;

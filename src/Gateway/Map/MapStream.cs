@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using EphemeralOrleans.Contracts.Model;
 
 namespace EphemeralOrleans.Gateway.Map;
@@ -6,16 +5,19 @@ namespace EphemeralOrleans.Gateway.Map;
 /// <summary>
 /// One agent's open netmap stream on this gateway: a bounded queue of messages fed by its tailnet's feed. A stream
 /// that falls behind is not allowed to hold anything up: it is marked for a reset and gets a fresh full map.
+/// <para>
+/// Its writer waits for messages without holding a thread, and a wake runs it inline, on the waking thread, until it
+/// waits again: a feed's batch wakes its streams from the <see cref="FanoutThreads"/> (see <see cref="StreamWakes"/>).
+/// </para>
 /// </summary>
 internal sealed class MapStream(NodeView self, int epoch, int capacity)
 {
-    private readonly Channel<MapMessage> _queue = Channel.CreateBounded<MapMessage>(new BoundedChannelOptions(capacity)
-    {
-        SingleReader = true,
-        FullMode = BoundedChannelFullMode.Wait,
-    });
-
-    private int _resetPending;
+    private readonly Lock _gate = new();
+    private readonly Queue<MapMessage> _queue = new();
+    private TaskCompletionSource? _waiter;
+    private bool _wakeRequested;
+    private bool _resetPending;
+    private bool _closed;
     private long _lastSentAt = Environment.TickCount64;
 
     public string SelfId { get; } = self.Id;
@@ -29,7 +31,28 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
     public int Epoch { get; } = epoch;
 
     /// <summary>Messages waiting to be sent.</summary>
-    public int Pending => _queue.Reader.Count;
+    public int Pending
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _queue.Count;
+            }
+        }
+    }
+
+    /// <summary>Whether the writer waits for a message.</summary>
+    public bool IsWaiting
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _waiter is not null;
+            }
+        }
+    }
 
     /// <summary>Why the stream ended, once it has.</summary>
     public string? ClosedBecause { get; private set; }
@@ -38,54 +61,153 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
     /// instead of what was queued, a fresh full map from <paramref name="fullMap"/>.</summary>
     public async Task<MapMessage?> NextAsync(Func<FullMap> fullMap, CancellationToken cancellationToken)
     {
-        var reader = _queue.Reader;
-        MapMessage? message;
-        while (!reader.TryRead(out message))
+        while (true)
         {
-            if (!await reader.WaitToReadAsync(cancellationToken))
+            switch (Take(out var message, out var waiter))
             {
-                return null;
-            }
-        }
-
-        if (Interlocked.Exchange(ref _resetPending, 0) == 1)
-        {
-            // It fell behind: drop what is queued and start over from the current map.
-            while (reader.TryRead(out _))
-            {
+                case Taken.Message:
+                    return message;
+                case Taken.Closed:
+                    return null;
+                case Taken.Reset:
+                    // Built outside this stream's lock: the feed's lock is always taken before it, never after.
+                    var full = fullMap();
+                    Volatile.Write(ref _lastSentAt, Environment.TickCount64);
+                    return full;
             }
 
-            message = fullMap();
+            // A cancellation resumes the writer from the thread pool, not inside whatever cancels the token.
+            using (cancellationToken.UnsafeRegister(static w => ThreadPool.UnsafeQueueUserWorkItem(
+                static w => w.TrySetCanceled(), (TaskCompletionSource)w!, preferLocal: false), waiter))
+            {
+                await waiter!.Task;
+            }
         }
-
-        Volatile.Write(ref _lastSentAt, Environment.TickCount64);
-        return message;
     }
 
     /// <summary>Queues a keepalive when nothing was sent for <paramref name="silence"/> and nothing waits to be
     /// (checked by the gateway's sweep, so that waiting for the next message costs no timer per wait).</summary>
     public void KeepAliveIfSilent(long nowMilliseconds, TimeSpan silence)
     {
-        if (nowMilliseconds - Volatile.Read(ref _lastSentAt) >= (long)silence.TotalMilliseconds && Pending == 0)
+        lock (_gate)
         {
+            if (nowMilliseconds - _lastSentAt < (long)silence.TotalMilliseconds || _queue.Count > 0)
+            {
+                return;
+            }
+
             // Once per silence: the next sweep must not queue another before this one is sent.
-            Volatile.Write(ref _lastSentAt, nowMilliseconds);
-            Enqueue(KeepAlive.Instance);
+            _lastSentAt = nowMilliseconds;
         }
+
+        Enqueue(KeepAlive.Instance);
     }
 
     public void Enqueue(MapMessage message)
     {
-        if (!_queue.Writer.TryWrite(message))
+        lock (_gate)
         {
-            Interlocked.Exchange(ref _resetPending, 1);
+            if (_closed)
+            {
+                return;
+            }
+
+            if (_queue.Count < capacity)
+            {
+                _queue.Enqueue(message);
+            }
+            else
+            {
+                _resetPending = true;
+            }
+
+            if (!RequestWake())
+            {
+                return;
+            }
         }
+
+        StreamWakes.Wake(this);
     }
 
     public void Close(string reason)
     {
-        ClosedBecause ??= reason;
-        _queue.Writer.TryComplete();
+        lock (_gate)
+        {
+            ClosedBecause ??= reason;
+            _closed = true;
+            if (!RequestWake())
+            {
+                return;
+            }
+        }
+
+        StreamWakes.Wake(this);
+    }
+
+    /// <summary>Resumes the writer if it waits for a message (inline: see the class summary).</summary>
+    public void Wake()
+    {
+        TaskCompletionSource? waiter;
+        lock (_gate)
+        {
+            waiter = _waiter;
+            _waiter = null;
+            _wakeRequested = false;
+        }
+
+        waiter?.TrySetResult();
+    }
+
+    private Taken Take(out MapMessage? message, out TaskCompletionSource? waiter)
+    {
+        message = null;
+        waiter = null;
+        lock (_gate)
+        {
+            if (_resetPending)
+            {
+                // It fell behind: drop what is queued and start over from the current map.
+                _resetPending = false;
+                _queue.Clear();
+                return Taken.Reset;
+            }
+
+            if (_queue.TryDequeue(out message))
+            {
+                _lastSentAt = Environment.TickCount64;
+                return Taken.Message;
+            }
+
+            if (_closed)
+            {
+                return Taken.Closed;
+            }
+
+            // Its continuation runs where the wake runs (see the class summary), not queued on its own.
+            _waiter = waiter = new TaskCompletionSource();
+            return Taken.Nothing;
+        }
+    }
+
+    /// <summary>Whether the writer waits and no wake is on its way yet (under the lock).</summary>
+    private bool RequestWake()
+    {
+        if (_waiter is null || _wakeRequested)
+        {
+            return false;
+        }
+
+        _wakeRequested = true;
+        return true;
+    }
+
+    private enum Taken
+    {
+        Nothing,
+        Message,
+        Reset,
+        Closed,
     }
 
     /// <summary>Whether a change to the node itself ends this stream: logged out, or its token replaced.</summary>
@@ -98,5 +220,56 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
         }
 
         return false;
+    }
+}
+
+/// <summary>
+/// Where stream wakes run. Outside a <see cref="Defer"/> scope a wake runs at once, on the caller's thread. Within one
+/// (a feed routing a batch under its lock, where no writer may run) wakes are collected and, when the scope ends,
+/// handed to the gateway's <see cref="FanoutThreads"/>.
+/// </summary>
+internal static class StreamWakes
+{
+    [ThreadStatic]
+    private static List<MapStream>? t_deferred;
+
+    public static Scope Defer(FanoutThreads fanout)
+    {
+        if (t_deferred is not null)
+        {
+            return default; // nested: the outer scope hands them over
+        }
+
+        t_deferred = [];
+        return new Scope(t_deferred, fanout);
+    }
+
+    public static void Wake(MapStream stream)
+    {
+        if (t_deferred is { } deferred)
+        {
+            deferred.Add(stream);
+        }
+        else
+        {
+            stream.Wake();
+        }
+    }
+
+    public readonly struct Scope(List<MapStream>? streams, FanoutThreads? fanout) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (streams is null)
+            {
+                return;
+            }
+
+            t_deferred = null;
+            if (streams.Count > 0)
+            {
+                fanout!.Wake(streams);
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ namespace EphemeralOrleans.Gateway.Map;
 /// cost of a change is the number of stream classes plus the streams it reaches, not the size of the tailnet.
 /// </para>
 /// </summary>
-internal sealed class TailnetFeed(string tailnet)
+internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
 {
     private readonly object _gate = new();
     private readonly Dictionary<string, NodeView> _nodes = new(StringComparer.Ordinal);
@@ -38,6 +38,7 @@ internal sealed class TailnetFeed(string tailnet)
     /// <summary>Replaces the copy with a snapshot and resets every stream with a full map.</summary>
     public void Load(TailnetSnapshot snapshot)
     {
+        using var wakes = StreamWakes.Defer(fanout);
         lock (_gate)
         {
             if (snapshot.Version < Version)
@@ -68,6 +69,8 @@ internal sealed class TailnetFeed(string tailnet)
     /// <summary>Applies a batch; false when it does not follow the current version (a gap), which calls for a resync.</summary>
     public bool Apply(TailnetChanges changes)
     {
+        // The streams' writers run after the lock is released, on the fan-out threads.
+        using var wakes = StreamWakes.Defer(fanout);
         lock (_gate)
         {
             if (!IsInitialized || changes.Version <= Version)
@@ -134,6 +137,7 @@ internal sealed class TailnetFeed(string tailnet)
     /// <summary>Queues a keepalive on each stream silent for <paramref name="silence"/>.</summary>
     public void KeepAliveIfSilent(long nowMilliseconds, TimeSpan silence)
     {
+        using var wakes = StreamWakes.Defer(fanout);
         lock (_gate)
         {
             foreach (var stream in AllStreams())
