@@ -64,7 +64,7 @@ public sealed class MapStreamQueueTests
     }
 
     [Fact]
-    public async Task A_batch_resumes_waiting_writers_after_it_is_routed_on_the_fan_out_threads_and_cancellation_still_ends_a_wait()
+    public async Task A_batch_resumes_waiting_writers_after_it_is_routed_on_the_fan_out_threads_even_late_and_cancellation_still_ends_a_wait()
     {
         using var fanout = new FanoutThreads(2);
         var streams = Enumerable.Range(0, 600).Select(i => new MapStream(Node($"s{i}"), 0, capacity: 4)).ToArray();
@@ -90,6 +90,16 @@ public sealed class MapStreamQueueTests
         var written = await Task.WhenAll(writers).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.All(written, w => Assert.Equal(1, Assert.IsType<MapDelta>(w.Message).Version));
         Assert.All(written, w => Assert.StartsWith("map fan-out", w.Thread));
+
+        // A gateway shutting down stops its fan-out threads; a late batch still reaches its writers.
+        var late = streams[1].NextAsync(() => throw new InvalidOperationException(), CancellationToken.None);
+        fanout.Dispose();
+        using (StreamWakes.Defer(fanout))
+        {
+            streams[1].Enqueue(Delta(2));
+        }
+
+        Assert.Equal(2, Assert.IsType<MapDelta>(await late.WaitAsync(TimeSpan.FromSeconds(10))).Version);
 
         using var disconnected = new CancellationTokenSource();
         var waiting = streams[0].NextAsync(() => throw new InvalidOperationException(), disconnected.Token);

@@ -31,7 +31,7 @@ internal sealed class FanoutThreads : IDisposable
         for (var start = 0; start < streams.Count; start += ChunkSize)
         {
             var chunk = streams.Count <= ChunkSize ? streams : streams.GetRange(start, Math.Min(ChunkSize, streams.Count - start));
-            if (!_chunks.TryAdd(chunk))
+            if (!TryQueue(chunk))
             {
                 // Stopped (the gateway is shutting down): the writers still get to see that their streams ended.
                 ThreadPool.UnsafeQueueUserWorkItem(static c => WakeAll(c), chunk, preferLocal: false);
@@ -40,6 +40,18 @@ internal sealed class FanoutThreads : IDisposable
     }
 
     public void Dispose() => _chunks.CompleteAdding();
+
+    private bool TryQueue(List<MapStream> chunk)
+    {
+        try
+        {
+            return _chunks.TryAdd(chunk);
+        }
+        catch (InvalidOperationException)
+        {
+            return false; // completed for adding, which TryAdd reports by throwing
+        }
+    }
 
     private void Run()
     {
