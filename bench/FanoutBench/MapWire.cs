@@ -1,5 +1,3 @@
-using System.Buffers;
-using EphemeralOrleans.Protocol.V1;
 using Google.Protobuf;
 using Grpc.Core;
 
@@ -22,6 +20,7 @@ public sealed class MapFrame
     /// <summary><c>MapWire.Key</c> of each change: <c>+hostname</c> per changed peer, <c>-id</c> per removed one.</summary>
     public List<long> Changes { get; } = [];
 
+    /// <summary>Reads one <c>MapResponse</c> (a gRPC message's bytes).</summary>
     internal static MapFrame Parse(ReadOnlySpan<byte> response)
     {
         var frame = new MapFrame();
@@ -135,16 +134,6 @@ public sealed class MapFrame
 
 public static class MapWire
 {
-    /// <summary><c>ControlService.Map</c> as this process reads it.</summary>
-    public static readonly Method<MapRequest, MapFrame> Map = new(MethodType.ServerStreaming, ControlService.Descriptor.FullName, "Map",
-        For(MapRequest.Parser), Marshallers.Create<MapFrame>(
-            (_, _) => throw new NotSupportedException(),
-            (DeserializationContext context) =>
-            {
-                var payload = context.PayloadAsReadOnlySequence();
-                return MapFrame.Parse(payload.IsSingleSegment ? payload.FirstSpan : payload.ToArray());
-            }));
-
     /// <summary>A generated message's marshaller, for calls bound by hand.</summary>
     public static Marshaller<T> For<T>(MessageParser<T> parser) where T : IMessage<T> =>
         Marshallers.Create<T>(message => message.ToByteArray(), parser.ParseFrom);
