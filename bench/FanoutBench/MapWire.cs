@@ -1,6 +1,3 @@
-using Google.Protobuf;
-using Grpc.Core;
-
 namespace EphemeralOrleans.FanoutBench;
 
 /// <summary>
@@ -134,10 +131,6 @@ public sealed class MapFrame
 
 public static class MapWire
 {
-    /// <summary>A generated message's marshaller, for calls bound by hand.</summary>
-    public static Marshaller<T> For<T>(MessageParser<T> parser) where T : IMessage<T> =>
-        Marshallers.Create<T>(message => message.ToByteArray(), parser.ParseFrom);
-
     /// <summary>64-bit FNV-1a of a prefix byte and ASCII text: a change's key without allocating a string per change.</summary>
     public static long Key(byte prefix, ReadOnlySpan<byte> ascii)
     {

@@ -97,9 +97,6 @@ namespace EphemeralOrleans.FanoutBench
     {
         private const string AdminKey = "bench-admin";
 
-        /// <summary>The gateway's default <c>Map:BatchWindow</c>, which the raw broadcast's send rate matches.</summary>
-        private const double Window = 100;
-
         public static async Task<Result> RawAsync(int streams, int seconds, int batchesPerSecond, int changesPerBatch)
         {
             var port = FreePort.Next();
@@ -132,11 +129,11 @@ namespace EphemeralOrleans.FanoutBench
                         var sent = message.Version / 1000.0;
                         var transport = NowMs() - sent;
                         latency.Record(transport);
-                        // Change to delivery: the batch's changes came in evenly over the window before it was sent
-                        // (as in the gateway, which holds a change for up to Map:BatchWindow).
+                        // Change to delivery: the batch's changes came in evenly over the interval before it was sent
+                        // (as in the gateway, which holds a change for up to Map:BatchWindow, 100 ms: the same interval).
                         for (var i = 0; i < message.Changes.Count; i++)
                         {
-                            changeLatency.Record(transport + Window * (i + 0.5) / message.Changes.Count);
+                            changeLatency.Record(transport + 1000.0 / batchesPerSecond * (i + 0.5) / message.Changes.Count);
                         }
                     }
                 });
@@ -165,8 +162,7 @@ namespace EphemeralOrleans.FanoutBench
         {
             await using var gateway = await HostProcess.StartGatewayAsync(GatewaySettings());
             using var http = Admin(gateway.HttpUrl);
-            var channel = Channel(GrpcUrl(gateway));
-            var client = new ControlService.ControlServiceClient(channel);
+            var client = new ControlService.ControlServiceClient(Channel(GrpcUrl(gateway)));
             // Every agent sees every CI job (so each change reaches all N streams), but agents do not see each other:
             // otherwise N full maps of N peers (N squared nodes) would be the whole story, not the fan-out of changes.
             await PutPolicyAsync(http, """{"tagOwners":{"tag:agent":[],"tag:ci":[]},"acls":[{"action":"accept","src":["tag:agent"],"dst":["tag:ci:*"]}]}""");
@@ -227,8 +223,7 @@ namespace EphemeralOrleans.FanoutBench
         {
             await using var gateway = await HostProcess.StartGatewayAsync(GatewaySettings());
             using var http = Admin(gateway.HttpUrl);
-            var channel = Channel(GrpcUrl(gateway));
-            var client = new ControlService.ControlServiceClient(channel);
+            var client = new ControlService.ControlServiceClient(Channel(GrpcUrl(gateway)));
             // Ten watchers see the CI jobs; the rest of the tailnet (idle nodes) neither sees them nor is seen.
             const string policy = """{"tagOwners":{"tag:watch":[],"tag:ci":[],"tag:idle":[]},"acls":[{"action":"accept","src":["tag:watch"],"dst":["tag:ci:*"]},{"action":"accept","src":["tag:idle"],"dst":["tag:idle:22"]}]}""";
             await PutPolicyAsync(http, policy);

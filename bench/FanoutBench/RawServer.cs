@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
+using EphemeralOrleans.Gateway.Grpc;
 using EphemeralOrleans.Protocol.V1;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
@@ -128,11 +129,11 @@ public static class RawServer
         public void OnServiceMethodDiscovery(ServiceMethodProviderContext<RawControl> context)
         {
             var encoded = Marshallers.Create<byte[]>(bytes => bytes, bytes => bytes);
-            context.AddServerStreamingMethod(new Method<MapRequest, byte[]>(MethodType.ServerStreaming, Service, "Map", MapWire.For(MapRequest.Parser), encoded), [],
+            context.AddServerStreamingMethod(new Method<MapRequest, byte[]>(MethodType.ServerStreaming, Service, "Map", ControlServiceBinding.MessageMarshaller(MapRequest.Parser), encoded), [],
                 (service, request, writer, call) => service.Map(request, writer, call));
-            context.AddUnaryMethod(new Method<EndpointsRequest, EndpointsResponse>(MethodType.Unary, Service, "Endpoints", MapWire.For(EndpointsRequest.Parser), MapWire.For(EndpointsResponse.Parser)), [],
+            context.AddUnaryMethod(new Method<EndpointsRequest, EndpointsResponse>(MethodType.Unary, Service, "Endpoints", ControlServiceBinding.MessageMarshaller(EndpointsRequest.Parser), ControlServiceBinding.MessageMarshaller(EndpointsResponse.Parser)), [],
                 (service, request, call) => service.Endpoints(request, call));
-            context.AddUnaryMethod(new Method<LogoutRequest, LogoutResponse>(MethodType.Unary, Service, "Logout", MapWire.For(LogoutRequest.Parser), MapWire.For(LogoutResponse.Parser)), [],
+            context.AddUnaryMethod(new Method<LogoutRequest, LogoutResponse>(MethodType.Unary, Service, "Logout", ControlServiceBinding.MessageMarshaller(LogoutRequest.Parser), ControlServiceBinding.MessageMarshaller(LogoutResponse.Parser)), [],
                 (service, request, call) => service.Logout(request, call));
         }
     }

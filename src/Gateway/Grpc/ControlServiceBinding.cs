@@ -32,7 +32,7 @@ public sealed class ControlServiceBinding : IServiceMethodProvider<ControlGrpcSe
         context.AddUnaryMethod(Unary("Register", RegisterRequest.Parser, RegisterResponse.Parser), [],
             (service, request, call) => service.Register(request, call));
         context.AddServerStreamingMethod(
-            new Method<MapRequest, MapMessage>(MethodType.ServerStreaming, ServiceName, "Map", For(MapRequest.Parser), MapMessageMarshaller), [],
+            new Method<MapRequest, MapMessage>(MethodType.ServerStreaming, ServiceName, "Map", MessageMarshaller(MapRequest.Parser), MapMessageMarshaller), [],
             (service, request, writer, call) => service.Map(request, writer, call));
         context.AddUnaryMethod(Unary("Logout", LogoutRequest.Parser, LogoutResponse.Parser), [],
             (service, request, call) => service.Logout(request, call));
@@ -43,9 +43,10 @@ public sealed class ControlServiceBinding : IServiceMethodProvider<ControlGrpcSe
     private static Method<TRequest, TResponse> Unary<TRequest, TResponse>(string name, MessageParser<TRequest> request, MessageParser<TResponse> response)
         where TRequest : class, IMessage<TRequest>
         where TResponse : class, IMessage<TResponse> =>
-        new(MethodType.Unary, ServiceName, name, For(request), For(response));
+        new(MethodType.Unary, ServiceName, name, MessageMarshaller(request), MessageMarshaller(response));
 
-    private static Marshaller<T> For<T>(MessageParser<T> parser) where T : class, IMessage<T> => Marshallers.Create<T>(
+    /// <summary>A generated message's marshaller, for methods bound by hand (here, and the bench's raw server).</summary>
+    public static Marshaller<T> MessageMarshaller<T>(MessageParser<T> parser) where T : class, IMessage<T> => Marshallers.Create<T>(
         (message, context) =>
         {
             context.SetPayloadLength(message.CalculateSize());

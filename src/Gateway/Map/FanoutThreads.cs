@@ -15,7 +15,7 @@ internal sealed class FanoutThreads : IDisposable
     /// <summary>Streams a hand-over holds: small enough that the threads share a batch, large enough to cost nothing.</summary>
     public const int ChunkSize = 256;
 
-    private readonly BlockingCollection<List<MapStream>> _chunks = new();
+    private readonly BlockingCollection<MapStream[]> _chunks = new();
 
     public FanoutThreads(int count)
     {
@@ -28,9 +28,8 @@ internal sealed class FanoutThreads : IDisposable
     /// <summary>Wakes <paramref name="streams"/> on these threads.</summary>
     public void Wake(List<MapStream> streams)
     {
-        for (var start = 0; start < streams.Count; start += ChunkSize)
+        foreach (var chunk in streams.Chunk(ChunkSize))
         {
-            var chunk = streams.Count <= ChunkSize ? streams : streams.GetRange(start, Math.Min(ChunkSize, streams.Count - start));
             if (!TryQueue(chunk))
             {
                 // Stopped (the gateway is shutting down): the writers still get to see that their streams ended.
@@ -41,7 +40,7 @@ internal sealed class FanoutThreads : IDisposable
 
     public void Dispose() => _chunks.CompleteAdding();
 
-    private bool TryQueue(List<MapStream> chunk)
+    private bool TryQueue(MapStream[] chunk)
     {
         try
         {
@@ -61,7 +60,7 @@ internal sealed class FanoutThreads : IDisposable
         }
     }
 
-    private static void WakeAll(List<MapStream> chunk)
+    private static void WakeAll(MapStream[] chunk)
     {
         foreach (var stream in chunk)
         {

@@ -71,9 +71,7 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
                     return null;
                 case Taken.Reset:
                     // Built outside this stream's lock: the feed's lock is always taken before it, never after.
-                    var full = fullMap();
-                    Volatile.Write(ref _lastSentAt, Environment.TickCount64);
-                    return full;
+                    return fullMap();
             }
 
             // A cancellation resumes the writer from the thread pool, not inside whatever cancels the token.
@@ -98,30 +96,20 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
 
             // Once per silence: the next sweep must not queue another before this one is sent.
             _lastSentAt = nowMilliseconds;
+            if (!EnqueueLocked(KeepAlive.Instance))
+            {
+                return;
+            }
         }
 
-        Enqueue(KeepAlive.Instance);
+        StreamWakes.Wake(this);
     }
 
     public void Enqueue(MapMessage message)
     {
         lock (_gate)
         {
-            if (_closed)
-            {
-                return;
-            }
-
-            if (_queue.Count < capacity)
-            {
-                _queue.Enqueue(message);
-            }
-            else
-            {
-                _resetPending = true;
-            }
-
-            if (!RequestWake())
+            if (!EnqueueLocked(message))
             {
                 return;
             }
@@ -170,6 +158,7 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
                 // It fell behind: drop what is queued and start over from the current map.
                 _resetPending = false;
                 _queue.Clear();
+                _lastSentAt = Environment.TickCount64;
                 return Taken.Reset;
             }
 
@@ -188,6 +177,27 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity)
             _waiter = waiter = new TaskCompletionSource();
             return Taken.Nothing;
         }
+    }
+
+    /// <summary>Queues <paramref name="message"/> (or marks the stream for a reset when full); true when the writer must
+    /// be woken for it (under the lock).</summary>
+    private bool EnqueueLocked(MapMessage message)
+    {
+        if (_closed)
+        {
+            return false;
+        }
+
+        if (_queue.Count < capacity)
+        {
+            _queue.Enqueue(message);
+        }
+        else
+        {
+            _resetPending = true;
+        }
+
+        return RequestWake();
     }
 
     /// <summary>Whether the writer waits and no wake is on its way yet (under the lock).</summary>
