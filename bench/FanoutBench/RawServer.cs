@@ -59,10 +59,17 @@ public static class RawServer
                 while (await timer.WaitForNextTickAsync())
                 {
                     var delta = new MapDelta { Version = (long)(Bench.NowMs() * 1000) };
-                    for (var i = 0; i < changesPerBatch / 2; i++)
+                    // Joins and leaves alternate, as in the churn: 10 changes are 5 changed peers and 5 removed.
+                    for (var i = 0; i < changesPerBatch; i++)
                     {
-                        delta.PeersChanged.Add(SampleNode(n++));
-                        delta.PeersRemoved.Add($"removed-{n}");
+                        if (i % 2 == 0)
+                        {
+                            delta.PeersChanged.Add(SampleNode(n++));
+                        }
+                        else
+                        {
+                            delta.PeersRemoved.Add($"removed-{n}");
+                        }
                     }
 
                     var message = new MapResponse { Delta = delta }.ToByteArray();

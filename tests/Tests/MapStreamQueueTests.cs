@@ -92,7 +92,7 @@ public sealed class MapStreamQueueTests
         Assert.All(written, w => Assert.StartsWith("map fan-out", w.Thread));
 
         // A gateway shutting down stops its fan-out threads; a late batch still reaches its writers.
-        var late = streams[1].NextAsync(() => throw new InvalidOperationException(), CancellationToken.None);
+        var late = streams[1].NextAsync(() => throw new InvalidOperationException(), CancellationToken.None).AsTask();
         fanout.Dispose();
         using (StreamWakes.Defer(fanout))
         {
@@ -102,8 +102,25 @@ public sealed class MapStreamQueueTests
         Assert.Equal(2, Assert.IsType<MapDelta>(await late.WaitAsync(TimeSpan.FromSeconds(10))).Version);
 
         using var disconnected = new CancellationTokenSource();
-        var waiting = streams[0].NextAsync(() => throw new InvalidOperationException(), disconnected.Token);
+        var waiting = streams[0].NextAsync(() => throw new InvalidOperationException(), disconnected.Token).AsTask();
         await disconnected.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task A_writer_whose_agent_left_while_it_was_writing_ends_at_its_next_wait_instead_of_hanging()
+    {
+        var stream = new MapStream(Node("self"), 0, capacity: 4);
+        using var agent = new CancellationTokenSource();
+        var first = stream.NextAsync(() => throw new InvalidOperationException(), agent.Token).AsTask();
+        await Poll.UntilAsync(() => Task.FromResult(stream.IsWaiting), TimeSpan.FromSeconds(10), "the writer waiting");
+        stream.Enqueue(Delta(1));
+        Assert.Equal(1, Assert.IsType<MapDelta>(await first.WaitAsync(TimeSpan.FromSeconds(10))).Version);
+
+        // The agent goes while its writer is busy sending: no wait is there to end yet.
+        await agent.CancelAsync();
+        var next = stream.NextAsync(() => throw new InvalidOperationException(), agent.Token).AsTask();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => next.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.False(stream.IsWaiting);
     }
 }

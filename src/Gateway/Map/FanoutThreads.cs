@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 
 namespace EphemeralOrleans.Gateway.Map;
@@ -15,7 +16,7 @@ internal sealed class FanoutThreads : IDisposable
     /// <summary>Streams a hand-over holds: small enough that the threads share a batch, large enough to cost nothing.</summary>
     public const int ChunkSize = 256;
 
-    private readonly BlockingCollection<MapStream[]> _chunks = new();
+    private readonly BlockingCollection<Chunk> _chunks = new();
 
     public FanoutThreads(int count)
     {
@@ -25,11 +26,14 @@ internal sealed class FanoutThreads : IDisposable
         }
     }
 
-    /// <summary>Wakes <paramref name="streams"/> on these threads.</summary>
+    /// <summary>Wakes <paramref name="streams"/> on these threads (copied: the list may be reused at once).</summary>
     public void Wake(List<MapStream> streams)
     {
-        foreach (var chunk in streams.Chunk(ChunkSize))
+        for (var start = 0; start < streams.Count; start += ChunkSize)
         {
+            var count = Math.Min(ChunkSize, streams.Count - start);
+            var chunk = new Chunk(ArrayPool<MapStream>.Shared.Rent(count), count);
+            streams.CopyTo(start, chunk.Streams, 0, count);
             if (!TryQueue(chunk))
             {
                 // Stopped (the gateway is shutting down): the writers still get to see that their streams ended.
@@ -40,7 +44,7 @@ internal sealed class FanoutThreads : IDisposable
 
     public void Dispose() => _chunks.CompleteAdding();
 
-    private bool TryQueue(MapStream[] chunk)
+    private bool TryQueue(Chunk chunk)
     {
         try
         {
@@ -60,11 +64,23 @@ internal sealed class FanoutThreads : IDisposable
         }
     }
 
-    private static void WakeAll(MapStream[] chunk)
+    private static void WakeAll(Chunk chunk)
     {
-        foreach (var stream in chunk)
+        try
         {
-            stream.Wake();
+            for (var i = 0; i < chunk.Count; i++)
+            {
+                chunk.Streams[i].Wake();
+            }
+        }
+        finally
+        {
+            // Pooled, because a batch for 10,000 streams is 40 of them; cleared, so the pool keeps no stream alive.
+            Array.Clear(chunk.Streams, 0, chunk.Count);
+            ArrayPool<MapStream>.Shared.Return(chunk.Streams);
         }
     }
+
+    /// <summary>The first <see cref="Count"/> of a pooled array.</summary>
+    private readonly record struct Chunk(MapStream[] Streams, int Count);
 }

@@ -63,7 +63,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         Func<MapMessage, CancellationToken, Task> send, CancellationToken aborted)
     {
         var feed = await FeedAsync(session.Node.Tailnet);
-        var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
+        using var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _applicationStopping);
         feed.Attach(stream);
         GatewayMetrics.StreamOpened();
@@ -135,7 +135,8 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private async Task WriteAsync(TailnetFeed feed, MapStream stream, Func<MapMessage, CancellationToken, Task> send,
         CancellationToken cancellationToken)
     {
-        while (await stream.NextAsync(() => feed.FullMap(stream), cancellationToken) is { } message)
+        Func<FullMap> fullMap = () => feed.FullMap(stream);
+        while (await stream.NextAsync(fullMap, cancellationToken) is { } message)
         {
             await send(message, cancellationToken);
             if (message is MapDelta { ChangedAt: var changedAt } && changedAt != default)
