@@ -27,6 +27,8 @@ var rate = int.Parse(Option("--rate", "50"));
 // The gateway's Map:BatchWindow in ms; unset, the gateway's default (100 ms). With --window 0 and --rate 5 the gateway
 // sends each change as its own delta, 10 a second: the raw broadcast's message rate, without the window's wait.
 var window = Option("--window", "") is { Length: > 0 } windowMs ? TimeSpan.FromMilliseconds(int.Parse(windowMs)) : (TimeSpan?)null;
+// Offline ephemeral nodes waiting for their removal (registered, never connected), and the gateway's CPU while they wait.
+var offline = Option("--offline", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(n => n > 0).ToArray();
 var sizes = Option("--sizes", "1000,10000,50000").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(n => n > 0).ToArray();
 Console.WriteLine($"{Environment.ProcessorCount} cores; streams {string.Join("/", streamCounts)}; {rate} joins/s + {rate} leaves/s for {seconds} s; batch window {(window is { } w ? $"{w.TotalMilliseconds} ms" : "the gateway's default")}");
 Bench.BatchWindow = window;
@@ -47,6 +49,18 @@ foreach (var size in sizes)
 {
     var result = await Bench.TailnetSizeAsync(size, seconds, rate);
     Console.WriteLine($"| {size} | {result.Changes} | {result.CpuMsPerChange:F2} | {result.IdleMsPerSecond:F0} | {result.Latency.P(50):F0} | {result.Latency.P(99):F0} |");
+}
+
+if (offline.Length > 0)
+{
+    Console.WriteLine("| offline ephemeral nodes | gateway CPU ms/s, empty (baseline) | gateway CPU ms/s, with the nodes | ratio |");
+    Console.WriteLine("|---:|---:|---:|---:|");
+}
+
+foreach (var count in offline)
+{
+    var (empty, waiting) = await Bench.OfflineAsync(count, seconds);
+    Console.WriteLine($"| {count} | {empty:F0} | {waiting:F0} | {waiting / Math.Max(1, empty):F2} |");
 }
 
 string Option(string name, string fallback)
@@ -227,6 +241,26 @@ namespace EphemeralOrleans.FanoutBench
             var stormTime = storm.Elapsed;
             await held.CloseAllAsync();
             return (fanout, stormTime);
+        }
+
+        /// <summary>The gateway's CPU with no nodes, then with <paramref name="count"/> offline ephemeral nodes waiting for
+        /// their removal (the default 30-minute timeout), each over <paramref name="seconds"/>.</summary>
+        public static async Task<(double Empty, double Waiting)> OfflineAsync(int count, int seconds)
+        {
+            await using var gateway = await HostProcess.StartGatewayAsync(GatewaySettings());
+            using var http = Admin(gateway.HttpUrl);
+            var client = new ControlService.ControlServiceClient(Channel(GrpcUrl(gateway)));
+            var key = await CreateKeyAsync(http, "bench", ephemeral: true, tags: []);
+            await Task.Delay(TimeSpan.FromSeconds(5));
+            var empty = ProcessCpu.Of(gateway.Pid);
+            await Task.Delay(TimeSpan.FromSeconds(seconds));
+            var emptyMsPerSecond = empty.MillisecondsSince() / seconds;
+
+            await RegisterManyAsync(client, key, count, "gone");
+            await Task.Delay(TimeSpan.FromSeconds(10)); // the registrations' own after-work settles
+            var waiting = ProcessCpu.Of(gateway.Pid);
+            await Task.Delay(TimeSpan.FromSeconds(seconds));
+            return (emptyMsPerSecond, waiting.MillisecondsSince() / seconds);
         }
 
         public static async Task<SizeResult> TailnetSizeAsync(int size, int seconds, int rate)
