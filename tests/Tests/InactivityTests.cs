@@ -136,6 +136,24 @@ public sealed class InactivityTests : GatewayTest
         Assert.True(clock.Elapsed <= Timeout + Slack + TimeSpan.FromSeconds(2) + Tolerance, $"removed after {clock.Elapsed}");
     }
 
+    [Fact]
+    public async Task Re_registering_an_offline_ephemeral_node_restarts_its_clock()
+    {
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var nodeKey = ApiClient.NewNodeKey();
+        var (node, _) = await Gateway.RegisterAsync(key, nodeKey);
+        await Task.Delay(Timeout * 0.6); // most of its time, offline
+
+        // Started before the registration reaches the node: it can only overstate the time since.
+        var again = Stopwatch.StartNew();
+        var (same, _) = await Gateway.RegisterAsync(key, nodeKey);
+        Assert.Equal(node.Str("id"), same.Str("id"));
+        await WaitRemovedAsync(node.Str("id"));
+        // Not at its first deadline (0.8 s after the second registration): the registration counted as activity.
+        Assert.True(again.Elapsed >= Timeout, $"removed {again.Elapsed} after registering again");
+        Assert.True(again.Elapsed <= Timeout + Slack + Tolerance, $"removed {again.Elapsed} after registering again");
+    }
+
     private async Task<TimeSpan> WaitRemovedAsync(string nodeId) =>
         await Poll.UntilAsync(async () => await Gateway.GetNodeAsync(nodeId) is null, TimeSpan.FromSeconds(15), $"node {nodeId} to be removed");
 }
