@@ -79,7 +79,18 @@ public sealed class ClusterScriptTests
             using var probe = new HttpClient();
             foreach (var port in new[] { metrics1, metrics2 })
             {
-                Assert.Contains("orleans_", await probe.GetStringAsync($"http://127.0.0.1:{port}/metrics"));
+                // A silo is active in the membership table a moment before its metrics endpoint listens (seen in CI).
+                await Poll.UntilAsync(async () =>
+                {
+                    try
+                    {
+                        return (await probe.GetStringAsync($"http://127.0.0.1:{port}/metrics")).Contains("orleans_", StringComparison.Ordinal);
+                    }
+                    catch (HttpRequestException)
+                    {
+                        return false;
+                    }
+                }, TimeSpan.FromSeconds(30), $"Orleans metrics on port {port}", everyMs: 250);
             }
 
             Assert.Contains("eo_gateway_registrations_total", await probe.GetStringAsync($"http://127.0.0.1:{http}/metrics"));
