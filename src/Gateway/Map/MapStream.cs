@@ -155,25 +155,19 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity) : IValue
     /// <summary>Resumes the writer if it waits for a message (inline: see the class summary).</summary>
     public void Wake()
     {
-        lock (_gate)
+        if (StopWaiting())
         {
-            _wakeRequested = false;
-            if (!_waiting)
-            {
-                return;
-            }
-
-            _waiting = false;
+            _wait.SetResult(true);
         }
-
-        _wait.SetResult(true);
     }
 
-    /// <summary>Takes the writer's wait over; false when a wake or a cancellation already has it.</summary>
+    /// <summary>Takes the writer's wait over (a wake on its way then finds none); false when a wake or a cancellation
+    /// already has it. Whoever gets true completes the wait.</summary>
     private bool StopWaiting()
     {
         lock (_gate)
         {
+            _wakeRequested = false;
             var waiting = _waiting;
             _waiting = false;
             return waiting;

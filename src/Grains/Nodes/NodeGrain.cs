@@ -253,7 +253,6 @@ public sealed partial class NodeGrain(
         }
 
         await CheckAsync(CancellationToken.None);
-        ScheduleChecks();
     }
 
     private async Task CheckAsync(CancellationToken cancellationToken)
@@ -289,6 +288,9 @@ public sealed partial class NodeGrain(
             SiloMetrics.RemovedLate(now - (_inactiveSince + _options.InactivityTimeout));
             await RemoveAsync(RemovalReason.Inactivity);
         }
+
+        // Re-arms whatever the check changed or left to do (a deadline that moved, or one a timer reached early).
+        ScheduleChecks();
     }
 
     private async Task<RegisterResult> ReissueTokenAsync(RegisterCommand command)
@@ -474,8 +476,6 @@ public sealed partial class NodeGrain(
         }
 
         await CheckAsync(cancellationToken);
-        // Re-arms whatever the check changed or left to do (a deadline that moved, or one a timer reached early).
-        ScheduleChecks();
     }
 
     private void StopChecks()
