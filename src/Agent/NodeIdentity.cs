@@ -1,4 +1,7 @@
 using System.Text.Json;
+using EphemeralOrleans.Agent.Control;
+using EphemeralOrleans.Protocol;
+using EphemeralOrleans.Protocol.V1;
 using NSec.Cryptography;
 
 namespace EphemeralOrleans.Agent;
@@ -11,13 +14,36 @@ public sealed class NodeIdentity
     private NodeIdentity(byte[] privateKey, byte[] publicKey)
     {
         PrivateKey = privateKey;
-        NodeKey = "nodekey:" + Convert.ToHexStringLower(publicKey);
+        NodeKey = KeyText.NodeKey(publicKey);
     }
 
     public byte[] PrivateKey { get; }
 
     /// <summary><c>nodekey:</c> and the 32-byte public key in hex.</summary>
     public string NodeKey { get; }
+
+    /// <summary>A registration of this node, with a proof of possession made now when the gateway's control key is
+    /// known (gateways that publish none do not ask for one).</summary>
+    public RegisterRequest RegisterRequest(string authKey, string hostname, bool ephemeral, byte[]? controlKey)
+    {
+        var request = new RegisterRequest { AuthKey = authKey, NodeKey = NodeKey, Hostname = hostname, Ephemeral = ephemeral };
+        if (controlKey is not null)
+        {
+            Protocol.RegistrationProof proof;
+            try
+            {
+                proof = Protocol.RegistrationProof.Create(PrivateKey, controlKey, new RegistrationFields(authKey, NodeKey, hostname, ephemeral), DateTimeOffset.UtcNow);
+            }
+            catch (ArgumentException exception)
+            {
+                throw new AgentFailure("invalid_control_key", exception.Message, transient: false);
+            }
+
+            request.Proof = new Protocol.V1.RegistrationProof { Timestamp = proof.Timestamp, Mac = Google.Protobuf.ByteString.CopyFrom(proof.Mac) };
+        }
+
+        return request;
+    }
 
     public static NodeIdentity Generate()
     {

@@ -38,6 +38,9 @@ public sealed class UpCommand(UpOptions options)
     private readonly AgentOutput _output = new(options.Json);
     private readonly CancellationTokenSource _stopping = new();
     private IControlClient? _client;
+
+    /// <summary>The gateways' control key from discovery; registrations carry a proof made with it.</summary>
+    private byte[]? _controlKey;
     private Netmap? _netmap;
     private string? _nodeToken;
     private bool _logoutRequested;
@@ -132,11 +135,10 @@ public sealed class UpCommand(UpOptions options)
             throw new AgentFailure("auth_key_required", "An auth key is needed to register (--auth-key or EO_AUTH_KEY).", transient: false);
         }
 
-        var request = new RegisterRequest
-        {
-            AuthKey = options.AuthKey, NodeKey = identity.NodeKey, Hostname = options.Hostname, Ephemeral = options.InMemory,
-        };
-        var response = await RetryAsync(ct => _client!.RegisterAsync(request, ct), options.ConnectTimeout, _stopping.Token);
+        // Each attempt gets a fresh proof: the gateway accepts a proof's time once, and a retry may follow an attempt
+        // that registered the node although its answer was lost.
+        var response = await RetryAsync(ct => _client!.RegisterAsync(identity.RegisterRequest(options.AuthKey, options.Hostname, options.InMemory, _controlKey), ct),
+            options.ConnectTimeout, _stopping.Token);
         if (response is null)
         {
             return null;
@@ -302,18 +304,25 @@ public sealed class UpCommand(UpOptions options)
         }
     }
 
-    /// <summary>The client for the chosen transport; for gRPC, asks the login server where gRPC is.</summary>
+    /// <summary>The client for the chosen transport, after asking the login server for its discovery document (where
+    /// gRPC is, and the control key).</summary>
     private async Task<IControlClient?> ConnectAsync(CancellationToken cancellationToken, bool once = false)
     {
+        var discovery = once
+            ? await HttpControlClient.DiscoverAsync(options.LoginServer, cancellationToken)
+            : await RetryAsync(ct => HttpControlClient.DiscoverAsync(options.LoginServer, ct), options.ConnectTimeout, cancellationToken);
+        if (discovery is null)
+        {
+            return null;
+        }
+
+        _controlKey = discovery.ControlKey;
         if (options.Transport == AgentTransport.Http)
         {
             return new HttpControlClient(options.LoginServer);
         }
 
-        var grpcUrl = once
-            ? await HttpControlClient.GrpcEndpointAsync(options.LoginServer, cancellationToken)
-            : await RetryAsync(ct => HttpControlClient.GrpcEndpointAsync(options.LoginServer, ct), options.ConnectTimeout, cancellationToken);
-        return grpcUrl is null ? null : new GrpcControlClient(grpcUrl);
+        return new GrpcControlClient(discovery.GrpcUrl ?? throw AgentFailure.Unreachable("The gateway named no gRPC endpoint."));
     }
 
     /// <summary>Retries transient failures until <paramref name="within"/> has passed; null when stopped meanwhile.</summary>

@@ -135,6 +135,36 @@ public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
         Assert.Single(await Gateway.ListNodesAsync());
     }
 
+    [Theory]
+    [InlineData("grpc")]
+    [InlineData("http")]
+    public async Task An_agent_whose_saved_token_stopped_working_registers_its_node_again_with_a_proof(string transport)
+    {
+        var key = await Gateway.CreateKeyAsync(ephemeral: false);
+        var state = Path.Combine(_directory, $"{transport}.state");
+        var environment = new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") };
+        Node first;
+        await using (var agent = Up("builder", environment, socket: $"{transport}.sock", state: state, transport: transport))
+        {
+            first = Node.From((await agent.WaitForEventAsync("netmap", Within)).GetProperty("self"));
+            await agent.TerminateAsync();
+            Assert.Equal(0, await agent.WaitForExitAsync(Within));
+        }
+
+        // The saved token no longer works (as after a token rotation elsewhere); the node and the private key remain.
+        var saved = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(state))!;
+        saved["nodeToken"] = $"{first.Id}.{new string('A', 43)}";
+        File.WriteAllText(state, JsonSerializer.Serialize(saved));
+
+        await using var restarted = Up("builder", environment, socket: $"{transport}.sock", state: state, transport: transport);
+        await restarted.WaitForEventAsync("expired", Within);
+        var again = Node.From((await restarted.WaitForEventAsync("netmap", Within)).GetProperty("self"));
+        // Only a proof of the node key's private half gets the node back: the same node, not a second one.
+        Assert.Equal(first, again);
+        Assert.Single(await Gateway.ListNodesAsync());
+        Assert.Equal(2, (await Gateway.GetKeyAsync(key.Str("id"))).Body.GetProperty("uses").GetInt32());
+    }
+
     [Fact]
     public async Task Agents_over_grpc_and_http_see_each_other_and_logout_removes_at_once()
     {
@@ -217,6 +247,7 @@ public sealed class AgentRestartTests : PostgresTest
         await using var agent = AgentProcess.Start(["up", "--login-server", first.HttpUrl.ToString(), "--hostname", "survivor", "--json",
             "--socket", socket, "--transport", transport], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
         var before = (await agent.WaitForEventAsync("netmap", Within)).GetProperty("self");
+        var controlKey = await client.ControlKeyAsync();
 
         if (kill)
         {
@@ -238,6 +269,8 @@ public sealed class AgentRestartTests : PostgresTest
         // Reconnecting is not registering: the single-use key was used once and the node is the only one.
         Assert.Equal(1, (await client.GetKeyAsync(key.Str("id"))).Body.GetProperty("uses").GetInt32());
         Assert.Single(await client.ListNodesAsync());
+        // The control key lives in the key ring: proofs made before the restart are checked with the same key after it.
+        Assert.Equal(controlKey, await client.ControlKeyAsync());
 
         // The logs name nodes and keys, never secrets.
         Assert.DoesNotContain(key.Str("key").Split('-')[^1], first.Output + second.Output);

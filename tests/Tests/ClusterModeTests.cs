@@ -45,7 +45,21 @@ public sealed class ClusterModeTests : PostgresTest
         });
         using var secondClient = new GatewayClient(second.HttpUrl);
 
+        // Both gateways' first use of the control key at once: they end up with the one the key ring stored.
+        var controlKeys = await Task.WhenAll(client.ControlKeyAsync(), secondClient.ControlKeyAsync());
+        Assert.Equal(controlKeys[0], controlKeys[1]);
+
         var key = (await client.CreateKeyAsync(reusable: true, ephemeral: true)).Str("key");
+        // A proof made for one gateway holds on the other, and a proof used on one is used on both.
+        var device = TestDevice.Create();
+        var proof = device.Prove(controlKeys[0], key, "delta");
+        var registered = await client.TryRegisterAsync(key, device.NodeKey, "delta", proof: proof);
+        Assert.Equal(HttpStatusCode.OK, registered.Status);
+        Assert.Equal((HttpStatusCode.Unauthorized, "proof_replayed"), ((await secondClient.TryRegisterAsync(key, device.NodeKey, "delta", proof: proof)) is var r ? (r.Status, r.Code) : default));
+        var (again, _) = await secondClient.RegisterDeviceAsync(key, device, "delta");
+        Assert.Equal(registered.Body.GetProperty("node").Str("id"), again.Str("id"));
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteNodeAsync(again.Str("id"))).Status);
+
         var (a, tokenA) = await client.RegisterAsync(key, hostname: "alpha");
         var (b, tokenB) = await client.RegisterAsync(key, hostname: "bravo");
         // B stays connected until it logs out: without a stream, the 2 s timeout could remove it before this test is there.

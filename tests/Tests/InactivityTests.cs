@@ -140,13 +140,13 @@ public sealed class InactivityTests : GatewayTest
     public async Task Re_registering_an_offline_ephemeral_node_restarts_its_clock()
     {
         var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
-        var nodeKey = ApiClient.NewNodeKey();
-        var (node, _) = await Gateway.RegisterAsync(key, nodeKey);
+        var device = TestDevice.Create();
+        var (node, _) = await Gateway.RegisterDeviceAsync(key, device);
         await Task.Delay(Timeout * 0.6); // most of its time, offline
 
         // Started before the registration reaches the node: it can only overstate the time since.
         var again = Stopwatch.StartNew();
-        var (same, _) = await Gateway.RegisterAsync(key, nodeKey);
+        var (same, _) = await Gateway.RegisterDeviceAsync(key, device);
         Assert.Equal(node.Str("id"), same.Str("id"));
         await WaitRemovedAsync(node.Str("id"));
         // Not at its first deadline (0.8 s after the second registration): the registration counted as activity.

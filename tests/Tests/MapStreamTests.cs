@@ -78,16 +78,20 @@ public sealed class MapStreamTests : GatewayTest
     [Theory]
     [InlineData(Transport.Http)]
     [InlineData(Transport.Grpc)]
-    public async Task Registering_the_same_node_key_again_returns_the_same_node_and_voids_the_old_token(Transport transport)
+    public async Task Registering_the_same_node_key_again_with_a_proof_returns_the_same_node_and_voids_the_old_token(Transport transport)
     {
         var api = Gateway.Over(transport);
         var key = (await api.CreateKeyAsync(ephemeral: false)).Str("key");
-        var nodeKey = ApiClient.NewNodeKey();
+        var device = TestDevice.Create();
+        var nodeKey = device.NodeKey;
         var (first, oldToken) = await api.RegisterAsync(key, nodeKey, "laptop");
         await using var oldStream = await api.OpenMapAsync(oldToken);
         await oldStream.WaitForAsync(m => m.Type() == "full", Within, "full map");
 
-        var (second, newToken) = await api.RegisterAsync(key, nodeKey.ToUpperInvariant().Replace("NODEKEY:", "nodekey:"), "laptop");
+        var again = await api.TryRegisterAsync(key, nodeKey.ToUpperInvariant().Replace("NODEKEY:", "nodekey:"), "laptop",
+            proof: device.Prove(await api.ControlKeyAsync(), key, "laptop"));
+        Assert.True(again.Status == HttpStatusCode.OK, $"register again: {again.Status} {again.Code}");
+        var (second, newToken) = (again.Body.GetProperty("node"), again.Body.Str("nodeToken"));
         Assert.Equal(first.Str("id"), second.Str("id"));
         Assert.Equal(first.Str("ipv4"), second.Str("ipv4"));
         Assert.Equal(first.Str("name"), second.Str("name"));

@@ -2,10 +2,14 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using EphemeralOrleans.Protocol;
 using EphemeralOrleans.Protocol.V1;
 using Google.Protobuf;
 
 namespace EphemeralOrleans.Agent.Control;
+
+/// <summary>What <c>GET /api/v1/machine/endpoints</c> tells an agent.</summary>
+public sealed record GatewayDiscovery(Uri? GrpcUrl, byte[]? ControlKey);
 
 /// <summary>The agent API over HTTP/1.1: JSON calls and the NDJSON netmap stream, read into the same messages as gRPC.</summary>
 public sealed class HttpControlClient(Uri loginServer) : IControlClient
@@ -14,18 +18,34 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
     private static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
     private readonly HttpClient _http = new() { BaseAddress = loginServer, Timeout = Timeout.InfiniteTimeSpan };
 
-    /// <summary>Where the gateway behind <paramref name="loginServer"/> serves gRPC.</summary>
-    public static async Task<Uri> GrpcEndpointAsync(Uri loginServer, CancellationToken cancellationToken)
+    /// <summary>The discovery document of the gateway behind <paramref name="loginServer"/>: where it serves gRPC, and
+    /// its control key (absent from gateways older than registration proofs).</summary>
+    public static async Task<GatewayDiscovery> DiscoverAsync(Uri loginServer, CancellationToken cancellationToken)
     {
         using var http = new HttpClient { BaseAddress = loginServer, Timeout = TimeSpan.FromSeconds(10) };
         var json = await SendAsync(() => http.GetAsync("/api/v1/machine/endpoints", cancellationToken), cancellationToken);
-        return new Uri(json.GetProperty("grpc").GetString() ?? throw AgentFailure.Unreachable("The gateway named no gRPC endpoint."));
+        var grpc = json.TryGetProperty("grpc", out var g) && g.GetString() is { Length: > 0 } url ? new Uri(url) : null;
+        byte[]? controlKey = null;
+        if (json.TryGetProperty("controlKey", out var c) && !KeyText.TryParse(c.GetString(), KeyText.ControlKeyPrefix, out controlKey))
+        {
+            throw new AgentFailure("invalid_control_key", $"The gateway's control key '{c}' is not 'controlkey:' and 64 hex digits.", transient: false);
+        }
+
+        return new GatewayDiscovery(grpc, controlKey);
     }
+
+    /// <summary>Where the gateway behind <paramref name="loginServer"/> serves gRPC.</summary>
+    public static async Task<Uri> GrpcEndpointAsync(Uri loginServer, CancellationToken cancellationToken) =>
+        (await DiscoverAsync(loginServer, cancellationToken)).GrpcUrl ?? throw AgentFailure.Unreachable("The gateway named no gRPC endpoint.");
 
     public async Task<RegisterResponse> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
     {
         var json = await SendAsync(() => _http.PostAsJsonAsync("/api/v1/machine/register",
-            new { authKey = request.AuthKey, nodeKey = request.NodeKey, hostname = request.Hostname, ephemeral = request.Ephemeral },
+            new
+            {
+                authKey = request.AuthKey, nodeKey = request.NodeKey, hostname = request.Hostname, ephemeral = request.Ephemeral,
+                proof = request.Proof is { } proof ? new { timestamp = proof.Timestamp, mac = proof.Mac.ToBase64() } : null,
+            },
             cancellationToken), cancellationToken);
         return new RegisterResponse { Node = ParseNode(json.GetProperty("node")), NodeToken = json.GetProperty("nodeToken").GetString() };
     }

@@ -17,9 +17,9 @@ public interface ITailnetDirectoryGrain : IGrainWithIntegerKey
 }
 
 /// <summary>
-/// The ASP.NET Core data-protection key ring shared by every gateway of a cluster (the grain of key <see cref="Key"/>),
-/// so that a console session cookie or anti-forgery token issued by one gateway is accepted by the others and
-/// survives restarts.
+/// The gateways' shared secrets (the grain of key <see cref="Key"/>): the ASP.NET Core data-protection key ring, so that
+/// a console session cookie or anti-forgery token issued by one gateway is accepted by the others and survives
+/// restarts; and the control key every gateway of the cluster verifies registration proofs with.
 /// </summary>
 public interface IKeyRingGrain : IGrainWithStringKey
 {
@@ -32,4 +32,9 @@ public interface IKeyRingGrain : IGrainWithStringKey
 
     /// <summary>Stores one key element under <paramref name="friendlyName"/> (replacing one of the same name); completes once durable.</summary>
     Task StoreElement(string friendlyName, string xml);
+
+    /// <summary>The gateways' X25519 control key (its private half, base64): the stored one, or
+    /// <paramref name="candidate"/> stored now when there is none yet. Completes once the key is durable, so every
+    /// gateway of the cluster, concurrent first starts included, ends up with the same key.</summary>
+    Task<string> GetOrCreateControlKey(string candidate);
 }

@@ -6,7 +6,17 @@ public sealed record RegisterCommand(
     [property: Id(0)] string NodeKey,
     [property: Id(1)] string Hostname,
     [property: Id(2)] bool Ephemeral,
-    [property: Id(3)] KeyGrant Grant);
+    [property: Id(3)] KeyGrant Grant)
+{
+    /// <summary>When the caller proved it holds the node key's private half: the timestamp of a registration proof the
+    /// gateway verified. Null without a proof. A node accepts each proof time once, in increasing order.</summary>
+    [Id(4)]
+    public DateTimeOffset? ProvenAt { get; init; }
+
+    /// <summary>The node token the caller presented, if any: the other way to show it is the node's own agent.</summary>
+    [Id(5)]
+    public string? NodeToken { get; init; }
+}
 
 /// <summary>A registered node and its new token (shown once), or why not.</summary>
 [GenerateSerializer, Immutable]

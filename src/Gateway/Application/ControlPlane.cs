@@ -4,12 +4,17 @@ using EphemeralOrleans.Contracts.Policy;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Gateway.Hosting;
 using EphemeralOrleans.Gateway.Telemetry;
+using EphemeralOrleans.Protocol;
 using Microsoft.Extensions.Options;
 
 namespace EphemeralOrleans.Gateway.Application;
 
 /// <summary>A registration as agents send it.</summary>
-public sealed record RegisterRequest(string? AuthKey, string? NodeKey, string? Hostname, bool Ephemeral);
+public sealed record RegisterRequest(string? AuthKey, string? NodeKey, string? Hostname, bool Ephemeral, ProofRequest? Proof = null);
+
+/// <summary>A registration's proof of possession of its node key (see <see cref="RegistrationProof"/>): Unix
+/// milliseconds and the MAC, base64.</summary>
+public sealed record ProofRequest(long Timestamp, string? Mac);
 
 /// <summary>A key as operators ask for it.</summary>
 public sealed record CreateKeyRequest(bool Reusable, bool Ephemeral, bool Preauthorized, string[]? Tags, long? ExpirySeconds, string? Description);
@@ -18,7 +23,7 @@ public sealed record CreateKeyRequest(bool Reusable, bool Ephemeral, bool Preaut
 /// The application layer: every rule of the agent and admin APIs, called by each transport. Refusals are thrown as
 /// <see cref="ControlPlaneException"/>; the transports only translate.
 /// </summary>
-public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options)
+public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options, ControlKey controlKey, TimeProvider time)
 {
     private const int MaxHostnameLength = 255;
     private const int MaxDescriptionLength = 512;
@@ -32,7 +37,9 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             ? tailnet
             : throw new ControlPlaneException(Failure.Invalid("invalid_tailnet", "The tailnet name must match [a-z0-9][a-z0-9.-]{0,62}, or be '-'."));
 
-    public async Task<(NodeView Node, string NodeToken)> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
+    /// <summary>Registers a device. <paramref name="nodeToken"/> is the bearer credential the call came with, if any:
+    /// besides a proof, the node's current token lets its agent register the node again.</summary>
+    public async Task<(NodeView Node, string NodeToken)> RegisterAsync(RegisterRequest request, string? nodeToken, CancellationToken cancellationToken)
     {
         if (!Identifiers.TryNodeKey(request.NodeKey, out var nodeKey))
         {
@@ -50,13 +57,18 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             throw new ControlPlaneException(Failure.Unauthenticated("invalid_key", "The auth key is unknown or its secret is wrong."));
         }
 
+        // Checked before the key is redeemed: a proof that fails here costs the key no use.
+        var provenAt = request.Proof is { } proof
+            ? await VerifyProofAsync(proof, nodeKey, new RegistrationFields(request.AuthKey!, nodeKey, request.Hostname!, request.Ephemeral), cancellationToken)
+            : (DateTimeOffset?)null;
+
         await _registrations.WaitAsync(cancellationToken);
         try
         {
             var redeemed = await grains.GetGrain<IAuthKeyGrain>(keyId).Redeem(secret);
             var grant = redeemed.Grant ?? throw Refused(redeemed.Failure!);
             var result = await grains.GetGrain<INodeGrain>(NodeIds.GrainKeyFor(grant.Tailnet, nodeKey))
-                .Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant));
+                .Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant) { ProvenAt = provenAt, NodeToken = nodeToken });
             if (result.Failure is { } failure)
             {
                 throw Refused(failure);
@@ -69,12 +81,38 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         {
             _registrations.Release();
         }
+    }
 
-        static ControlPlaneException Refused(Failure failure)
+    /// <summary>The gateways' control key, which registration proofs are made with: <c>controlkey:&lt;64 hex&gt;</c>.</summary>
+    public Task<string> ControlKeyAsync(CancellationToken cancellationToken) => controlKey.PublicTextAsync(cancellationToken);
+
+    /// <summary>The proof's time once its MAC and clock window check out; refuses otherwise. Whether the time is later
+    /// than the node's last accepted proof (no replay) is the node grain's check.</summary>
+    private async Task<DateTimeOffset> VerifyProofAsync(ProofRequest proof, string nodeKey, RegistrationFields fields, CancellationToken cancellationToken)
+    {
+        var mac = new byte[RegistrationProof.MacLength];
+        if (proof.Mac is null || !Convert.TryFromBase64String(proof.Mac, mac, out var length) || length != RegistrationProof.MacLength
+            || proof.Timestamp is < 0 or > 253402300799999)
         {
-            GatewayMetrics.Registration(failure.Code);
-            return new ControlPlaneException(failure);
+            throw Refused(Failure.Invalid("malformed_proof", "proof must be {\"timestamp\": Unix milliseconds, \"mac\": 32 bytes in base64}."));
         }
+
+        var provenAt = DateTimeOffset.FromUnixTimeMilliseconds(proof.Timestamp);
+        var skew = provenAt - time.GetUtcNow();
+        var window = options.Value.ProofClockWindow;
+        if (skew.Duration() > window)
+        {
+            throw Refused(Failure.Unauthenticated("proof_clock_skew",
+                $"The proof's timestamp is {skew.Duration().TotalSeconds:0} s {(skew > TimeSpan.Zero ? "ahead of" : "behind")} the gateway's clock; at most {window.TotalSeconds:0} s is accepted."));
+        }
+
+        KeyText.TryParse(nodeKey, KeyText.NodeKeyPrefix, out var nodePublicKey);
+        if (!new RegistrationProof(proof.Timestamp, mac).Verify(await controlKey.PrivateKeyAsync(cancellationToken), nodePublicKey!, fields))
+        {
+            throw Refused(Failure.Unauthenticated("invalid_proof", "The proof does not show possession of this node key's private key (made for another gateway, key or request?)."));
+        }
+
+        return provenAt;
     }
 
     /// <summary>Authenticates a node token and opens a map session for <paramref name="streamId"/>.</summary>
@@ -226,6 +264,13 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         await grains.GetGrain<ITailnetGrain>(tailnet).GetPolicy() is { } json ? PolicyDocument.Parse(json) : PolicyDocument.AllowAll;
 
     private static bool IsKeyId(string keyId) => keyId.Length is > 0 and <= 64 && keyId.All(char.IsAsciiLetterOrDigit);
+
+    /// <summary>A refused registration, counted by its problem code.</summary>
+    private static ControlPlaneException Refused(Failure failure)
+    {
+        GatewayMetrics.Registration(failure.Code);
+        return new ControlPlaneException(failure);
+    }
 
     private static ControlPlaneException NodeNotFound(string tailnet, string nodeId) =>
         new(Failure.NotFound("node_not_found", $"No node '{nodeId}' in tailnet '{tailnet}'."));

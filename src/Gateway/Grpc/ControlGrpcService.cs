@@ -15,8 +15,10 @@ public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IO
 {
     public async Task<RegisterResponse> Register(RegisterRequest request, ServerCallContext context)
     {
+        var proof = request.Proof is { } p ? new ProofRequest(p.Timestamp, p.Mac.ToBase64()) : null;
         var (node, token) = await controlPlane.RegisterAsync(
-            new Application.RegisterRequest(request.AuthKey, request.NodeKey, request.Hostname, request.Ephemeral), context.CancellationToken);
+            new Application.RegisterRequest(request.AuthKey, request.NodeKey, request.Hostname, request.Ephemeral, proof),
+            GrpcCredentials.Bearer(context), context.CancellationToken);
         return new RegisterResponse { Node = node.ToProto(), NodeToken = token };
     }
 
@@ -38,8 +40,8 @@ public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IO
         return new LogoutResponse();
     }
 
-    public Task<EndpointsResponse> Endpoints(EndpointsRequest request, ServerCallContext context) =>
-        Task.FromResult(new EndpointsResponse { Grpc = options.Value.GrpcUrl(configuration) ?? "" });
+    public async Task<EndpointsResponse> Endpoints(EndpointsRequest request, ServerCallContext context) =>
+        new() { Grpc = options.Value.GrpcUrl(configuration) ?? "", ControlKey = await controlPlane.ControlKeyAsync(context.CancellationToken) };
 }
 
 /// <summary>Credentials in gRPC metadata: <c>authorization: Bearer …</c>.</summary>

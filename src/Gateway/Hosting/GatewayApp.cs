@@ -75,6 +75,7 @@ public static partial class GatewayApp
         }
 
         builder.Services.AddSingleton(new AdminKey(adminKey!));
+        builder.Services.AddSingleton<ControlKey>();
         builder.Services.AddSingleton<ControlPlane>();
         builder.Services.AddSingleton<MapHub>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MapHub>());

@@ -25,6 +25,9 @@ public sealed class GatewayOptions
     /// <summary>Messages buffered per map stream; a stream that falls further behind is reset with a fresh full map.</summary>
     public int StreamBufferSize { get; set; } = 256;
 
+    /// <summary>How far a registration proof's timestamp may be from this gateway's clock, either way.</summary>
+    public TimeSpan ProofClockWindow { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 64 * 1024;
 

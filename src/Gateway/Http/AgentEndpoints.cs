@@ -20,12 +20,12 @@ public static class AgentEndpoints
         machine.MapPost("/register", async (HttpContext context, ControlPlane controlPlane) =>
         {
             var request = await RequestBodies.ReadAsync<RegisterRequest>(context);
-            var (node, token) = await controlPlane.RegisterAsync(request, context.RequestAborted);
+            var (node, token) = await controlPlane.RegisterAsync(request, RequestBodies.Bearer(context), context.RequestAborted);
             return Results.Ok(new { node, nodeToken = token });
         });
 
-        machine.MapGet("/endpoints", (IOptions<GatewayOptions> options, IConfiguration configuration) =>
-            Results.Ok(new { grpc = options.Value.GrpcUrl(configuration) }));
+        machine.MapGet("/endpoints", async (HttpContext context, ControlPlane controlPlane, IOptions<GatewayOptions> options, IConfiguration configuration) =>
+            Results.Ok(new { grpc = options.Value.GrpcUrl(configuration), controlKey = await controlPlane.ControlKeyAsync(context.RequestAborted) }));
 
         machine.MapGet("/map", async (HttpContext context, ControlPlane controlPlane, MapHub hub) =>
         {

@@ -39,6 +39,9 @@ public sealed class TailnetDirectoryGrain(
 public sealed class KeyRingState
 {
     [Id(0)] public ImmutableDictionary<string, string> Elements { get; set; } = ImmutableDictionary.Create<string, string>(StringComparer.Ordinal);
+
+    /// <summary>The gateways' control key, private half, base64; null until the first gateway asks.</summary>
+    [Id(1)] public string? ControlKey { get; set; }
 }
 
 public sealed class KeyRingGrain(
@@ -59,5 +62,26 @@ public sealed class KeyRingGrain(
             ring.State.Elements = before;
             throw;
         }
+    }
+
+    public async Task<string> GetOrCreateControlKey(string candidate)
+    {
+        if (ring.State.ControlKey is { } stored)
+        {
+            return stored;
+        }
+
+        ring.State.ControlKey = candidate;
+        try
+        {
+            await ring.WriteStateAsync();
+        }
+        catch
+        {
+            ring.State.ControlKey = null;
+            throw;
+        }
+
+        return candidate;
     }
 }

@@ -125,6 +125,7 @@ public sealed partial class NodeGrain(
             KeyId = command.Grant.KeyId,
             TokenHash = Secrets.Hash(secret),
             LastSeen = now,
+            LastProofAt = command.ProvenAt,
         };
         // The registry entry (and the node's name) is written alongside the node's own state; should this grain's
         // silo die in between, the registry drops the entry when it finds no such node (see TailnetGrain).
@@ -293,6 +294,13 @@ public sealed partial class NodeGrain(
         ScheduleChecks();
     }
 
+    /// <summary>
+    /// Registering a node key that already has a node hands that node over, so the caller must show it is the node's
+    /// own agent: a registration proof later than any this node accepted (the agent holds the private key), or the
+    /// node's current token. Node keys are public (every peer's netmap has them); a key alone gets nothing. A refusal
+    /// changes nothing: the node, its token and its streams stay as they are. Once proven, the registration is the
+    /// new key's: its id, tags and pre-authorization apply (an approval already given stays).
+    /// </summary>
     private async Task<RegisterResult> ReissueTokenAsync(RegisterCommand command)
     {
         if (State.NodeKey != command.NodeKey || State.Tailnet != command.Grant.Tailnet)
@@ -301,10 +309,21 @@ public sealed partial class NodeGrain(
             return new RegisterResult(null, null, Failure.Forbidden("node_key_conflict", "This node key cannot be registered."));
         }
 
+        if (PossessionFailure(command) is { } refused)
+        {
+            LogTakeoverRefused(State.NodeId!, command.Grant.KeyId, refused.Code);
+            return new RegisterResult(null, null, refused);
+        }
+
+        var previousKey = State.KeyId;
         var secret = Secrets.Base62(43);
         State.TokenHash = Secrets.Hash(secret);
         State.SessionEpoch++;
         State.LoggedOut = false;
+        State.LastProofAt = command.ProvenAt ?? State.LastProofAt;
+        State.KeyId = command.Grant.KeyId;
+        State.Tags = command.Grant.Tags;
+        State.Authorized |= command.Grant.Preauthorized;
         if (!Online)
         {
             // A registration is activity: the inactivity clock starts again.
@@ -315,9 +334,29 @@ public sealed partial class NodeGrain(
 
         await node.WriteStateAsync();
         await Tailnet().Upsert(View());
-        LogReregistered(State.NodeId!, command.Grant.KeyId);
+        LogReregistered(State.NodeId!, command.Grant.KeyId, previousKey, command.ProvenAt is not null ? "proof" : "token");
         SiloMetrics.Registered(State.Ephemeral, again: true);
         return new RegisterResult(View(), $"{State.NodeId}.{secret}", null);
+    }
+
+    /// <summary>Null when the caller showed it is this node's agent; otherwise why not.</summary>
+    private Failure? PossessionFailure(RegisterCommand command)
+    {
+        if (command.ProvenAt is { } provenAt)
+        {
+            return State.LastProofAt is null || provenAt > State.LastProofAt
+                ? null
+                : Failure.Unauthenticated("proof_replayed", "This registration proof was already used, or an earlier one than the last accepted: make a new one.");
+        }
+
+        if (NodeIds.TryToken(command.NodeToken, out var nodeId, out var tokenSecret)
+            && nodeId == State.NodeId && !State.LoggedOut && Secrets.Matches(tokenSecret, State.TokenHash))
+        {
+            return null;
+        }
+
+        return Failure.Unauthenticated("proof_required",
+            "This node key belongs to a registered node: registering it again needs a proof of possession of its private key (see the API's 'proof') or the node's current token.");
     }
 
     private async Task<uint> AcquireAddressAsync(string tailnet, string nodeId)
@@ -538,8 +577,11 @@ public sealed partial class NodeGrain(
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} registered in {Tailnet} as {Name} at {Ipv4} (ephemeral: {Ephemeral}, key {KeyId})")]
     private partial void LogRegistered(string nodeId, string tailnet, string name, string ipv4, bool ephemeral, string keyId);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} re-registered with key {KeyId}; its previous token is void")]
-    private partial void LogReregistered(string nodeId, string keyId);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} re-registered with key {KeyId} (was {PreviousKeyId}), shown by {Credential}; its previous token is void")]
+    private partial void LogReregistered(string nodeId, string keyId, string previousKeyId, string credential);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node {NodeId}: a registration with key {KeyId} was refused ({Code}); the node is unchanged")]
+    private partial void LogTakeoverRefused(string nodeId, string keyId, string code);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} logged out")]
     private partial void LogLoggedOut(string nodeId);

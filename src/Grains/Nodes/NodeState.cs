@@ -29,4 +29,7 @@ public sealed class NodeState
 
     /// <summary>Set (durably) before a removal's steps start, so that a crash mid-way is finished by the reminder.</summary>
     [Id(16)] public RemovalReason? Removing { get; set; }
+
+    /// <summary>The time of the last registration proof this node accepted; a proof must be later (no replay).</summary>
+    [Id(17)] public DateTimeOffset? LastProofAt { get; set; }
 }

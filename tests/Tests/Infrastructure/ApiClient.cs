@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text.Json;
+using EphemeralOrleans.Protocol;
 
 namespace EphemeralOrleans.Tests.Infrastructure;
 
@@ -37,12 +38,29 @@ public abstract class ApiClient : IDisposable
         return reply.Body;
     }
 
-    public abstract Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false);
+    /// <summary>Registers; <paramref name="nodeToken"/> goes as the bearer credential, <paramref name="proof"/> in the body.</summary>
+    public abstract Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false,
+        RegistrationProof? proof = null, string? nodeToken = null);
+
+    /// <summary>The gateways' control key from the discovery call (<c>controlkey:…</c>).</summary>
+    public abstract Task<string> ControlKeyAsync();
+
+    /// <summary>Registers <paramref name="device"/> as its agent does: with a fresh proof of possession.</summary>
+    public async Task<Reply> TryRegisterDeviceAsync(string authKey, TestDevice device, string hostname = "host", bool ephemeral = false) =>
+        await TryRegisterAsync(authKey, device.NodeKey, hostname, ephemeral, device.Prove(await ControlKeyAsync(), authKey, hostname, ephemeral));
 
     /// <summary>Registers and returns (node, token), failing the test on any refusal.</summary>
     public async Task<(JsonElement Node, string Token)> RegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false)
     {
         var reply = await TryRegisterAsync(authKey, nodeKey ?? NewNodeKey(), hostname, ephemeral);
+        Assert.True(reply.Status == HttpStatusCode.OK, $"register: {reply.Status} {reply.Code}");
+        return (reply.Body.GetProperty("node").Clone(), reply.Body.Str("nodeToken"));
+    }
+
+    /// <summary>Registers <paramref name="device"/> with a proof and returns (node, token), failing the test on any refusal.</summary>
+    public async Task<(JsonElement Node, string Token)> RegisterDeviceAsync(string authKey, TestDevice device, string hostname = "host", bool ephemeral = false)
+    {
+        var reply = await TryRegisterDeviceAsync(authKey, device, hostname, ephemeral);
         Assert.True(reply.Status == HttpStatusCode.OK, $"register: {reply.Status} {reply.Code}");
         return (reply.Body.GetProperty("node").Clone(), reply.Body.Str("nodeToken"));
     }

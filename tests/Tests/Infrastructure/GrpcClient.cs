@@ -47,15 +47,21 @@ public sealed class GrpcClient : ApiClient
             return (HttpStatusCode.Created, With(key, "key", created.Key));
         });
 
-    public override Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false) =>
+    public override Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false,
+        Protocol.RegistrationProof? proof = null, string? nodeToken = null) =>
         CallAsync(async () =>
         {
-            var response = await _control.RegisterAsync(new RegisterRequest
+            var request = new RegisterRequest { AuthKey = authKey, NodeKey = nodeKey ?? NewNodeKey(), Hostname = hostname, Ephemeral = ephemeral };
+            if (proof is not null)
             {
-                AuthKey = authKey, NodeKey = nodeKey ?? NewNodeKey(), Hostname = hostname, Ephemeral = ephemeral,
-            });
+                request.Proof = new RegistrationProof { Timestamp = proof.Timestamp, Mac = Google.Protobuf.ByteString.CopyFrom(proof.Mac) };
+            }
+
+            var response = await _control.RegisterAsync(request, nodeToken is null ? null : Bearer(nodeToken));
             return (HttpStatusCode.OK, Serialize(new { node = ToJson(response.Node), nodeToken = response.NodeToken }));
         });
+
+    public override async Task<string> ControlKeyAsync() => (await _control.EndpointsAsync(new EndpointsRequest())).ControlKey;
 
     public override async Task<HttpStatusCode> LogoutAsync(string token) =>
         (await CallAsync(async () =>

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
+using EphemeralOrleans.Protocol;
 using EphemeralOrleans.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -25,15 +26,35 @@ public class GatewayClient : ApiClient
 
     public override Transport Transport => Transport.Http;
 
-    public Task<HttpResponseMessage> PostRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false) =>
-        Http.PostAsJsonAsync("/api/v1/machine/register", new { authKey, nodeKey = nodeKey ?? NewNodeKey(), hostname, ephemeral });
+    public Task<HttpResponseMessage> PostRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false,
+        RegistrationProof? proof = null, string? nodeToken = null)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machine/register")
+        {
+            Content = JsonContent.Create(new
+            {
+                authKey, nodeKey = nodeKey ?? NewNodeKey(), hostname, ephemeral,
+                proof = proof is null ? null : new { timestamp = proof.Timestamp, mac = Convert.ToBase64String(proof.Mac) },
+            }),
+        };
+        if (nodeToken is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", nodeToken);
+        }
+
+        return Http.SendAsync(request);
+    }
+
+    public override async Task<string> ControlKeyAsync() =>
+        (await Http.GetFromJsonAsync<JsonElement>("/api/v1/machine/endpoints")).Str("controlKey");
 
     public override async Task<Reply> TryCreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, long? expirySeconds, string tailnet = "-") =>
         await ReplyAsync(await Admin.PostAsJsonAsync($"/api/v1/tailnets/{tailnet}/keys",
             new { reusable, ephemeral, preauthorized, tags, expirySeconds, description = "test" }));
 
-    public override async Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false) =>
-        await ReplyAsync(await PostRegisterAsync(authKey, nodeKey, hostname, ephemeral));
+    public override async Task<Reply> TryRegisterAsync(string authKey, string? nodeKey = null, string hostname = "host", bool ephemeral = false,
+        RegistrationProof? proof = null, string? nodeToken = null) =>
+        await ReplyAsync(await PostRegisterAsync(authKey, nodeKey, hostname, ephemeral, proof, nodeToken));
 
     public override async Task<HttpStatusCode> LogoutAsync(string token)
     {

@@ -1,0 +1,49 @@
+using EphemeralOrleans.Contracts.Grains;
+using EphemeralOrleans.Protocol;
+using NSec.Cryptography;
+
+namespace EphemeralOrleans.Gateway.Application;
+
+/// <summary>
+/// The gateways' static X25519 control key: agents prove they hold their node key by a MAC keyed with the secret it
+/// shares with this key (<see cref="RegistrationProof"/>). Kept in the key ring grain, so it survives restarts and
+/// every gateway of a cluster has the same one; loaded on first use and then held in memory.
+/// </summary>
+public sealed class ControlKey(IGrainFactory grains) : IDisposable
+{
+    private readonly SemaphoreSlim _loading = new(1, 1);
+    private volatile Key? _key;
+
+    /// <summary>The private key, for verifying proofs.</summary>
+    public async Task<Key> PrivateKeyAsync(CancellationToken cancellationToken = default) => _key ?? await LoadAsync(cancellationToken);
+
+    /// <summary>The public key as agents are given it: <c>controlkey:&lt;64 hex&gt;</c>.</summary>
+    public async Task<string> PublicTextAsync(CancellationToken cancellationToken = default) =>
+        KeyText.ControlKey((await PrivateKeyAsync(cancellationToken)).PublicKey.Export(KeyBlobFormat.RawPublicKey));
+
+    public void Dispose() => _key?.Dispose();
+
+    private async Task<Key> LoadAsync(CancellationToken cancellationToken)
+    {
+        await _loading.WaitAsync(cancellationToken);
+        try
+        {
+            if (_key is { } loaded)
+            {
+                return loaded;
+            }
+
+            // Every gateway offers a fresh key; the ring keeps the first one stored and hands that to all.
+            using var candidate = Key.Create(KeyAgreementAlgorithm.X25519,
+                new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport });
+            var offered = Convert.ToBase64String(candidate.Export(KeyBlobFormat.RawPrivateKey));
+            var stored = await grains.GetGrain<IKeyRingGrain>(IKeyRingGrain.Key).GetOrCreateControlKey(offered).WaitAsync(cancellationToken);
+            _key = Key.Import(KeyAgreementAlgorithm.X25519, Convert.FromBase64String(stored), KeyBlobFormat.RawPrivateKey);
+            return _key;
+        }
+        finally
+        {
+            _loading.Release();
+        }
+    }
+}
