@@ -30,7 +30,7 @@ public sealed class AddressTests(ClusterFixture fixture) : IClassFixture<Cluster
         }));
 
         Assert.All(results, r => Assert.Null(r.Failure));
-        var nodes = results.Select(r => r.Node!).ToArray();
+        var nodes = results.Select(r => NodeView.From(r.Node!)).ToArray();
         Assert.Equal(1000, nodes.Select(n => n.Ipv4).Distinct().Count());
         Assert.Equal(1000, nodes.Select(n => n.Ipv6).Distinct().Count());
         var pool = new AddressPool("100.64.0.0/21");
@@ -39,7 +39,7 @@ public sealed class AddressTests(ClusterFixture fixture) : IClassFixture<Cluster
 
         var snapshot = await client.GetGrain<ITailnetGrain>(tailnet).GetSnapshot();
         Assert.Equal(1000, snapshot.Nodes.Length);
-        Assert.Equal(1000, snapshot.Nodes.Select(n => n.Name).Distinct().Count());
+        Assert.Equal(1000, snapshot.Nodes.Select(n => n.Record.Name).Distinct().Count());
         Assert.Equal(1000, (await key.Describe())!.Uses);
     }
 }

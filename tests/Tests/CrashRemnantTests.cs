@@ -1,3 +1,4 @@
+using System.Net;
 using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Validation;
@@ -47,8 +48,8 @@ public sealed class CrashRemnantTests : GatewayTest
         var (real, _) = await Gateway.RegisterAsync(key, hostname: "real");
         var tailnet = Gateway.Service<IGrainFactory>().GetGrain<ITailnetGrain>("remnants3");
         var ghostId = NodeIds.NewNodeId(NodeIds.GrainKeyFor("remnants3", TestGateway.NewNodeKey()));
-        var ghost = new NodeView(ghostId, "", "ghost", TestGateway.NewNodeKey(), "100.64.9.9", AddressPool.FormatIpv6(0x64400909),
-            true, [], false, null, DateTimeOffset.UtcNow, true, false, "k", "remnants3");
+        var ghost = new NodeEntry(new NodeRecord(ghostId, "", "ghost", TestGateway.NewNodeKey(), IPAddress.Parse("100.64.9.9"), AddressPool.Ipv6Address(0x64400909),
+            true, ValueList<string>.Empty, DateTimeOffset.UtcNow, true, false, "k", "remnants3", 0), new NodePresence(false, null));
         Assert.Equal("ghost", await tailnet.Upsert(ghost));
         Assert.Contains(await Gateway.ListNodesAsync("remnants3"), n => n.Str("id") == ghostId);
 

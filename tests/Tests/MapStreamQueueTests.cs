@@ -1,3 +1,4 @@
+using System.Net;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Tests.Infrastructure;
@@ -8,9 +9,9 @@ namespace EphemeralOrleans.Tests;
 /// holding anything up; an agent that keeps up gets every message in order.</summary>
 public sealed class MapStreamQueueTests
 {
-    private static NodeView Node(string id) =>
-        new(id, id, id, "nodekey:" + new string('0', 64), "100.64.0.1", "fd7a:115c:a1e0::1", true, [], false, null,
-            DateTimeOffset.UnixEpoch, true, false, "key", "default");
+    private static NodeEntry Node(string id) =>
+        new(new NodeRecord(id, id, id, "nodekey:" + new string('0', 64), IPAddress.Parse("100.64.0.1"), IPAddress.Parse("fd7a:115c:a1e0::1"), true,
+            ValueList<string>.Empty, DateTimeOffset.UnixEpoch, true, false, "key", "default", 0), new NodePresence(false, null));
 
     private static MapDelta Delta(long version) => new(version, [Node($"n{version}")], []);
 

@@ -1,3 +1,4 @@
+using System.Net;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Policy;
 
@@ -7,17 +8,17 @@ namespace EphemeralOrleans.Tests;
 /// <c>*</c>, and unapproved nodes.</summary>
 public sealed class PolicyVisibilityTests
 {
-    private static NodeView Node(string name, string ipv4, bool authorized = true, params string[] tags) =>
-        new($"n-{name}", name, name, "nodekey:" + new string('0', 64), ipv4, "fd7a:115c:a1e0::1", true, tags, false, null,
-            DateTimeOffset.UnixEpoch, authorized, false, "key", "default");
+    private static NodeRecord Node(string name, string ipv4, bool authorized = true, params string[] tags) =>
+        new($"n-{name}", name, name, "nodekey:" + new string('0', 64), IPAddress.Parse(ipv4), IPAddress.Parse("fd7a:115c:a1e0::1"), true,
+            new ValueList<string>(tags), DateTimeOffset.UnixEpoch, authorized, false, "key", "default", 0);
 
-    private static readonly NodeView Web = Node("web-1", "100.64.0.10", true, "tag:web");
-    private static readonly NodeView Db = Node("db-1", "100.64.0.20", true, "tag:db");
-    private static readonly NodeView Ci = Node("ci-1", "100.64.1.5", true, "tag:ci");
-    private static readonly NodeView Laptop = Node("laptop", "100.70.0.1");
-    private static readonly NodeView Pending = Node("pending", "100.64.0.30", false, "tag:web");
+    private static readonly NodeRecord Web = Node("web-1", "100.64.0.10", true, "tag:web");
+    private static readonly NodeRecord Db = Node("db-1", "100.64.0.20", true, "tag:db");
+    private static readonly NodeRecord Ci = Node("ci-1", "100.64.1.5", true, "tag:ci");
+    private static readonly NodeRecord Laptop = Node("laptop", "100.70.0.1");
+    private static readonly NodeRecord Pending = Node("pending", "100.64.0.30", false, "tag:web");
 
-    private static bool Sees(PolicyVisibility policy, NodeView a, NodeView b) => policy.Visible(policy.ClassOf(a), policy.ClassOf(b));
+    private static bool Sees(PolicyVisibility policy, NodeRecord a, NodeRecord b) => policy.Visible(policy.ClassOf(a), policy.ClassOf(b));
 
     [Fact]
     public void Without_a_policy_every_authorized_node_sees_every_other_and_may_be_reached_from_anywhere()

@@ -29,11 +29,11 @@ public interface INodeGrain : IGrainWithStringKey
     Task<bool> Delete(string nodeId);
 
     /// <summary>Marks the node authorized (admin). Null when no such node exists.</summary>
-    Task<NodeView?> Approve(string nodeId);
+    Task<NodeEntry?> Approve(string nodeId);
 
     /// <summary>The node as it is now, or null when <paramref name="nodeId"/> is not this grain's current node.</summary>
     [AlwaysInterleave]
-    Task<NodeView?> GetView(string nodeId);
+    Task<NodeEntry?> GetEntry(string nodeId);
 
     /// <summary>Whether this grain's node holds, or is in the middle of taking, <paramref name="ipv4"/>; used to reclaim stale leases.</summary>
     [AlwaysInterleave]

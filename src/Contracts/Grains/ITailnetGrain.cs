@@ -32,7 +32,7 @@ public interface ITailnetGrain : IGrainWithStringKey
 
     /// <summary>Adds or updates a node; returns its name, unique in the tailnet, assigned from the hostname on first sight.
     /// Completes once the registry entry is durable.</summary>
-    Task<string> Upsert(NodeView node);
+    Task<string> Upsert(NodeEntry node);
 
     /// <summary>Tells the registry that a newly added node is stored; entries never confirmed are checked with their node.</summary>
     [OneWay]

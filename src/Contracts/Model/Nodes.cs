@@ -21,14 +21,14 @@ public sealed record RegisterCommand(
 /// <summary>A registered node and its new token (shown once), or why not.</summary>
 [GenerateSerializer, Immutable]
 public sealed record RegisterResult(
-    [property: Id(0)] NodeView? Node,
+    [property: Id(0)] NodeEntry? Node,
     [property: Id(1)] string? NodeToken,
     [property: Id(2)] Failure? Failure);
 
 /// <summary>An authenticated session: the node as it is now and the epoch the session belongs to.</summary>
 [GenerateSerializer, Immutable]
 public sealed record SessionInfo(
-    [property: Id(0)] NodeView Node,
+    [property: Id(0)] NodeEntry Node,
     [property: Id(1)] int Epoch);
 
 /// <summary>Why a node left the tailnet.</summary>

@@ -11,7 +11,7 @@ public sealed record TailnetSettings([property: Id(0)] bool DeviceApproval);
 public sealed record TailnetSnapshot(
     [property: Id(0)] string Tailnet,
     [property: Id(1)] long Version,
-    [property: Id(2)] NodeView[] Nodes)
+    [property: Id(2)] NodeEntry[] Nodes)
 {
     /// <summary>The tailnet's policy (validated JSON); null for none (everyone sees everyone).</summary>
     [Id(3)]
@@ -24,7 +24,7 @@ public sealed record TailnetChanges(
     [property: Id(0)] string Tailnet,
     [property: Id(1)] long PreviousVersion,
     [property: Id(2)] long Version,
-    [property: Id(3)] NodeView[] Changed,
+    [property: Id(3)] NodeEntry[] Changed,
     [property: Id(4)] string[] Removed)
 {
     /// <summary>When the first change of this batch was made (by the silo's clock): the start of change-to-delivery latency.</summary>

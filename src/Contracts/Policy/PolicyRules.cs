@@ -6,7 +6,7 @@ namespace EphemeralOrleans.Contracts.Policy;
 /// <summary>What a rule's source or destination names: everyone, a tag, a node name, or an address range.</summary>
 public abstract record PolicyTarget
 {
-    public abstract bool Matches(NodeView node);
+    public abstract bool Matches(NodeRecord node);
 
     /// <summary>Parses a target the validator accepted (<c>*</c>, <c>tag:…</c>, an address, a CIDR, or a node name).</summary>
     public static PolicyTarget Parse(string selector) =>
@@ -21,23 +21,23 @@ public sealed record AnyTarget : PolicyTarget
 {
     public static readonly AnyTarget Instance = new();
 
-    public override bool Matches(NodeView node) => true;
+    public override bool Matches(NodeRecord node) => true;
 }
 
 public sealed record TagTarget(string Tag) : PolicyTarget
 {
-    public override bool Matches(NodeView node) => Array.IndexOf(node.Tags, Tag) >= 0;
+    public override bool Matches(NodeRecord node) => node.Tags.Contains(Tag);
 }
 
 public sealed record NameTarget(string Name) : PolicyTarget
 {
-    public override bool Matches(NodeView node) => node.Name == Name;
+    public override bool Matches(NodeRecord node) => node.Name == Name;
 }
 
 public sealed record PrefixTarget(IPNetwork Network) : PolicyTarget
 {
-    public override bool Matches(NodeView node) =>
-        (IPAddress.TryParse(node.Ipv4, out var v4) && Network.Contains(v4)) || (IPAddress.TryParse(node.Ipv6, out var v6) && Network.Contains(v6));
+    public override bool Matches(NodeRecord node) =>
+        Network.Contains(node.Ipv4) || Network.Contains(node.Ipv6);
 }
 
 /// <summary>One destination of a rule: a target and the ports on it (<c>*</c>, <c>22,80</c>, <c>8000-8080</c>).</summary>

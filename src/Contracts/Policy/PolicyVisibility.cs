@@ -44,7 +44,7 @@ public sealed class PolicyVisibility
     public static PolicyVisibility AllowAll { get; } = new(PolicyDocument.AllowAll);
 
     /// <summary>The node's class: which targets it matches, as a string of 0s and 1s; <see cref="Unauthorized"/> when not authorized.</summary>
-    public string ClassOf(NodeView node)
+    public string ClassOf(NodeRecord node)
     {
         if (!node.Authorized)
         {

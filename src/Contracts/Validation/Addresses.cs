@@ -45,20 +45,25 @@ public sealed class AddressPool
 
     public static uint ToUInt32(IPAddress address) => BinaryPrimitives.ReadUInt32BigEndian(address.GetAddressBytes());
 
-    public static string FormatIpv4(uint address)
+    public static string FormatIpv4(uint address) => Ipv4Address(address).ToString();
+
+    public static IPAddress Ipv4Address(uint address)
     {
         Span<byte> bytes = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32BigEndian(bytes, address);
-        return new IPAddress(bytes).ToString();
+        return new IPAddress(bytes);
     }
 
     /// <summary>fd7a:115c:a1e0::/48 with the IPv4 address in the last 32 bits, so IPv6 is unique exactly when IPv4 is.</summary>
-    public static string FormatIpv6(uint ipv4)
+    public static string FormatIpv6(uint ipv4) => Ipv6Address(ipv4).ToString();
+
+    /// <summary>The node's IPv6 address (see <see cref="FormatIpv6"/>).</summary>
+    public static IPAddress Ipv6Address(uint ipv4)
     {
         Span<byte> bytes = stackalloc byte[16];
         bytes[0] = 0xfd; bytes[1] = 0x7a; bytes[2] = 0x11; bytes[3] = 0x5c; bytes[4] = 0xa1; bytes[5] = 0xe0;
         BinaryPrimitives.WriteUInt32BigEndian(bytes[12..], ipv4);
-        return new IPAddress(bytes).ToString();
+        return new IPAddress(bytes);
     }
 
     public static string LeaseKey(string tailnet, uint ipv4) => $"{tailnet}/{FormatIpv4(ipv4)}";

@@ -39,7 +39,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
 
     /// <summary>Registers a device. <paramref name="nodeToken"/> is the bearer credential the call came with, if any:
     /// besides a proof, the node's current token lets its agent register the node again.</summary>
-    public async Task<(NodeView Node, string NodeToken)> RegisterAsync(RegisterRequest request, string? nodeToken, CancellationToken cancellationToken)
+    public async Task<(NodeEntry Node, string NodeToken)> RegisterAsync(RegisterRequest request, string? nodeToken, CancellationToken cancellationToken)
     {
         if (!Identifiers.TryNodeKey(request.NodeKey, out var nodeKey))
         {
@@ -202,23 +202,23 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         await grains.GetGrain<IAuthKeyGrain>(keyId).Revoke();
     }
 
-    public async Task<NodeView[]> ListNodesAsync(string tailnet)
+    public async Task<NodeEntry[]> ListNodesAsync(string tailnet)
     {
         var snapshot = await grains.GetGrain<ITailnetGrain>(tailnet).GetSnapshot();
-        return snapshot.Nodes.OrderBy(n => n.Created).ThenBy(n => n.Name, StringComparer.Ordinal).ToArray();
+        return snapshot.Nodes.OrderBy(n => n.Record.Created).ThenBy(n => n.Record.Name, StringComparer.Ordinal).ToArray();
     }
 
-    public async Task<NodeView> GetNodeAsync(string tailnet, string nodeId) =>
-        await NodeGrainAsync(tailnet, nodeId) is var (_, view) ? view : throw NodeNotFound(tailnet, nodeId);
+    public async Task<NodeEntry> GetNodeAsync(string tailnet, string nodeId) =>
+        await NodeGrainAsync(tailnet, nodeId) is var (_, entry) ? entry : throw NodeNotFound(tailnet, nodeId);
 
     /// <summary>Removes a node at once; returns it as it was.</summary>
-    public async Task<NodeView> DeleteNodeAsync(string tailnet, string nodeId)
+    public async Task<NodeEntry> DeleteNodeAsync(string tailnet, string nodeId)
     {
-        var (grain, view) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
-        return await grain.Delete(nodeId) ? view : throw NodeNotFound(tailnet, nodeId);
+        var (grain, entry) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
+        return await grain.Delete(nodeId) ? entry : throw NodeNotFound(tailnet, nodeId);
     }
 
-    public async Task<NodeView> ApproveNodeAsync(string tailnet, string nodeId)
+    public async Task<NodeEntry> ApproveNodeAsync(string tailnet, string nodeId)
     {
         var (grain, _) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
         return await grain.Approve(nodeId) ?? throw NodeNotFound(tailnet, nodeId);
@@ -249,7 +249,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
     public Task<TailnetSettings> UpdateSettingsAsync(string tailnet, bool? deviceApproval) =>
         grains.GetGrain<ITailnetGrain>(tailnet).UpdateSettings(deviceApproval);
 
-    private async Task<(INodeGrain Grain, NodeView View)?> NodeGrainAsync(string tailnet, string nodeId)
+    private async Task<(INodeGrain Grain, NodeEntry Entry)?> NodeGrainAsync(string tailnet, string nodeId)
     {
         if (!NodeIds.TryGrainKey(nodeId, out var grainKey))
         {
@@ -257,7 +257,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         }
 
         var grain = grains.GetGrain<INodeGrain>(grainKey);
-        return await grain.GetView(nodeId) is { } view && view.Tailnet == tailnet ? (grain, view) : null;
+        return await grain.GetEntry(nodeId) is { } entry && entry.Record.Tailnet == tailnet ? (grain, entry) : null;
     }
 
     private async Task<PolicyDocument> PolicyAsync(string tailnet) =>

@@ -15,23 +15,24 @@ internal static class ProtoMapping
     private static readonly MapResponse KeepAliveResponse = new() { Keepalive = new KeepAlive() };
 
     /// <summary>Nodes appear in many maps (every full map of every peer): converted once per node version.</summary>
-    private static readonly ConditionalWeakTable<NodeView, Node> NodeCache = new();
+    private static readonly ConditionalWeakTable<NodeEntry, Node> NodeCache = new();
 
-    public static Node ToProto(this NodeView node) => NodeCache.GetValue(node, Convert);
+    public static Node ToProto(this NodeEntry node) => NodeCache.GetValue(node, Convert);
 
-    private static Node Convert(NodeView node)
+    private static Node Convert(NodeEntry entry)
     {
+        var (node, presence) = (entry.Record, entry.Presence);
         var proto = new Node
         {
             Id = node.Id,
             Name = node.Name,
             Hostname = node.Hostname,
             NodeKey = node.NodeKey,
-            Ipv4 = node.Ipv4,
-            Ipv6 = node.Ipv6,
+            Ipv4 = node.Ipv4.ToString(),
+            Ipv6 = node.Ipv6.ToString(),
             Ephemeral = node.Ephemeral,
-            Online = node.Online,
-            LastSeen = node.LastSeen is { } lastSeen ? Timestamp.FromDateTimeOffset(lastSeen) : null,
+            Online = presence.Online,
+            LastSeen = presence.LastSeen is { } lastSeen ? Timestamp.FromDateTimeOffset(lastSeen) : null,
             Created = Timestamp.FromDateTimeOffset(node.Created),
             Authorized = node.Authorized,
             LoggedOut = node.LoggedOut,

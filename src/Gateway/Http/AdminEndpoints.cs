@@ -42,16 +42,16 @@ public static class AdminEndpoints
         });
 
         tailnets.MapGet("/nodes", async (string tailnet, ControlPlane controlPlane) =>
-            Results.Ok(new { nodes = await controlPlane.ListNodesAsync(Tailnet(tailnet)) }));
+            Results.Ok(new { nodes = (await controlPlane.ListNodesAsync(Tailnet(tailnet))).Select(NodeView.From) }));
         tailnets.MapGet("/nodes/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
-            Results.Ok(await controlPlane.GetNodeAsync(Tailnet(tailnet), id)));
+            Results.Ok(NodeView.From(await controlPlane.GetNodeAsync(Tailnet(tailnet), id))));
         tailnets.MapDelete("/nodes/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
         {
             await controlPlane.DeleteNodeAsync(Tailnet(tailnet), id);
             return Results.NoContent();
         });
         tailnets.MapPost("/nodes/{id}/approve", async (string tailnet, string id, ControlPlane controlPlane) =>
-            Results.Ok(await controlPlane.ApproveNodeAsync(Tailnet(tailnet), id)));
+            Results.Ok(NodeView.From(await controlPlane.ApproveNodeAsync(Tailnet(tailnet), id))));
 
         tailnets.MapGet("/policy", async (string tailnet, ControlPlane controlPlane) =>
             Results.Content(await controlPlane.GetPolicyAsync(Tailnet(tailnet)), "application/json"));

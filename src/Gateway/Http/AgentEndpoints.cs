@@ -21,7 +21,7 @@ public static class AgentEndpoints
         {
             var request = await RequestBodies.ReadAsync<RegisterRequest>(context);
             var (node, token) = await controlPlane.RegisterAsync(request, RequestBodies.Bearer(context), context.RequestAborted);
-            return Results.Ok(new { node, nodeToken = token });
+            return Results.Ok(new { node = NodeView.From(node), nodeToken = token });
         });
 
         machine.MapGet("/endpoints", async (HttpContext context, ControlPlane controlPlane, IOptions<GatewayOptions> options, IConfiguration configuration) =>

@@ -62,7 +62,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     internal async Task<bool> RunStreamAsync(INodeGrain node, SessionInfo session, string streamId,
         Func<MapMessage, CancellationToken, Task> send, CancellationToken aborted)
     {
-        var feed = await FeedAsync(session.Node.Tailnet);
+        var feed = await FeedAsync(session.Node.Record.Tailnet);
         using var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _applicationStopping);
         feed.Attach(stream);

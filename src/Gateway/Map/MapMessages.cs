@@ -16,6 +16,7 @@ public abstract record MapMessage
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new NodeEntryAsApiNode() },
     };
 
     /// <summary>The NDJSON encoding of messages, made once per message however many streams send it (streams of one
@@ -26,10 +27,10 @@ public abstract record MapMessage
 }
 
 /// <summary>The whole map: the node itself, every peer it may reach or that may reach it, and its packet filter.</summary>
-public sealed record FullMap(long Version, NodeView Self, NodeView[] Peers, PacketFilterRule[] PacketFilter) : MapMessage;
+public sealed record FullMap(long Version, NodeEntry Self, NodeEntry[] Peers, PacketFilterRule[] PacketFilter) : MapMessage;
 
 /// <summary>What changed since the previous message; <see cref="Self"/> only when the node itself changed.</summary>
-public sealed record MapDelta(long Version, NodeView[] PeersChanged, string[] PeersRemoved, NodeView? Self = null) : MapMessage
+public sealed record MapDelta(long Version, NodeEntry[] PeersChanged, string[] PeersRemoved, NodeEntry? Self = null) : MapMessage
 {
     /// <summary>Peers whose presence alone changed (online, last seen): small patches instead of whole peers.</summary>
     public PeerPatch[]? PeersChangedPatch { get; init; }
@@ -49,4 +50,14 @@ public sealed record PeerPatch(string Id, bool Online, DateTimeOffset? LastSeen)
 public sealed record KeepAlive : MapMessage
 {
     public static readonly KeepAlive Instance = new();
+}
+
+/// <summary>Nodes go out in the API's shape (<see cref="NodeView"/>), whatever the messages hold.</summary>
+internal sealed class NodeEntryAsApiNode : JsonConverter<NodeEntry>
+{
+    public override NodeEntry Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        throw new NotSupportedException("Map messages are only written.");
+
+    public override void Write(Utf8JsonWriter writer, NodeEntry value, JsonSerializerOptions options) =>
+        JsonSerializer.Serialize(writer, NodeView.From(value), options);
 }

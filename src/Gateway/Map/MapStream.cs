@@ -18,7 +18,7 @@ namespace EphemeralOrleans.Gateway.Map;
 /// stream (docs/benchmarks.md).
 /// </para>
 /// </summary>
-internal sealed class MapStream(NodeView self, int epoch, int capacity) : IValueTaskSource, IDisposable
+internal sealed class MapStream(NodeEntry self, int epoch, int capacity) : IValueTaskSource, IDisposable
 {
     private readonly Lock _gate = new();
     private readonly Queue<MapMessage> _queue = new();
@@ -35,8 +35,8 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity) : IValue
 
     public string SelfId { get; } = self.Id;
 
-    /// <summary>The node's latest known view, for full maps built before the feed has it (set under the feed's lock).</summary>
-    public NodeView Self { get; set; } = self;
+    /// <summary>The node's latest known entry, for full maps built before the feed has it (set under the feed's lock).</summary>
+    public NodeEntry Self { get; set; } = self;
 
     /// <summary>The node's class under the tailnet's policy (kept by the feed, under its lock).</summary>
     public string Class { get; set; } = "";
@@ -281,11 +281,11 @@ internal sealed class MapStream(NodeView self, int epoch, int capacity) : IValue
     }
 
     /// <summary>Whether a change to the node itself ends this stream: logged out, or its token replaced.</summary>
-    public bool EndsWith(NodeView self)
+    public bool EndsWith(NodeEntry self)
     {
-        if (self.LoggedOut || self.SessionEpoch != Epoch)
+        if (self.Record.LoggedOut || self.Record.SessionEpoch != Epoch)
         {
-            Close(self.LoggedOut ? "logged out" : "token replaced");
+            Close(self.Record.LoggedOut ? "logged out" : "token replaced");
             return true;
         }
 

@@ -15,7 +15,7 @@ namespace EphemeralOrleans.Gateway.Map;
 internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
 {
     private readonly object _gate = new();
-    private readonly Dictionary<string, NodeView> _nodes = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeEntry> _nodes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _classOf = new(StringComparer.Ordinal);
     private readonly Dictionary<string, HashSet<string>> _nodesByClass = new(StringComparer.Ordinal);
     private readonly Dictionary<string, HashSet<MapStream>> _streamsByClass = new(StringComparer.Ordinal);
@@ -102,7 +102,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
     {
         lock (_gate)
         {
-            File(stream, _policy.ClassOf(_nodes.GetValueOrDefault(stream.SelfId) ?? stream.Self));
+            File(stream, _policy.ClassOf((_nodes.GetValueOrDefault(stream.SelfId) ?? stream.Self).Record));
             if (!_streamsByNode.TryGetValue(stream.SelfId, out var own))
             {
                 _streamsByNode[stream.SelfId] = own = [];
@@ -164,7 +164,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
         DeltaBuilder For(string streamClass) =>
             byClass.TryGetValue(streamClass, out var builder) ? builder : byClass[streamClass] = new DeltaBuilder();
         var touched = new HashSet<string>(StringComparer.Ordinal);
-        var selves = new Dictionary<MapStream, NodeView>();
+        var selves = new Dictionary<MapStream, NodeEntry>();
         var resets = new HashSet<MapStream>();
 
         foreach (var node in changes.Changed)
@@ -172,9 +172,9 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
             touched.Add(node.Id);
             var previous = _nodes.GetValueOrDefault(node.Id);
             var oldClass = previous is null ? null : _classOf[node.Id];
-            var newClass = _policy.ClassOf(node);
-            var presenceOnly = previous is not null && OnlyPresenceDiffers(previous, node);
-            if (presenceOnly && previous!.Online == node.Online && previous.LastSeen == node.LastSeen)
+            var newClass = _policy.ClassOf(node.Record);
+            var presenceOnly = previous is not null && previous.Record == node.Record;
+            if (presenceOnly && previous!.Presence == node.Presence)
             {
                 // Already known as it is (a snapshot taken while this batch was in its window included it): no news.
                 continue;
@@ -197,7 +197,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
                     Refile(own, newClass);
                     resets.Add(own);
                 }
-                else if (!OnlyPresenceDiffers(previous ?? known, node))
+                else if ((previous ?? known).Record != node.Record)
                 {
                     // Its own presence is news to no agent (it is the one connected): only other changes go out.
                     selves[own] = node;
@@ -217,7 +217,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
                 }
                 else if (sawBefore && presenceOnly)
                 {
-                    For(streamClass).Patches.Add(new PeerPatch(node.Id, node.Online, node.LastSeen));
+                    For(streamClass).Patches.Add(new PeerPatch(node.Id, node.Presence.Online, node.Presence.LastSeen));
                 }
                 else
                 {
@@ -326,7 +326,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
             }
 
             var after = PeerIds(stream);
-            var selfChanged = changedIds.Contains(stream.SelfId) && !OnlyPresenceDiffers(selvesBefore[stream], stream.Self);
+            var selfChanged = changedIds.Contains(stream.SelfId) && selvesBefore[stream].Record != stream.Self.Record;
             var delta = new DeltaBuilder();
             delta.Changed.AddRange(after.Where(id => !before[stream].Contains(id) || changedIds.Contains(id)).Select(id => _nodes[id]));
             delta.Removed.AddRange(before[stream].Where(id => !after.Contains(id)));
@@ -341,7 +341,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
 
     private FullMap FullMapFor(MapStream stream)
     {
-        // The copy may not have the node yet (its batch is still in its window): the stream's own view stands in.
+        // The copy may not have the node yet (its batch is still in its window): the stream's own entry stands in.
         var self = _nodes.GetValueOrDefault(stream.SelfId) ?? stream.Self;
         var peers = PeerIds(stream).Select(id => _nodes[id]).ToArray();
         return new FullMap(Version, self, peers, _policy.FilterFor(stream.Class));
@@ -369,16 +369,16 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
         _nodesByClass.Clear();
         foreach (var node in _nodes.Values)
         {
-            Index(node, _policy.ClassOf(node));
+            Index(node, _policy.ClassOf(node.Record));
         }
 
         foreach (var stream in AllStreams().ToArray())
         {
-            Refile(stream, _policy.ClassOf(_nodes.GetValueOrDefault(stream.SelfId) ?? stream.Self));
+            Refile(stream, _policy.ClassOf((_nodes.GetValueOrDefault(stream.SelfId) ?? stream.Self).Record));
         }
     }
 
-    private void Index(NodeView node, string nodeClass)
+    private void Index(NodeEntry node, string nodeClass)
     {
         if (_classOf.TryGetValue(node.Id, out var previous) && previous != nodeClass && _nodesByClass.TryGetValue(previous, out var old))
         {
@@ -460,18 +460,13 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
         return policyJson is null ? PolicyVisibility.AllowAll : new PolicyVisibility(PolicyDocument.Parse(policyJson));
     }
 
-    /// <summary>Whether two views of a node differ only in presence (online, last seen).</summary>
-    private static bool OnlyPresenceDiffers(NodeView previous, NodeView current) =>
-        previous.Tags.AsSpan().SequenceEqual(current.Tags)
-        && previous with { Online = current.Online, LastSeen = current.LastSeen, Tags = current.Tags } == current;
-
     private static bool SameFilter(PacketFilterRule[] a, PacketFilterRule[] b) =>
         a.Length == b.Length && a.Zip(b).All(p => p.First.Ports == p.Second.Ports && p.First.Sources.SequenceEqual(p.Second.Sources));
 
     /// <summary>What a batch brings to a class of streams (or to one stream).</summary>
     private sealed class DeltaBuilder
     {
-        public List<NodeView> Changed { get; private init; } = [];
+        public List<NodeEntry> Changed { get; private init; } = [];
         public List<string> Removed { get; private init; } = [];
         public List<PeerPatch> Patches { get; private init; } = [];
 
@@ -485,7 +480,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
             Patches = Patches.Where(p => p.Id != id).ToList(),
         };
 
-        public MapDelta Build(TailnetChanges changes, PacketFilterRule[]? filter, NodeView? self) =>
+        public MapDelta Build(TailnetChanges changes, PacketFilterRule[]? filter, NodeEntry? self) =>
             new(changes.Version, Changed.ToArray(), Removed.ToArray(), self)
             {
                 PeersChangedPatch = Patches.Count > 0 ? Patches.ToArray() : null,

@@ -66,7 +66,7 @@ public sealed partial class NodeGrain(
 
         _inactiveSince = State.LastSeen;
         ScheduleChecks();
-        State.Name = await Tailnet().Upsert(View());
+        State.Name = await Tailnet().Upsert(Entry());
     }
 
     public async Task<RegisterResult> Register(RegisterCommand command)
@@ -129,7 +129,7 @@ public sealed partial class NodeGrain(
         };
         // The registry entry (and the node's name) is written alongside the node's own state; should this grain's
         // silo die in between, the registry drops the entry when it finds no such node (see TailnetGrain).
-        var announced = Tailnet().Upsert(View());
+        var announced = Tailnet().Upsert(Entry());
         try
         {
             await node.WriteStateAsync();
@@ -151,7 +151,7 @@ public sealed partial class NodeGrain(
         await Tailnet().Confirm(nodeId);
         LogRegistered(nodeId, tailnet, State.Name, AddressPool.FormatIpv4(ipv4), ephemeral, command.Grant.KeyId);
         SiloMetrics.Registered(ephemeral, again: false);
-        return new RegisterResult(View(), $"{nodeId}.{secret}", null);
+        return new RegisterResult(Entry(), $"{nodeId}.{secret}", null);
     }
 
     public async Task<SessionInfo?> OpenSession(string nodeId, string tokenSecret, string streamId)
@@ -162,7 +162,7 @@ public sealed partial class NodeGrain(
         }
 
         await TouchSessionAsync(streamId);
-        return new SessionInfo(View(), State.SessionEpoch);
+        return new SessionInfo(Entry(), State.SessionEpoch);
     }
 
     public async Task<bool> KeepSession(string streamId, int epoch)
@@ -205,7 +205,7 @@ public sealed partial class NodeGrain(
         State.Connected = false;
         State.LastSeen = time.GetUtcNow();
         await node.WriteStateAsync();
-        await Tailnet().Upsert(View());
+        await Tailnet().Upsert(Entry());
         LogLoggedOut(nodeId);
         return true;
     }
@@ -221,7 +221,7 @@ public sealed partial class NodeGrain(
         return true;
     }
 
-    public async Task<NodeView?> Approve(string nodeId)
+    public async Task<NodeEntry?> Approve(string nodeId)
     {
         if (!IsCurrent(nodeId))
         {
@@ -232,13 +232,13 @@ public sealed partial class NodeGrain(
         {
             State.Authorized = true;
             await node.WriteStateAsync();
-            await Tailnet().Upsert(View());
+            await Tailnet().Upsert(Entry());
         }
 
-        return View();
+        return Entry();
     }
 
-    public Task<NodeView?> GetView(string nodeId) => Task.FromResult(IsCurrent(nodeId) ? View() : null);
+    public Task<NodeEntry?> GetEntry(string nodeId) => Task.FromResult(IsCurrent(nodeId) ? Entry() : null);
 
     public Task<bool> HoldsAddress(string nodeId, uint ipv4) =>
         Task.FromResult((IsCurrent(nodeId) && State.Ipv4 == ipv4) || _acquiring == (nodeId, ipv4));
@@ -333,10 +333,10 @@ public sealed partial class NodeGrain(
         }
 
         await node.WriteStateAsync();
-        await Tailnet().Upsert(View());
+        await Tailnet().Upsert(Entry());
         LogReregistered(State.NodeId!, command.Grant.KeyId, previousKey, command.ProvenAt is not null ? "proof" : "token");
         SiloMetrics.Registered(State.Ephemeral, again: true);
-        return new RegisterResult(View(), $"{State.NodeId}.{secret}", null);
+        return new RegisterResult(Entry(), $"{State.NodeId}.{secret}", null);
     }
 
     /// <summary>Null when the caller showed it is this node's agent; otherwise why not.</summary>
@@ -409,7 +409,7 @@ public sealed partial class NodeGrain(
             State.Connected = true;
             State.LastSeen = time.GetUtcNow();
             await node.WriteStateAsync();
-            await Tailnet().Upsert(View());
+            await Tailnet().Upsert(Entry());
         }
     }
 
@@ -420,7 +420,7 @@ public sealed partial class NodeGrain(
         State.Connected = false;
         State.LastSeen = since;
         await node.WriteStateAsync();
-        await Tailnet().Upsert(View());
+        await Tailnet().Upsert(Entry());
     }
 
     private async Task RemoveAsync(RemovalReason reason)
@@ -554,25 +554,23 @@ public sealed partial class NodeGrain(
 
     private ITailnetGrain Tailnet() => grains.GetGrain<ITailnetGrain>(State.Tailnet);
 
-    private NodeView View() => new(
-        State.NodeId!,
-        State.Name,
-        State.Hostname,
-        State.NodeKey,
-        AddressPool.FormatIpv4(State.Ipv4),
-        AddressPool.FormatIpv6(State.Ipv4),
-        State.Ephemeral,
-        State.Tags,
-        Online,
-        State.LastSeen,
-        State.Created,
-        State.Authorized,
-        State.LoggedOut,
-        State.KeyId,
-        State.Tailnet)
-    {
-        SessionEpoch = State.SessionEpoch,
-    };
+    private NodeEntry Entry() => new(
+        new NodeRecord(
+            State.NodeId!,
+            State.Name,
+            State.Hostname,
+            State.NodeKey,
+            AddressPool.Ipv4Address(State.Ipv4),
+            AddressPool.Ipv6Address(State.Ipv4),
+            State.Ephemeral,
+            new ValueList<string>(State.Tags),
+            State.Created,
+            State.Authorized,
+            State.LoggedOut,
+            State.KeyId,
+            State.Tailnet,
+            State.SessionEpoch),
+        new NodePresence(Online, State.LastSeen));
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} registered in {Tailnet} as {Name} at {Ipv4} (ephemeral: {Ephemeral}, key {KeyId})")]
     private partial void LogRegistered(string nodeId, string tailnet, string name, string ipv4, bool ephemeral, string keyId);

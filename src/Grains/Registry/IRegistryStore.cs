@@ -9,8 +9,8 @@ namespace EphemeralOrleans.Grains.Registry;
 public interface IRegistryStore
 {
     /// <summary>Every stored node of the tailnet.</summary>
-    Task<IReadOnlyCollection<NodeView>> LoadAsync(string tailnet, CancellationToken cancellationToken);
+    Task<IReadOnlyCollection<NodeEntry>> LoadAsync(string tailnet, CancellationToken cancellationToken);
 
     /// <summary>Stores or replaces <paramref name="upserts"/> and deletes <paramref name="removals"/>, atomically.</summary>
-    Task ApplyAsync(string tailnet, IReadOnlyCollection<NodeView> upserts, IReadOnlyCollection<string> removals);
+    Task ApplyAsync(string tailnet, IReadOnlyCollection<NodeEntry> upserts, IReadOnlyCollection<string> removals);
 }

@@ -6,14 +6,14 @@ namespace EphemeralOrleans.Grains.Registry;
 /// <summary>The embedded mode's registry store: this silo's memory, which outlives grain deactivations but not the process.</summary>
 public sealed class MemoryRegistryStore : IRegistryStore
 {
-    private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, NodeView>> _tailnets = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, NodeEntry>> _tailnets = new(StringComparer.Ordinal);
 
-    public Task<IReadOnlyCollection<NodeView>> LoadAsync(string tailnet, CancellationToken cancellationToken) =>
-        Task.FromResult<IReadOnlyCollection<NodeView>>(_tailnets.TryGetValue(tailnet, out var nodes) ? nodes.Values.ToArray() : []);
+    public Task<IReadOnlyCollection<NodeEntry>> LoadAsync(string tailnet, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyCollection<NodeEntry>>(_tailnets.TryGetValue(tailnet, out var nodes) ? nodes.Values.ToArray() : []);
 
-    public Task ApplyAsync(string tailnet, IReadOnlyCollection<NodeView> upserts, IReadOnlyCollection<string> removals)
+    public Task ApplyAsync(string tailnet, IReadOnlyCollection<NodeEntry> upserts, IReadOnlyCollection<string> removals)
     {
-        var nodes = _tailnets.GetOrAdd(tailnet, _ => new ConcurrentDictionary<string, NodeView>(StringComparer.Ordinal));
+        var nodes = _tailnets.GetOrAdd(tailnet, _ => new ConcurrentDictionary<string, NodeEntry>(StringComparer.Ordinal));
         foreach (var node in upserts)
         {
             nodes[node.Id] = node;

@@ -44,15 +44,15 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private readonly ObserverManager<IMapObserver> _observers;
     private readonly Dictionary<string, string> _idsByName = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _nextSuffix = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, NodeView?> _pending = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeEntry?> _pending = new(StringComparer.Ordinal);
     private bool _policyChanged;
-    private readonly Dictionary<string, NodeView?> _unsaved = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeEntry?> _unsaved = new(StringComparer.Ordinal);
 
     /// <summary>New entries not yet confirmed by their node (its registration may have died before the node was stored).</summary>
     private readonly Dictionary<string, DateTimeOffset> _unconfirmed = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private IGrainTimer? _confirmTimer;
-    private ImmutableDictionary<string, NodeView> _nodes = ImmutableDictionary<string, NodeView>.Empty;
+    private ImmutableDictionary<string, NodeEntry> _nodes = ImmutableDictionary<string, NodeEntry>.Empty;
     private IGrainTimer? _batchTimer;
     private DateTimeOffset _firstPendingAt;
     private IDisposable? _metrics;
@@ -84,10 +84,10 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         // Online state is not stored; until each node has answered, every node counts as offline.
-        _nodes = (await _registry.LoadAsync(Tailnet, cancellationToken)).ToImmutableDictionary(n => n.Id, n => n with { Online = false });
+        _nodes = (await _registry.LoadAsync(Tailnet, cancellationToken)).ToImmutableDictionary(n => n.Id, n => n.Offline());
         foreach (var node in _nodes.Values)
         {
-            _idsByName[node.Name] = node.Id;
+            _idsByName[node.Record.Name] = node.Id;
         }
 
         if (!_nodes.IsEmpty)
@@ -98,7 +98,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _metrics = SiloMetrics.Track(() =>
         {
             var nodes = _nodes;
-            return (nodes.Count, nodes.Values.Count(n => n.Ephemeral), nodes.Values.Count(n => n.Online));
+            return (nodes.Count, nodes.Values.Count(n => n.Record.Ephemeral), nodes.Values.Count(n => n.Presence.Online));
         });
     }
 
@@ -140,27 +140,29 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 
     public Task<string[]> ListKeyIds() => Task.FromResult(_settings.State.KeyIds.ToArray());
 
-    public async Task<string> Upsert(NodeView node)
+    public async Task<string> Upsert(NodeEntry node)
     {
         if (_nodes.TryGetValue(node.Id, out var existing))
         {
             _unconfirmed.Remove(node.Id);
-            var updated = node with { Name = existing.Name };
-            if (Change(node.Id, updated, durable: !SameDurableFields(existing, updated)))
+            var name = existing.Record.Name;
+            var updated = node with { Record = node.Record with { Name = name } };
+            // Only a record that changed is written; presence alone is not stored.
+            if (Change(node.Id, updated, durable: updated.Record != existing.Record))
             {
                 await _registryCommit.Request();
             }
 
-            return existing.Name;
+            return name;
         }
 
-        var named = node with { Name = AllocateName(node.Hostname, node.Name) };
-        _idsByName[named.Name] = named.Id;
+        var named = node with { Record = node.Record with { Name = AllocateName(node.Record.Hostname, node.Record.Name) } };
+        _idsByName[named.Record.Name] = named.Id;
         _unconfirmed[named.Id] = _time.GetUtcNow();
         _confirmTimer ??= this.RegisterGrainTimer(ConfirmAsync, new GrainTimerCreationOptions(ConfirmAfter, ConfirmAfter) { Interleave = true });
         Change(named.Id, named, durable: true);
         await _registryCommit.Request();
-        return named.Name;
+        return named.Record.Name;
     }
 
     public Task Confirm(string nodeId)
@@ -176,7 +178,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             return;
         }
 
-        _idsByName.Remove(existing.Name);
+        _idsByName.Remove(existing.Record.Name);
         _unconfirmed.Remove(nodeId);
         Change(nodeId, null, durable: true);
         await _registryCommit.Request();
@@ -215,10 +217,10 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         }
         catch
         {
-            foreach (var (nodeId, view) in batch)
+            foreach (var (nodeId, entry) in batch)
             {
                 // A change made since is newer than the one that failed.
-                _unsaved.TryAdd(nodeId, view);
+                _unsaved.TryAdd(nodeId, entry);
             }
 
             throw;
@@ -252,27 +254,23 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         return $"{baseName}-{suffix}";
     }
 
-    private static bool SameDurableFields(NodeView a, NodeView b) =>
-        a with { Online = false, LastSeen = null, Tags = [] } == b with { Online = false, LastSeen = null, Tags = [] }
-        && a.Tags.SequenceEqual(b.Tags);
-
     /// <summary>
     /// The one place a node's entry changes (null removes it): in memory, in the next batch to gateways, and, when
     /// <paramref name="durable"/>, in the next registry write. Returns <paramref name="durable"/>.
     /// </summary>
-    private bool Change(string nodeId, NodeView? view, bool durable)
+    private bool Change(string nodeId, NodeEntry? entry, bool durable)
     {
-        _nodes = view is null ? _nodes.Remove(nodeId) : _nodes.SetItem(nodeId, view);
+        _nodes = entry is null ? _nodes.Remove(nodeId) : _nodes.SetItem(nodeId, entry);
         if (_pending.Count == 0)
         {
             _firstPendingAt = _time.GetUtcNow();
         }
 
-        _pending[nodeId] = view;
+        _pending[nodeId] = entry;
         StartBatch();
         if (durable)
         {
-            _unsaved[nodeId] = view;
+            _unsaved[nodeId] = entry;
         }
 
         return durable;
@@ -297,7 +295,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             Tailnet,
             _version,
             ++_version,
-            _pending.Values.OfType<NodeView>().ToArray(),
+            _pending.Values.OfType<NodeEntry>().ToArray(),
             _pending.Where(p => p.Value is null).Select(p => p.Key).ToArray())
         {
             FirstChangeAt = _pending.Count > 0 ? _firstPendingAt : _time.GetUtcNow(),
@@ -330,7 +328,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         }
     }
 
-    /// <summary>After a (re)activation, or for silent new entries: asks every listed node for its current view, and drops nodes that are gone.</summary>
+    /// <summary>After a (re)activation, or for silent new entries: asks every listed node for its current entry, and drops nodes that are gone.</summary>
     private async Task RefreshAsync(string[] nodeIds)
     {
         using var gate = new SemaphoreSlim(RefreshConcurrency);
@@ -345,15 +343,15 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
                     return;
                 }
 
-                var view = await _grains.GetGrain<INodeGrain>(grainKey).GetView(nodeId);
-                if (view is null)
+                var entry = await _grains.GetGrain<INodeGrain>(grainKey).GetEntry(nodeId);
+                if (entry is null)
                 {
                     stale++;
                     await Remove(nodeId);
                 }
                 else if (_nodes.ContainsKey(nodeId))
                 {
-                    await Upsert(view);
+                    await Upsert(entry);
                 }
             }
             catch (Exception exception)

@@ -56,13 +56,13 @@ public sealed class DevicesModel(ControlPlane controlPlane, TimeProvider time) :
     public Task<IActionResult> OnPostApproveAsync(string id) => ChangeAsync(async () =>
     {
         var node = await ControlPlane.ApproveNodeAsync(Tailnet, id);
-        return $"Approved {node.Name}.";
+        return $"Approved {node.Record.Name}.";
     }, Link("devices", FilterQuery));
 
     public Task<IActionResult> OnPostRemoveAsync(string id) => ChangeAsync(async () =>
     {
         var node = await ControlPlane.DeleteNodeAsync(Tailnet, id);
-        return $"Removed {node.Name}; its addresses are released.";
+        return $"Removed {node.Record.Name}; its addresses are released.";
     }, Link("devices", FilterQuery));
 
     public Task<IActionResult> OnPostApprovalAsync(bool enabled) => ChangeAsync(async () =>
@@ -77,7 +77,7 @@ public sealed class DevicesModel(ControlPlane controlPlane, TimeProvider time) :
     {
         Now = time.GetUtcNow();
         var settings = ControlPlane.GetSettingsAsync(Tailnet);
-        var all = await ControlPlane.ListNodesAsync(Tailnet);
+        var all = (await ControlPlane.ListNodesAsync(Tailnet)).Select(NodeView.From).ToArray();
         DeviceApproval = (await settings).DeviceApproval;
         Total = all.Length;
         OnlineCount = all.Count(n => n.Online);

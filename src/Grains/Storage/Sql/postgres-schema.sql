@@ -290,3 +290,13 @@ CREATE TABLE IF NOT EXISTS eo_registry
 );
 
 INSERT INTO eo_schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
+
+-- Version 2: a row's view carries its node's session epoch (version 1 kept it in the epoch column beside the view).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM eo_schema_version WHERE version = 2) THEN
+        UPDATE eo_registry SET view = view || jsonb_build_object('sessionEpoch', epoch) WHERE NOT view ? 'sessionEpoch';
+        ALTER TABLE eo_registry ALTER COLUMN epoch SET DEFAULT 0;
+        INSERT INTO eo_schema_version (version) VALUES (2);
+    END IF;
+END $$;
