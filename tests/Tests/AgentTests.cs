@@ -188,6 +188,59 @@ public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
         await Poll.UntilAsync(async () => (await AskAsync("netmap", "grpc.sock")).Ids("peers").Length == 0, Within, "the peer's removal on the gRPC agent");
     }
 
+    [Fact]
+    public async Task A_second_up_on_a_taken_socket_exits_at_once_with_one_line_and_registers_nothing()
+    {
+        await using var first = Up("first", new Dictionary<string, string> { ["EO_AUTH_KEY"] = (await Gateway.CreateKeyAsync()).Str("key") }, socket: "taken.sock");
+        await first.WaitForEventAsync("netmap", Within);
+        var singleUse = await Gateway.CreateKeyAsync(reusable: false);
+
+        var clock = Stopwatch.StartNew();
+        var (exitCode, output) = await AgentProcess.RunAsync(["up", "--login-server", LoginServer, "--hostname", "second",
+            "--socket", Path.Combine(_directory, "taken.sock")], Within, new Dictionary<string, string> { ["EO_AUTH_KEY"] = singleUse.Str("key") });
+        log.WriteLine($"second up exited {exitCode} after {clock.ElapsedMilliseconds} ms: {output}");
+        Assert.Equal(19, exitCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"exited after {clock.Elapsed}");
+        var line = Assert.Single(output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Contains("agent_running", line);
+
+        // Nothing reached the gateway: no second node, the single-use key unused; the first agent is unaffected.
+        Assert.Single(await Gateway.ListNodesAsync());
+        Assert.Equal(0, (await Gateway.GetKeyAsync(singleUse.Str("id"))).Body.GetProperty("uses").GetInt32());
+        Assert.True((await AskAsync("status", "taken.sock")).GetProperty("connected").GetBoolean());
+        Assert.False(first.HasExited);
+    }
+
+    [Fact]
+    public async Task Logout_with_a_missing_state_file_says_so_and_leaves_the_running_agent_alone()
+    {
+        await using var agent = Up("bystander", new Dictionary<string, string> { ["EO_AUTH_KEY"] = (await Gateway.CreateKeyAsync()).Str("key") });
+        var self = (await agent.WaitForEventAsync("netmap", Within)).GetProperty("self");
+
+        var missing = Path.Combine(_directory, "missing.state");
+        var (exitCode, output) = await AgentProcess.RunAsync(["logout", "--socket", Path.Combine(_directory, "agent.sock"), "--state", missing], Within);
+        Assert.True(exitCode == 2, $"exit {exitCode}: {output}");
+        Assert.Contains("does not exist", output);
+        Assert.Contains(missing, output);
+
+        Assert.False(agent.HasExited);
+        Assert.True((await Gateway.GetNodeAsync(self.Str("id")))!.Value.GetProperty("online").GetBoolean());
+    }
+
+    [Fact]
+    public async Task The_connect_timeout_is_honoured_to_the_second()
+    {
+        var clock = Stopwatch.StartNew();
+        var (exitCode, output) = await AgentProcess.RunAsync(["up", "--login-server", $"http://127.0.0.1:{FreePort.Next()}", "--auth-key", "eo-auth-a-b",
+            "--socket", Path.Combine(_directory, "timeout.sock"), "--connect-timeout", "3s"], Within);
+        log.WriteLine($"gave up after {clock.ElapsedMilliseconds} ms: {output}");
+        Assert.Equal(14, exitCode);
+        Assert.Contains("within 3 s", output);
+        // Measured from the process start: the timeout runs from the first attempt, after the runtime has started.
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(3), $"gave up after {clock.Elapsed}");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"gave up after {clock.Elapsed}");
+    }
+
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     private AgentProcess Up(string hostname, IReadOnlyDictionary<string, string>? environment, string socket = "agent.sock",
@@ -275,4 +328,46 @@ public sealed class AgentRestartTests : PostgresTest
         // The logs name nodes and keys, never secrets.
         Assert.DoesNotContain(key.Str("key").Split('-')[^1], first.Output + second.Output);
     }
+}
+
+/// <summary>The agent's exit codes when its gateway is gone: a script must be able to trust them.</summary>
+[Collection(TimingCollection.Name)]
+public sealed class AgentGatewayDownTests : IDisposable
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(30);
+    private readonly string _directory = Directory.CreateTempSubdirectory("eo-agent-down-").FullName;
+
+    [Fact]
+    public async Task Logout_against_a_stopped_gateway_exits_non_zero_and_keeps_the_state_file()
+    {
+        await using var gateway = await HostProcess.StartGatewayAsync(new Dictionary<string, string>
+        {
+            ["Admin:ApiKey"] = ApiClient.AdminKey,
+            ["Silo:AdvertisedAddress"] = "127.0.0.1",
+            ["Silo:Port"] = FreePort.Next().ToString(),
+            ["Silo:GatewayPort"] = FreePort.Next().ToString(),
+        });
+        using var client = new GatewayClient(gateway.HttpUrl);
+        var key = await client.CreateKeyAsync(ephemeral: false);
+        var state = Path.Combine(_directory, "agent.state");
+        var socket = Path.Combine(_directory, "agent.sock");
+        await using var agent = AgentProcess.Start(["up", "--login-server", gateway.HttpUrl.ToString(), "--hostname", "orphan", "--json",
+            "--state", state, "--socket", socket], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
+        await agent.WaitForEventAsync("netmap", Within);
+
+        await gateway.KillAsync();
+        var (exitCode, output) = await AgentProcess.RunAsync(["logout", "--socket", socket], Within);
+        Assert.True(exitCode == 14, $"logout exit {exitCode}: {output}");
+        Assert.Contains("unreachable", output);
+        // The node was not logged out, so its agent's state stays (a later logout --state can still do it).
+        Assert.True(File.Exists(state));
+        Assert.Equal(14, await agent.WaitForExitAsync(Within));
+
+        // The same through the state file, with no agent up: non-zero, file kept.
+        (exitCode, output) = await AgentProcess.RunAsync(["logout", "--socket", socket, "--state", state], Within);
+        Assert.True(exitCode == 14, $"logout --state exit {exitCode}: {output}");
+        Assert.True(File.Exists(state));
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
 }

@@ -1,21 +1,6 @@
-namespace EphemeralOrleans.Agent.Control;
+using EphemeralOrleans.Agent.Cli;
 
-/// <summary>Exit codes a script can act on. Stable: documented in the README.</summary>
-public static class ExitCodes
-{
-    public const int Ok = 0;
-    public const int Error = 1;
-    public const int Usage = 2;
-    public const int InvalidKey = 10;
-    public const int KeyExpired = 11;
-    public const int KeyRevoked = 12;
-    public const int KeyUsed = 13;
-    public const int GatewayUnreachable = 14;
-    public const int Refused = 15;
-    public const int NodeGone = 16;
-    public const int NotRunning = 17;
-    public const int Unauthorized = 18;
-}
+namespace EphemeralOrleans.Agent.Control;
 
 /// <summary>What went wrong talking to the gateway, in the same terms over both transports: the API's problem code
 /// (<c>key_used</c>, <c>invalid_token</c>, …, or <c>unreachable</c>), and whether it is worth retrying.</summary>
@@ -37,6 +22,8 @@ public sealed class AgentFailure(string code, string message, bool transient) : 
         "unreachable" or "unavailable" => ExitCodes.GatewayUnreachable,
         "invalid_token" => ExitCodes.NodeGone,
         "admin_key_required" => ExitCodes.Unauthorized,
+        "agent_running" => ExitCodes.AlreadyRunning,
+        "not_running" => ExitCodes.NotRunning,
         _ => ExitCodes.Refused,
     };
 }

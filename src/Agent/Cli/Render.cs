@@ -1,8 +1,9 @@
+using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace EphemeralOrleans.Agent;
+namespace EphemeralOrleans.Agent.Cli;
 
 /// <summary>Readable forms of the local API's answers.</summary>
 public static class Render
@@ -33,6 +34,26 @@ public static class Render
 /// <summary>Durations as people write them: <c>90s</c>, <c>15m</c>, <c>1h</c>, <c>7d</c>, or <c>hh:mm:ss</c>.</summary>
 public static class Durations
 {
+    /// <summary>For an option's parser: the duration, or an error that names the option (no exception).</summary>
+    public static TimeSpan Option(ArgumentResult result)
+    {
+        var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        try
+        {
+            var value = Parse(text);
+            if (value > TimeSpan.Zero)
+            {
+                return value;
+            }
+        }
+        catch (Exception exception) when (exception is FormatException or OverflowException)
+        {
+        }
+
+        result.AddError($"'{text}' is not a positive duration (e.g. 30s, 5m, 1h, 00:00:30).");
+        return default;
+    }
+
     public static TimeSpan Parse(string text)
     {
         if (text.Length > 1 && double.TryParse(text[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var number))

@@ -4,7 +4,7 @@ using EphemeralOrleans.Protocol.V1;
 using Grpc.Core;
 using Grpc.Net.Client;
 
-namespace EphemeralOrleans.Agent;
+namespace EphemeralOrleans.Agent.Cli;
 
 /// <summary><c>keys …</c> and <c>nodes …</c>: the admin API through <c>AdminService</c>.</summary>
 public sealed class AdminCommands(Uri loginServer, string adminKey, string tailnet, bool json)
@@ -44,7 +44,7 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
     public Task<int> ListNodesAsync() => CallAsync(async (admin, headers, ct) =>
     {
         var nodes = (await admin.ListNodesAsync(new ListNodesRequest { Tailnet = tailnet }, headers, cancellationToken: ct)).Nodes;
-        Print(new { nodes = nodes.Select(Netmap.Describe) }, string.Join('\n', nodes.Select(n =>
+        Print(new { nodes = nodes.Select(NetmapNode.Describe) }, string.Join('\n', nodes.Select(n =>
             $"{n.Id,-26} {n.Name,-20} {n.Ipv4,-16} {(n.Online ? "online" : "offline"),-8} {(n.Ephemeral ? "ephemeral" : ""),-9} {(n.Authorized ? "" : "needs-approval")}")));
     });
 
@@ -57,7 +57,7 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
     public Task<int> ApproveNodeAsync(string id) => CallAsync(async (admin, headers, ct) =>
     {
         var node = await admin.ApproveNodeAsync(new ApproveNodeRequest { Tailnet = tailnet, Id = id }, headers, cancellationToken: ct);
-        Print(Netmap.Describe(node), $"approved {node.Name} ({node.Id})");
+        Print(NetmapNode.Describe(node), $"approved {node.Name} ({node.Id})");
     });
 
     private static object Describe(AuthKey key) => new

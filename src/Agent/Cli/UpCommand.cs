@@ -1,0 +1,153 @@
+using System.Runtime.InteropServices;
+using EphemeralOrleans.Agent.Control;
+using EphemeralOrleans.Agent.State;
+
+namespace EphemeralOrleans.Agent.Cli;
+
+/// <summary>What <c>up</c> was asked to do.</summary>
+public sealed record UpOptions(
+    Uri LoginServer,
+    string? AuthKey,
+    string Hostname,
+    string State,
+    bool Json,
+    AgentTransport Transport,
+    string Socket,
+    TimeSpan ConnectTimeout,
+    TimeSpan StreamTimeout)
+{
+    public const string MemoryState = "mem:";
+
+    /// <summary><c>--state mem:</c>: nothing on disk, the node is ephemeral and goes when the agent exits.</summary>
+    public bool InMemory => State == MemoryState;
+}
+
+/// <summary>
+/// <c>up</c>: claims the local socket, joins through a <see cref="ControlSession"/> (registering, or resuming the node
+/// in the state file), serves the local API, and on SIGINT or SIGTERM with in-memory state, or on <c>logout</c>, logs
+/// out so that the node is removed at once. Every way out is one line and an exit code.
+/// </summary>
+public sealed class UpCommand(UpOptions options)
+{
+    private readonly AgentOutput _output = new(options.Json);
+    private readonly CancellationTokenSource _stopping = new();
+
+    /// <summary>The outcome a <c>logout</c> request waits for; completed on every way out.</summary>
+    private readonly TaskCompletionSource<LogoutOutcome?> _loggedOut = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private ControlSession? _session;
+    private volatile bool _logoutRequested;
+
+    public async Task<int> RunAsync()
+    {
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        try
+        {
+            return await RunUntilStoppedAsync();
+        }
+        catch (AgentFailure failure)
+        {
+            _output.Error(failure.Code, failure.Message);
+            return failure.ExitCode;
+        }
+        catch (InvalidDataException exception)
+        {
+            _output.Error("state_invalid", exception.Message);
+            return ExitCodes.Usage;
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            _output.Error("local_error", exception.Message);
+            return ExitCodes.Error;
+        }
+        finally
+        {
+            _session?.Dispose();
+        }
+    }
+
+    private void Stop(PosixSignalContext context)
+    {
+        context.Cancel = true;
+        _stopping.Cancel();
+    }
+
+    private async Task<int> RunUntilStoppedAsync()
+    {
+        var saved = options.InMemory ? null : AgentState.Load(options.State);
+        if (saved is not null && saved.LoginServer != options.LoginServer.ToString())
+        {
+            _output.Error("state_mismatch", $"{options.State} belongs to {saved.LoginServer}; use another --state for {options.LoginServer}.");
+            return ExitCodes.Usage;
+        }
+
+        // Before anything reaches the gateway: a second agent on this socket must not register a node (or use a key).
+        await using var localApi = await LocalApi.ClaimAsync(options.Socket);
+        localApi.Serve(HandleLocalAsync);
+
+        try
+        {
+            var identity = saved is null ? NodeIdentity.Generate() : NodeIdentity.FromPrivateKey(Convert.FromBase64String(saved.PrivateKey));
+            _session = new ControlSession(
+                new ControlSessionOptions(options.LoginServer, options.AuthKey, options.Hostname, options.Transport, options.ConnectTimeout,
+                    options.StreamTimeout, Ephemeral: options.InMemory, StateFile: options.InMemory ? null : options.State),
+                identity, saved, _output);
+            if (!await _session.StartAsync(_stopping.Token))
+            {
+                return Stopped();
+            }
+
+            if (await _session.FollowAsync(_stopping.Token) is { } exitCode)
+            {
+                return exitCode;
+            }
+
+            // Stopped by a signal or by `logout`.
+            if (options.InMemory || _logoutRequested)
+            {
+                var outcome = await _session.LogoutAsync();
+                _loggedOut.TrySetResult(outcome);
+                return outcome.Failure?.ExitCode ?? ExitCodes.Ok;
+            }
+
+            return Stopped();
+        }
+        finally
+        {
+            // A `logout` still waiting gets its answer before the local API closes.
+            _loggedOut.TrySetResult(null);
+        }
+    }
+
+    private int Stopped()
+    {
+        _output.Event("stopped", null, "stopped");
+        return ExitCodes.Ok;
+    }
+
+    private async Task<object> HandleLocalAsync(string request)
+    {
+        var netmap = _session?.Netmap;
+        switch (request)
+        {
+            case "status" or "netmap" when netmap is null:
+                return new { code = "starting", error = "The agent is still joining its tailnet." };
+            case "status":
+                return netmap!.Status(options.LoginServer.ToString());
+            case "netmap":
+                return netmap!.Map();
+            case "logout":
+                _logoutRequested = true;
+                await _stopping.CancelAsync();
+                // Answered with what happened, so that `logout` can exit with it.
+                return await _loggedOut.Task switch
+                {
+                    { Failure: null } done => new { loggedOut = done.NodeId },
+                    { Failure: { } failure } => new { code = failure.Code, error = $"Logout failed: {failure.Message}" },
+                    null => new { code = "not_logged_out", error = "The agent stopped before it could log out." },
+                };
+            default:
+                return new { code = "unknown_request", error = $"Unknown request '{request}'." };
+        }
+    }
+}

@@ -1,0 +1,318 @@
+using System.Diagnostics;
+using EphemeralOrleans.Agent.Cli;
+using EphemeralOrleans.Agent.State;
+using EphemeralOrleans.Protocol;
+using EphemeralOrleans.Protocol.V1;
+
+namespace EphemeralOrleans.Agent.Control;
+
+public enum AgentTransport
+{
+    Grpc,
+    Http,
+}
+
+/// <summary>How the session reaches its gateway and keeps its node.</summary>
+public sealed record ControlSessionOptions(
+    Uri LoginServer,
+    string? AuthKey,
+    string Hostname,
+    AgentTransport Transport,
+    TimeSpan ConnectTimeout,
+    TimeSpan StreamTimeout,
+    bool Ephemeral,
+    string? StateFile);
+
+/// <summary>A logout's outcome: done, or why not.</summary>
+public sealed record LogoutOutcome(string NodeId, AgentFailure? Failure);
+
+/// <summary>
+/// The agent's link to the control plane: registers (or resumes the node of its state file), follows the netmap with
+/// reconnects (capped exponential backoff, jitter), and logs out. Each map message yields a new immutable
+/// <see cref="NetmapSnapshot"/> in <see cref="Netmap"/>; nothing slow runs inside the stream's loop.
+/// </summary>
+public sealed class ControlSession(ControlSessionOptions options, NodeIdentity identity, AgentState? saved, AgentOutput output) : IDisposable
+{
+    private static readonly TimeSpan LogoutDeadline = TimeSpan.FromSeconds(4);
+
+    private IControlClient? _client;
+
+    /// <summary>The gateways' control key from discovery; registrations carry a proof made with it.</summary>
+    private byte[]? _controlKey;
+
+    private string? _nodeToken;
+    private volatile NetmapSnapshot? _netmap;
+
+    /// <summary>The latest netmap; null until the node is registered or resumed.</summary>
+    public NetmapSnapshot? Netmap => _netmap;
+
+    /// <summary>Connects and registers, or takes up the saved node. False when stopped meanwhile.</summary>
+    /// <exception cref="AgentFailure">Refused, or the gateway could not be reached within the connect timeout.</exception>
+    public async Task<bool> StartAsync(CancellationToken stopping)
+    {
+        _client = await ConnectAsync(stopping);
+        if (_client is null)
+        {
+            return false;
+        }
+
+        if (saved is not null)
+        {
+            _nodeToken = saved.NodeToken;
+            _netmap = NetmapSnapshot.Initial(new Node { Id = saved.NodeId, Name = options.Hostname });
+            return true;
+        }
+
+        return await RegisterAsync(stopping) is not null;
+    }
+
+    /// <summary>Follows the map until stopped (null) or until the node is gone (an exit code, its reason reported).</summary>
+    public async Task<int?> FollowAsync(CancellationToken stopping)
+    {
+        var resumed = saved is not null;
+        var backoff = new Backoff(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(5));
+        var everConnected = false;
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                using var silence = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+                silence.CancelAfter(options.StreamTimeout);
+                await foreach (var message in _client!.MapAsync(_nodeToken!, silence.Token))
+                {
+                    silence.CancelAfter(options.StreamTimeout);
+                    var netmap = _netmap!.Apply(message);
+                    _netmap = netmap;
+                    switch (message.MessageCase)
+                    {
+                        case MapResponse.MessageOneofCase.Full:
+                            if (!everConnected && resumed)
+                            {
+                                output.Registered(netmap.Self, resumed: true);
+                            }
+
+                            everConnected = true;
+                            backoff.Reset();
+                            output.Full(netmap);
+                            break;
+                        case MapResponse.MessageOneofCase.Delta:
+                            output.Delta(message.Delta);
+                            break;
+                    }
+                }
+
+                if (stopping.IsCancellationRequested)
+                {
+                    break;
+                }
+
+                // The gateway ended the stream: the node was removed, logged out, or re-registered elsewhere.
+                return NodeGone("The node was removed, logged out or re-registered; its stream ended.");
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception exception) when (exception is OperationCanceledException or AgentFailure { Transient: true })
+            {
+                _netmap = _netmap! with { Connected = false };
+                var wait = backoff.Next();
+                output.Event("disconnected", new { reason = exception.Message, retryInMs = (int)wait.TotalMilliseconds },
+                    $"disconnected: {exception.Message}; reconnecting in {wait.TotalSeconds:0.0} s");
+                try
+                {
+                    await Task.Delay(wait, stopping);
+                    // The gateway may have come back on another gRPC address.
+                    var client = await ConnectOnceAsync(stopping);
+                    _client!.Dispose();
+                    _client = client;
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+                catch (AgentFailure)
+                {
+                    // Still unreachable: the next round tries again.
+                }
+            }
+            catch (AgentFailure failure) when (failure.Code == "invalid_token" && resumed && !everConnected && !string.IsNullOrEmpty(options.AuthKey))
+            {
+                // The saved node is gone (removed while this agent was down) or its token was replaced: register again.
+                output.Event("expired", null, "the saved node's token no longer works; registering again");
+                if (await RegisterAsync(stopping) is null)
+                {
+                    break;
+                }
+
+                resumed = false;
+            }
+            catch (AgentFailure failure) when (failure.Code == "invalid_token")
+            {
+                return NodeGone("The gateway no longer knows this node's token.");
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Logs the node out (within a few seconds); on success the state file is gone.</summary>
+    public async Task<LogoutOutcome> LogoutAsync()
+    {
+        var nodeId = _netmap?.Self.Id ?? saved?.NodeId ?? "";
+        using var deadline = new CancellationTokenSource(LogoutDeadline);
+        try
+        {
+            await _client!.LogoutAsync(_nodeToken!, deadline.Token);
+            if (options.StateFile is { } path)
+            {
+                AgentState.Delete(path);
+            }
+
+            output.Event("logged_out", new { node = nodeId }, $"logged out: {_netmap?.Self.Name} ({nodeId})");
+            return new LogoutOutcome(nodeId, null);
+        }
+        catch (Exception exception) when (exception is AgentFailure or OperationCanceledException)
+        {
+            var failure = exception as AgentFailure ?? AgentFailure.Unreachable($"The gateway did not answer within {LogoutDeadline.TotalSeconds:0} s.");
+            output.Error("logout_failed", $"Logout failed ({failure.Message}); the node stays until its inactivity timeout or an admin removes it.");
+            return new LogoutOutcome(nodeId, failure);
+        }
+    }
+
+    public void Dispose() => _client?.Dispose();
+
+    /// <summary>Registers with the auth key, retrying while the gateway cannot be reached, and saves the state.</summary>
+    private async Task<Node?> RegisterAsync(CancellationToken stopping)
+    {
+        if (string.IsNullOrEmpty(options.AuthKey))
+        {
+            throw new AgentFailure("auth_key_required", "An auth key is needed to register (--auth-key or EO_AUTH_KEY).", transient: false);
+        }
+
+        // Each attempt gets a fresh proof: the gateway accepts a proof's time once, and a retry may follow an attempt
+        // that registered the node although its answer was lost.
+        var response = await RetryAsync(ct => _client!.RegisterAsync(RegisterRequest(), ct), stopping);
+        if (response is null)
+        {
+            return null;
+        }
+
+        _nodeToken = response.NodeToken;
+        if (options.StateFile is { } path)
+        {
+            new AgentState(options.LoginServer.ToString(), Convert.ToBase64String(identity.PrivateKey), response.Node.Id, response.NodeToken).Save(path);
+        }
+
+        _netmap = NetmapSnapshot.Initial(response.Node);
+        output.Registered(response.Node, resumed: false);
+        return response.Node;
+    }
+
+    /// <summary>A registration of this node, with a proof of possession made now when the gateway's control key is
+    /// known (gateways that publish none do not ask for one).</summary>
+    private RegisterRequest RegisterRequest()
+    {
+        var request = new RegisterRequest { AuthKey = options.AuthKey, NodeKey = identity.NodeKey, Hostname = options.Hostname, Ephemeral = options.Ephemeral };
+        if (_controlKey is not null)
+        {
+            Protocol.RegistrationProof proof;
+            try
+            {
+                proof = Protocol.RegistrationProof.Create(identity.PrivateKey, _controlKey,
+                    new RegistrationFields(options.AuthKey!, identity.NodeKey, options.Hostname, options.Ephemeral), DateTimeOffset.UtcNow);
+            }
+            catch (ArgumentException exception)
+            {
+                throw new AgentFailure("invalid_control_key", exception.Message, transient: false);
+            }
+
+            request.Proof = new Protocol.V1.RegistrationProof { Timestamp = proof.Timestamp, Mac = Google.Protobuf.ByteString.CopyFrom(proof.Mac) };
+        }
+
+        return request;
+    }
+
+    private int NodeGone(string message)
+    {
+        output.Error("node_gone", message);
+        if (options.StateFile is { } path)
+        {
+            AgentState.Delete(path);
+        }
+
+        return ExitCodes.NodeGone;
+    }
+
+    /// <summary>The client for the chosen transport, after the login server's discovery document (where gRPC is, and
+    /// the control key), retried within the connect timeout; null when stopped meanwhile.</summary>
+    private async Task<IControlClient?> ConnectAsync(CancellationToken stopping)
+    {
+        var discovery = await RetryAsync(ct => HttpControlClient.DiscoverAsync(options.LoginServer, ct), stopping);
+        return discovery is null ? null : ClientFor(discovery);
+    }
+
+    private async Task<IControlClient> ConnectOnceAsync(CancellationToken stopping) =>
+        ClientFor(await HttpControlClient.DiscoverAsync(options.LoginServer, stopping));
+
+    private IControlClient ClientFor(GatewayDiscovery discovery)
+    {
+        _controlKey = discovery.ControlKey;
+        return options.Transport == AgentTransport.Http
+            ? new HttpControlClient(options.LoginServer)
+            : new GrpcControlClient(discovery.GrpcUrl ?? throw AgentFailure.Unreachable("The gateway named no gRPC endpoint."));
+    }
+
+    /// <summary>
+    /// Retries transient failures until the connect timeout has passed, counted from the first attempt; an attempt
+    /// still running at the deadline is cut short. Null when stopped meanwhile.
+    /// </summary>
+    private async Task<T?> RetryAsync<T>(Func<CancellationToken, Task<T>> call, CancellationToken stopping)
+        where T : class
+    {
+        var within = options.ConnectTimeout;
+        var clock = Stopwatch.StartNew();
+        var backoff = new Backoff(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(2));
+        string? reason = null;
+        while (true)
+        {
+            var left = within - clock.Elapsed;
+            if (left <= TimeSpan.Zero)
+            {
+                throw new AgentFailure("unreachable", $"The gateway at {options.LoginServer} could not be reached within {within.TotalSeconds:0.#} s: {reason ?? "no answer in time"}", transient: true);
+            }
+
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+            attempt.CancelAfter(left);
+            try
+            {
+                return await call(attempt.Token);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return null;
+            }
+            catch (OperationCanceledException)
+            {
+                // Cut at the deadline; an earlier attempt's reason says more.
+                reason ??= "no answer in time";
+            }
+            catch (AgentFailure failure) when (failure.Transient)
+            {
+                reason = failure.Message;
+            }
+
+            // Waits are cut at the deadline, never skipped: the last check is at the deadline itself.
+            var remaining = within - clock.Elapsed;
+            var wait = backoff.Next();
+            try
+            {
+                await Task.Delay(wait < remaining ? wait : remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, stopping);
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+        }
+    }
+}
