@@ -36,16 +36,25 @@ public sealed class AgentProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts <c>agent args…</c>; environment variables in <paramref name="environment"/> are added.</summary>
-    public static AgentProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    /// <summary>Starts <c>agent args…</c>; environment variables in <paramref name="environment"/> are added; with
+    /// <paramref name="inNamespace"/>, inside that network namespace (<c>ip netns exec</c> execs: the process is the agent).</summary>
+    public static AgentProcess Start(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, string? inNamespace = null)
     {
         var dll = HostProcess.ProjectDll("Agent");
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(inNamespace is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
+        if (inNamespace is not null)
+        {
+            foreach (var arg in new[] { "netns", "exec", inNamespace, "dotnet" })
+            {
+                start.ArgumentList.Add(arg);
+            }
+        }
+
         start.ArgumentList.Add(dll);
         foreach (var arg in args)
         {

@@ -11,9 +11,10 @@ public static class InProcessGateway
     /// <summary>Starts a gateway with <paramref name="settings"/> over fresh ports and a fresh cluster id; returns it and its HTTP URL.</summary>
     public static async Task<(WebApplication App, Uri HttpUrl)> StartAsync(IReadOnlyDictionary<string, string?> settings)
     {
-        // A configured HTTP endpoint (say on 0.0.0.0) is reached through loopback on its port.
+        // A configured HTTP endpoint on a wildcard address is reached through loopback; one on a given address (a
+        // network lab's bridge) through that address.
         var httpUrl = settings.TryGetValue("Kestrel:Endpoints:Http:Url", out var configured) && configured is not null
-            ? new Uri($"http://127.0.0.1:{new Uri(configured).Port}")
+            ? new Uri(configured) is var url && url.Host is "0.0.0.0" or "[::]" or "localhost" ? new Uri($"http://127.0.0.1:{url.Port}") : url
             : new Uri($"http://127.0.0.1:{FreePort.Next()}");
         var all = new Dictionary<string, string?>
         {

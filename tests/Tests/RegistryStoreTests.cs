@@ -24,7 +24,10 @@ public sealed class RegistryStoreTests : PostgresTest
         var entry = new NodeEntry(
             new NodeRecord("abc-1", "db", "db.local", "nodekey:" + new string('a', 64), IPAddress.Parse("100.64.1.2"),
                 IPAddress.Parse("fd7a:115c:a1e0::6440:102"), false, new ValueList<string>(["tag:db", "tag:prod"]),
-                seen.AddDays(-1), true, false, "key1", "t1", 3),
+                seen.AddDays(-1), true, false, "key1", "t1", 3)
+            {
+                Endpoints = new ValueList<IPEndPoint>([IPEndPoint.Parse("198.18.0.2:41641"), IPEndPoint.Parse("[2001:db8::2]:41641")]),
+            },
             new NodePresence(true, seen));
         await store.ApplyAsync("t1", [entry], []);
         // Presence is not stored: a loaded node is offline until its grain says otherwise; last seen is kept.
@@ -55,6 +58,7 @@ public sealed class RegistryStoreTests : PostgresTest
         Assert.Equal(IPAddress.Parse("100.64.0.9"), old.Record.Ipv4);
         Assert.Equal(new ValueList<string>(["tag:ci"]), old.Record.Tags);
         Assert.Equal(new NodePresence(false, DateTimeOffset.Parse("2026-11-30T10:00:00Z")), old.Presence);
+        Assert.Empty(old.Record.Endpoints);
 
         await store.ApplyAsync("t2", [], ["old-1"]);
         Assert.Empty(await store.LoadAsync("t2", CancellationToken.None));

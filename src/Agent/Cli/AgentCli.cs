@@ -49,9 +49,25 @@ public static class AgentCli
             DefaultValueFactory = _ => TimeSpan.FromSeconds(90),
             CustomParser = Durations.Option,
         };
+        var listenPort = new Option<int>("--listen-port")
+        {
+            Description = "The UDP port WireGuard listens on, reported to peers with this machine's addresses; 0 (default) picks one at random for this run.",
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+                if (int.TryParse(text, out var port) && port is >= 0 and <= 65535)
+                {
+                    return port == 0 ? Random.Shared.Next(20000, 60000) : port;
+                }
+
+                result.AddError($"--listen-port must be a port from 1 to 65535, or 0 for a random one; not '{text}'.");
+                return 0;
+            },
+            DefaultValueFactory = _ => Random.Shared.Next(20000, 60000),
+        };
         var up = new Command("up", "Join the tailnet and follow its netmap until stopped.")
         {
-            loginServer, authKey, hostname, state, json, transport, socket, connectTimeout, streamTimeout,
+            loginServer, authKey, hostname, state, json, transport, socket, connectTimeout, streamTimeout, listenPort,
         };
         up.SetAction(parse => new UpCommand(new UpOptions(
             parse.GetValue(loginServer)!,
@@ -62,7 +78,8 @@ public static class AgentCli
             parse.GetValue(transport),
             parse.GetValue(socket)!,
             parse.GetValue(connectTimeout),
-            parse.GetValue(streamTimeout))).RunAsync());
+            parse.GetValue(streamTimeout),
+            parse.GetValue(listenPort))).RunAsync());
 
         // logout, status, netmap: ask the agent that is up
         var logoutState = new Option<string?>("--state") { Description = "Log out the node saved in this state file (through its agent if it is up on --socket)." };

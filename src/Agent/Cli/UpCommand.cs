@@ -14,7 +14,8 @@ public sealed record UpOptions(
     AgentTransport Transport,
     string Socket,
     TimeSpan ConnectTimeout,
-    TimeSpan StreamTimeout)
+    TimeSpan StreamTimeout,
+    int ListenPort)
 {
     public const string MemoryState = "mem:";
 
@@ -90,7 +91,8 @@ public sealed class UpCommand(UpOptions options)
             var identity = saved is null ? NodeIdentity.Generate() : NodeIdentity.FromPrivateKey(Convert.FromBase64String(saved.PrivateKey));
             _session = new ControlSession(
                 new ControlSessionOptions(options.LoginServer, options.AuthKey, options.Hostname, options.Transport, options.ConnectTimeout,
-                    options.StreamTimeout, Ephemeral: options.InMemory, StateFile: options.InMemory ? null : options.State),
+                    options.StreamTimeout, Ephemeral: options.InMemory, StateFile: options.InMemory ? null : options.State,
+                    ListenPort: options.ListenPort, EndpointCheckInterval: TimeSpan.FromSeconds(5)),
                 identity, saved, _output);
             if (!await _session.StartAsync(_stopping.Token))
             {

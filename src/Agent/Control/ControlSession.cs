@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using System.Net.NetworkInformation;
 using EphemeralOrleans.Agent.Cli;
+using EphemeralOrleans.Agent.Dataplane;
 using EphemeralOrleans.Agent.State;
 using EphemeralOrleans.Protocol;
 using EphemeralOrleans.Protocol.V1;
@@ -21,7 +23,9 @@ public sealed record ControlSessionOptions(
     TimeSpan ConnectTimeout,
     TimeSpan StreamTimeout,
     bool Ephemeral,
-    string? StateFile);
+    string? StateFile,
+    int ListenPort,
+    TimeSpan EndpointCheckInterval);
 
 /// <summary>A logout's outcome: done, or why not.</summary>
 public sealed record LogoutOutcome(string NodeId, AgentFailure? Failure);
@@ -40,8 +44,14 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
     /// <summary>The gateways' control key from discovery; registrations carry a proof made with it.</summary>
     private byte[]? _controlKey;
 
+    /// <summary>Serializes endpoint reports (the follow loop and the watcher) and the client swap on reconnect.</summary>
+    private readonly SemaphoreSlim _clientGate = new(1, 1);
+
     private string? _nodeToken;
     private volatile NetmapSnapshot? _netmap;
+
+    /// <summary>The endpoints the gateway has for this node; null when they must be sent again (a new node).</summary>
+    private string[]? _reportedEndpoints;
 
     /// <summary>The latest netmap; null until the node is registered or resumed.</summary>
     public NetmapSnapshot? Netmap => _netmap;
@@ -69,6 +79,21 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
     /// <summary>Follows the map until stopped (null) or until the node is gone (an exit code, its reason reported).</summary>
     public async Task<int?> FollowAsync(CancellationToken stopping)
     {
+        using var watching = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        var watcher = WatchEndpointsAsync(watching.Token);
+        try
+        {
+            return await FollowMapAsync(stopping);
+        }
+        finally
+        {
+            await watching.CancelAsync();
+            await watcher;
+        }
+    }
+
+    private async Task<int?> FollowMapAsync(CancellationToken stopping)
+    {
         var resumed = saved is not null;
         var backoff = new Backoff(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(5));
         var everConnected = false;
@@ -76,6 +101,8 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
         {
             try
             {
+                // Peers learn where to reach this node before its stream counts it online.
+                await ReportEndpointsAsync(stopping);
                 using var silence = CancellationTokenSource.CreateLinkedTokenSource(stopping);
                 silence.CancelAfter(options.StreamTimeout);
                 await foreach (var message in _client!.MapAsync(_nodeToken!, silence.Token))
@@ -124,8 +151,16 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
                     await Task.Delay(wait, stopping);
                     // The gateway may have come back on another gRPC address.
                     var client = await ConnectOnceAsync(stopping);
-                    _client!.Dispose();
-                    _client = client;
+                    await _clientGate.WaitAsync(stopping);
+                    try
+                    {
+                        _client!.Dispose();
+                        _client = client;
+                    }
+                    finally
+                    {
+                        _clientGate.Release();
+                    }
                 }
                 catch (OperationCanceledException)
                 {
@@ -199,6 +234,7 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
         }
 
         _nodeToken = response.NodeToken;
+        _reportedEndpoints = null;
         if (options.StateFile is { } path)
         {
             new AgentState(options.LoginServer.ToString(), Convert.ToBase64String(identity.PrivateKey), response.Node.Id, response.NodeToken).Save(path);
@@ -231,6 +267,74 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
         }
 
         return request;
+    }
+
+    /// <summary>Sends this node's endpoints when they differ from what the gateway has. A refusal of the set
+    /// (<c>invalid_endpoints</c>) is reported once and not retried until the set changes; transient failures are
+    /// the caller's to retry.</summary>
+    private async Task ReportEndpointsAsync(CancellationToken cancellationToken)
+    {
+        await _clientGate.WaitAsync(cancellationToken);
+        try
+        {
+            var endpoints = LocalEndpoints.Discover(options.ListenPort);
+            if (_reportedEndpoints is not null && endpoints.SequenceEqual(_reportedEndpoints))
+            {
+                return;
+            }
+
+            try
+            {
+                await _client!.SetEndpointsAsync(_nodeToken!, endpoints, cancellationToken);
+                output.Event("endpoints", new { endpoints }, $"endpoints: {(endpoints.Length > 0 ? string.Join(", ", endpoints) : "none")}");
+            }
+            catch (AgentFailure failure) when (failure.Code == "invalid_endpoints")
+            {
+                output.Error(failure.Code, failure.Message);
+            }
+
+            _reportedEndpoints = endpoints;
+        }
+        finally
+        {
+            _clientGate.Release();
+        }
+    }
+
+    /// <summary>Reports endpoint changes while the session follows its map: at once when the system says an address
+    /// changed, and every <see cref="ControlSessionOptions.EndpointCheckInterval"/> in case it did not say.</summary>
+    private async Task WatchEndpointsAsync(CancellationToken cancellationToken)
+    {
+        using var changed = new SemaphoreSlim(0);
+        NetworkAddressChangedEventHandler onChange = (_, _) => changed.Release();
+        System.Net.NetworkInformation.NetworkChange.NetworkAddressChanged += onChange;
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await changed.WaitAsync(options.EndpointCheckInterval, cancellationToken);
+                if (_reportedEndpoints is null || _netmap is not { Connected: true })
+                {
+                    continue; // the follow loop reports when it (re)connects
+                }
+
+                try
+                {
+                    await ReportEndpointsAsync(cancellationToken);
+                }
+                catch (AgentFailure)
+                {
+                    // Unreachable or refused for now: the next round, or the next reconnect, sends them.
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            System.Net.NetworkInformation.NetworkChange.NetworkAddressChanged -= onChange;
+        }
     }
 
     private int NodeGone(string message)

@@ -60,6 +60,18 @@ public sealed class GrpcControlClient(Uri grpcUrl) : IControlClient
         }
     }
 
+    public async Task<Node> SetEndpointsAsync(string nodeToken, IEnumerable<string> endpoints, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return (await Client.SetEndpointsAsync(new SetEndpointsRequest { Endpoints = { endpoints } }, Bearer(nodeToken), cancellationToken: cancellationToken)).Node;
+        }
+        catch (RpcException exception)
+        {
+            throw cancellationToken.IsCancellationRequested ? new OperationCanceledException(cancellationToken) : Translate(exception);
+        }
+    }
+
     public async Task LogoutAsync(string nodeToken, CancellationToken cancellationToken)
     {
         try

@@ -77,6 +77,17 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
         }
     }
 
+    public async Task<Node> SetEndpointsAsync(string nodeToken, IEnumerable<string> endpoints, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Put, "/api/v1/machine/self/endpoints")
+        {
+            Content = JsonContent.Create(new { endpoints = endpoints.ToArray() }),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", nodeToken);
+        var json = await SendAsync(() => _http.SendAsync(request, cancellationToken), cancellationToken);
+        return ParseNode(json.GetProperty("node"));
+    }
+
     public async Task LogoutAsync(string nodeToken, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machine/logout");

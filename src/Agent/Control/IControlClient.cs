@@ -11,5 +11,8 @@ public interface IControlClient : IDisposable
     /// <summary>The netmap stream until the server ends it (the node is gone) or it fails (<see cref="AgentFailure"/>).</summary>
     IAsyncEnumerable<MapResponse> MapAsync(string nodeToken, CancellationToken cancellationToken);
 
+    /// <summary>Replaces the UDP endpoints the node's WireGuard listens on; returns the node as it is now.</summary>
+    Task<Node> SetEndpointsAsync(string nodeToken, IEnumerable<string> endpoints, CancellationToken cancellationToken);
+
     Task LogoutAsync(string nodeToken, CancellationToken cancellationToken);
 }

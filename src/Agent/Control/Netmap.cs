@@ -34,6 +34,8 @@ public sealed record NetmapNode(Node Wire, IPAddress Ipv4, IPAddress Ipv6, Immut
         ["online"] = node.Online,
         ["authorized"] = node.Authorized,
         ["lastSeen"] = node.LastSeen?.ToDateTimeOffset(),
+        ["endpoints"] = node.Endpoints.ToArray(),
+        ["allowedIps"] = node.AllowedIps.ToArray(),
     };
 }
 

@@ -25,6 +25,10 @@ public interface INodeGrain : IGrainWithStringKey
     /// <summary>Logs the node out: an ephemeral node is removed at once, another stays listed as logged out. False for a bad token.</summary>
     Task<bool> Logout(string nodeId, string tokenSecret);
 
+    /// <summary>Replaces the UDP endpoints the node's WireGuard listens on (validated by the caller); an authenticated
+    /// agent call, so it counts as activity. Null for a bad token.</summary>
+    Task<NodeEntry?> SetEndpoints(string nodeId, string tokenSecret, ValueList<System.Net.IPEndPoint> endpoints);
+
     /// <summary>Removes the node at once (admin). False when no such node exists.</summary>
     Task<bool> Delete(string nodeId);
 

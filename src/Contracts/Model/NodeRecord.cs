@@ -23,7 +23,12 @@ public sealed record NodeRecord(
     [property: Id(10)] bool LoggedOut,
     [property: Id(11)] string KeyId,
     [property: Id(12)] string Tailnet,
-    [property: Id(13)] int SessionEpoch);
+    [property: Id(13)] int SessionEpoch)
+{
+    /// <summary>The UDP endpoints the node's WireGuard listens on, as its agent last reported them (peers dial these).</summary>
+    [Id(14)]
+    public ValueList<IPEndPoint> Endpoints { get; init; } = ValueList<IPEndPoint>.Empty;
+}
 
 /// <summary>What changes without a write: whether the node has a map stream, and when it was last seen.</summary>
 [GenerateSerializer, Immutable, Alias("eo.NodePresence")]

@@ -17,7 +17,9 @@ public sealed record NodeView(
     bool Authorized,
     bool LoggedOut,
     string KeyId,
-    string Tailnet)
+    string Tailnet,
+    string[] Endpoints,
+    string[] AllowedIps)
 {
     public static NodeView From(NodeEntry entry)
     {
@@ -37,6 +39,8 @@ public sealed record NodeView(
             node.Authorized,
             node.LoggedOut,
             node.KeyId,
-            node.Tailnet);
+            node.Tailnet,
+            node.Endpoints.Select(Validation.Endpoints.Format).ToArray(),
+            [$"{node.Ipv4}/32", $"{node.Ipv6}/128"]);
     }
 }

@@ -130,6 +130,22 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         throw InvalidToken();
     }
 
+    /// <summary>Replaces the UDP endpoints of the token's node; peers that see it get them in their next delta.</summary>
+    public async Task<NodeEntry> SetEndpointsAsync(string? token, IReadOnlyCollection<string>? endpoints)
+    {
+        if (!NodeIds.TryToken(token, out var nodeId, out var secret) || !NodeIds.TryGrainKey(nodeId, out var grainKey))
+        {
+            throw InvalidToken();
+        }
+
+        if (!Endpoints.TryParse(endpoints, out var parsed, out var error))
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_endpoints", error));
+        }
+
+        return await grains.GetGrain<INodeGrain>(grainKey).SetEndpoints(nodeId, secret, parsed) ?? throw InvalidToken();
+    }
+
     public async Task LogoutAsync(string? token)
     {
         if (!NodeIds.TryToken(token, out var nodeId, out var secret) || !NodeIds.TryGrainKey(nodeId, out var grainKey)

@@ -34,6 +34,9 @@ public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IO
         }
     }
 
+    public async Task<SetEndpointsResponse> SetEndpoints(SetEndpointsRequest request, ServerCallContext context) =>
+        new() { Node = (await controlPlane.SetEndpointsAsync(GrpcCredentials.Bearer(context), request.Endpoints)).ToProto() };
+
     public async Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)
     {
         await controlPlane.LogoutAsync(GrpcCredentials.Bearer(context));

@@ -34,6 +34,8 @@ public sealed class ControlServiceBinding : IServiceMethodProvider<ControlGrpcSe
         context.AddServerStreamingMethod(
             new Method<MapRequest, MapMessage>(MethodType.ServerStreaming, ServiceName, "Map", MessageMarshaller(MapRequest.Parser), MapMessageMarshaller), [],
             (service, request, writer, call) => service.Map(request, writer, call));
+        context.AddUnaryMethod(Unary("SetEndpoints", SetEndpointsRequest.Parser, SetEndpointsResponse.Parser), [],
+            (service, request, call) => service.SetEndpoints(request, call));
         context.AddUnaryMethod(Unary("Logout", LogoutRequest.Parser, LogoutResponse.Parser), [],
             (service, request, call) => service.Logout(request, call));
         context.AddUnaryMethod(Unary("Endpoints", EndpointsRequest.Parser, EndpointsResponse.Parser), [],

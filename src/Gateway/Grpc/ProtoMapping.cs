@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Protocol.V1;
 using Google.Protobuf;
@@ -40,6 +41,9 @@ internal static class ProtoMapping
             Tailnet = node.Tailnet,
         };
         proto.Tags.AddRange(node.Tags);
+        proto.Endpoints.AddRange(node.Endpoints.Select(Endpoints.Format));
+        proto.AllowedIps.Add($"{node.Ipv4}/32");
+        proto.AllowedIps.Add($"{node.Ipv6}/128");
         return proto;
     }
 

@@ -8,7 +8,10 @@ using Microsoft.Extensions.Options;
 
 namespace EphemeralOrleans.Gateway.Http;
 
-/// <summary>The agent API: register, the netmap stream, logout, and where gRPC is.</summary>
+/// <summary>The body of <c>PUT /api/v1/machine/self/endpoints</c>.</summary>
+public sealed record SetEndpointsBody(string[]? Endpoints);
+
+/// <summary>The agent API: register, the netmap stream, endpoints, logout, and where gRPC is.</summary>
 public static class AgentEndpoints
 {
     private static readonly ReadOnlyMemory<byte> Newline = "\n"u8.ToArray();
@@ -48,6 +51,13 @@ public static class AgentEndpoints
                 context.Abort();
             }
             return Results.Empty;
+        });
+
+        machine.MapPut("/self/endpoints", async (HttpContext context, ControlPlane controlPlane) =>
+        {
+            var body = await RequestBodies.ReadAsync<SetEndpointsBody>(context);
+            var node = await controlPlane.SetEndpointsAsync(RequestBodies.Bearer(context), body.Endpoints ?? []);
+            return Results.Ok(new { node = NodeView.From(node) });
         });
 
         machine.MapPost("/logout", async (HttpContext context, ControlPlane controlPlane) =>

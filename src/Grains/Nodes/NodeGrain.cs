@@ -1,3 +1,4 @@
+using System.Net;
 using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Options;
@@ -210,6 +211,24 @@ public sealed partial class NodeGrain(
         return true;
     }
 
+    public async Task<NodeEntry?> SetEndpoints(string nodeId, string tokenSecret, ValueList<IPEndPoint> endpoints)
+    {
+        if (!IsCurrent(nodeId) || State.LoggedOut || !Secrets.Matches(tokenSecret, State.TokenHash))
+        {
+            return null;
+        }
+
+        if (!endpoints.SequenceEqual(State.Endpoints))
+        {
+            State.Endpoints = endpoints.ToArray();
+            CountAsActivity();
+            await node.WriteStateAsync();
+            await Tailnet().Upsert(Entry());
+        }
+
+        return Entry();
+    }
+
     public async Task<bool> Delete(string nodeId)
     {
         if (!IsCurrent(nodeId))
@@ -324,14 +343,7 @@ public sealed partial class NodeGrain(
         State.KeyId = command.Grant.KeyId;
         State.Tags = command.Grant.Tags;
         State.Authorized |= command.Grant.Preauthorized;
-        if (!Online)
-        {
-            // A registration is activity: the inactivity clock starts again.
-            State.LastSeen = time.GetUtcNow();
-            _inactiveSince = State.LastSeen;
-            ScheduleChecks();
-        }
-
+        CountAsActivity();
         await node.WriteStateAsync();
         await Tailnet().Upsert(Entry());
         LogReregistered(State.NodeId!, command.Grant.KeyId, previousKey, command.ProvenAt is not null ? "proof" : "token");
@@ -357,6 +369,17 @@ public sealed partial class NodeGrain(
 
         return Failure.Unauthenticated("proof_required",
             "This node key belongs to a registered node: registering it again needs a proof of possession of its private key (see the API's 'proof') or the node's current token.");
+    }
+
+    /// <summary>An authenticated call of an offline node restarts its inactivity clock (the caller writes the state).</summary>
+    private void CountAsActivity()
+    {
+        if (!Online)
+        {
+            State.LastSeen = time.GetUtcNow();
+            _inactiveSince = State.LastSeen;
+            ScheduleChecks();
+        }
     }
 
     private async Task<uint> AcquireAddressAsync(string tailnet, string nodeId)
@@ -569,7 +592,10 @@ public sealed partial class NodeGrain(
             State.LoggedOut,
             State.KeyId,
             State.Tailnet,
-            State.SessionEpoch),
+            State.SessionEpoch)
+        {
+            Endpoints = new ValueList<IPEndPoint>(State.Endpoints),
+        },
         new NodePresence(Online, State.LastSeen));
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} registered in {Tailnet} as {Name} at {Ipv4} (ephemeral: {Ephemeral}, key {KeyId})")]

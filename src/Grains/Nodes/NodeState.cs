@@ -32,4 +32,7 @@ public sealed class NodeState
 
     /// <summary>The time of the last registration proof this node accepted; a proof must be later (no replay).</summary>
     [Id(17)] public DateTimeOffset? LastProofAt { get; set; }
+
+    /// <summary>The UDP endpoints the node's WireGuard listens on, as its agent last reported them.</summary>
+    [Id(18)] public System.Net.IPEndPoint[] Endpoints { get; set; } = [];
 }

@@ -19,7 +19,7 @@ public sealed class PostgresRegistryStore(NpgsqlDataSource dataSource, string se
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
-        Converters = { new IPAddressJsonConverter(), new ValueListJsonConverter() },
+        Converters = { new IPAddressJsonConverter(), new IPEndPointJsonConverter(), new ValueListJsonConverter<string>(), new ValueListJsonConverter<IPEndPoint>() },
     };
 
     public async Task<IReadOnlyCollection<NodeEntry>> LoadAsync(string tailnet, CancellationToken cancellationToken)
@@ -90,12 +90,20 @@ public sealed class PostgresRegistryStore(NpgsqlDataSource dataSource, string se
         public override void Write(Utf8JsonWriter writer, IPAddress value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
     }
 
-    private sealed class ValueListJsonConverter : JsonConverter<ValueList<string>>
+    private sealed class IPEndPointJsonConverter : JsonConverter<IPEndPoint>
     {
-        public override ValueList<string> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            new(JsonSerializer.Deserialize<string[]>(ref reader, options) ?? []);
+        public override IPEndPoint Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            IPEndPoint.Parse(reader.GetString() ?? throw new JsonException("An endpoint may not be null."));
 
-        public override void Write(Utf8JsonWriter writer, ValueList<string> value, JsonSerializerOptions options) =>
+        public override void Write(Utf8JsonWriter writer, IPEndPoint value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
+    }
+
+    private sealed class ValueListJsonConverter<T> : JsonConverter<ValueList<T>>
+    {
+        public override ValueList<T> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            new(JsonSerializer.Deserialize<T[]>(ref reader, options) ?? []);
+
+        public override void Write(Utf8JsonWriter writer, ValueList<T> value, JsonSerializerOptions options) =>
             JsonSerializer.Serialize(writer, value.ToArray(), options);
     }
 }

@@ -67,6 +67,9 @@ public abstract class ApiClient : IDisposable
 
     public abstract Task<HttpStatusCode> LogoutAsync(string token);
 
+    /// <summary>Replaces the node's WireGuard endpoints; the body is <c>{"node": Node}</c>.</summary>
+    public abstract Task<Reply> SetEndpointsAsync(string token, params string[] endpoints);
+
     /// <summary>Opens a map stream expecting a refusal; the reply says which.</summary>
     public abstract Task<Reply> TryOpenMapAsync(string token);
 

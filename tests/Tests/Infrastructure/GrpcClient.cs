@@ -70,6 +70,13 @@ public sealed class GrpcClient : ApiClient
             return (HttpStatusCode.NoContent, default(JsonElement));
         })).Status;
 
+    public override Task<Reply> SetEndpointsAsync(string token, params string[] endpoints) =>
+        CallAsync(async () =>
+        {
+            var response = await _control.SetEndpointsAsync(new SetEndpointsRequest { Endpoints = { endpoints } }, Bearer(token));
+            return (HttpStatusCode.OK, Serialize(new { node = ToJson(response.Node) }));
+        });
+
     public override async Task<Reply> TryOpenMapAsync(string token)
     {
         using var call = _control.Map(new MapRequest(), Bearer(token));
@@ -155,6 +162,8 @@ public sealed class GrpcClient : ApiClient
         node.LoggedOut,
         node.KeyId,
         node.Tailnet,
+        Endpoints = node.Endpoints.ToArray(),
+        AllowedIps = node.AllowedIps.ToArray(),
     });
 
     public static JsonElement ToJson(MapResponse message) => message.MessageCase switch

@@ -63,6 +63,13 @@ public class GatewayClient : ApiClient
         return (await Http.SendAsync(request)).StatusCode;
     }
 
+    public override async Task<Reply> SetEndpointsAsync(string token, params string[] endpoints)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Put, "/api/v1/machine/self/endpoints") { Content = JsonContent.Create(new { endpoints }) };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return await ReplyAsync(await Http.SendAsync(request));
+    }
+
     public override async Task<Reply> TryOpenMapAsync(string token)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/machine/map");
