@@ -20,6 +20,11 @@ EXPOSE 8080 8081
 ENTRYPOINT ["dotnet", "EphemeralOrleans.Gateway.dll"]
 
 FROM mcr.microsoft.com/dotnet/runtime:10.0 AS agent
+# The data plane: userspace WireGuard and the tools the agent drives. Run with --cap-add NET_ADMIN and
+# --device /dev/net/tun (or the agent's --tun none for control only).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wireguard-go iproute2 nftables \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /out/agent .
 ENTRYPOINT ["dotnet", "EphemeralOrleans.Agent.dll"]

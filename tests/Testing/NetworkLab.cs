@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace EphemeralOrleans.Testing;
 
@@ -84,6 +86,86 @@ public sealed class NetworkLab : IAsyncDisposable
         return (name, address);
     }
 
+    /// <summary>A TCP socket that lives in <paramref name="namespaceName"/>: made on a thread of its own that enters the
+    /// namespace (<c>setns</c>) for that moment only; the socket stays there, whichever thread uses it later.</summary>
+    public static Socket TcpSocketIn(string namespaceName, AddressFamily family)
+    {
+        Socket? socket = null;
+        Exception? failure = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using var target = File.OpenHandle($"/var/run/netns/{namespaceName}");
+                using var own = File.OpenHandle($"/proc/self/task/{Gettid()}/ns/net");
+                if (Setns((int)target.DangerousGetHandle(), CloneNewNet) != 0)
+                {
+                    throw new InvalidOperationException($"setns into {namespaceName} failed: errno {Marshal.GetLastPInvokeError()}");
+                }
+
+                try
+                {
+                    socket = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+                }
+                finally
+                {
+                    // The thread ends right after; going back keeps the runtime from ever reusing it inside the namespace.
+                    Setns((int)own.DangerousGetHandle(), CloneNewNet);
+                }
+            }
+            catch (Exception exception)
+            {
+                failure = exception;
+            }
+        });
+        thread.Start();
+        thread.Join();
+        return socket ?? throw new InvalidOperationException($"No socket in {namespaceName}", failure);
+    }
+
+    /// <summary>The public keys (hex) of the peers a WireGuard device has, read from its UAPI socket; empty when no
+    /// device of that name runs.</summary>
+    public static async Task<string[]> WireGuardPeersAsync(string device)
+    {
+        var path = $"/var/run/wireguard/{device}.sock";
+        if (!File.Exists(path))
+        {
+            return [];
+        }
+
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        }
+        catch (SocketException)
+        {
+            return [];
+        }
+
+        await using var stream = new NetworkStream(socket);
+        await stream.WriteAsync("get=1\n\n"u8.ToArray());
+        using var reader = new StreamReader(stream);
+        var keys = new List<string>();
+        while (await reader.ReadLineAsync() is { Length: > 0 } line)
+        {
+            if (line.StartsWith("public_key=", StringComparison.Ordinal))
+            {
+                keys.Add(line["public_key=".Length..]);
+            }
+        }
+
+        return [.. keys];
+    }
+
+    private const int CloneNewNet = 0x40000000;
+
+    [DllImport("libc", EntryPoint = "setns", SetLastError = true)]
+    private static extern int Setns(int fd, int nstype);
+
+    [DllImport("libc", EntryPoint = "gettid")]
+    private static extern int Gettid();
+
     /// <summary>Runs a command inside <paramref name="namespaceName"/>; its exit code and output.</summary>
     public static (int ExitCode, string Output) RunIn(string namespaceName, params string[] command) =>
         Run("ip", ["netns", "exec", namespaceName, .. command]);
@@ -120,9 +202,18 @@ public sealed class NetworkLab : IAsyncDisposable
     {
         foreach (var name in namespaces)
         {
-            foreach (var pid in Run("ip", ["netns", "pids", name]).Output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            foreach (var pid in Run("ip", ["netns", "pids", name]).Output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(p => p.Trim()))
             {
-                Run("kill", ["-KILL", pid.Trim()]);
+                // A wireguard-go killed here leaves its UAPI socket (one directory for all namespaces): remove it too.
+                var args = File.Exists($"/proc/{pid}/cmdline") ? File.ReadAllText($"/proc/{pid}/cmdline").Split('\0') : [];
+                Run("kill", ["-KILL", pid]);
+                var device = Array.IndexOf(args, "-f") is var f and >= 0 && f + 1 < args.Length && args.Any(a => a.EndsWith("wireguard-go", StringComparison.Ordinal))
+                    ? args[f + 1]
+                    : null;
+                if (device is not null)
+                {
+                    File.Delete($"/var/run/wireguard/{device}.sock");
+                }
             }
 
             Run("ip", ["netns", "delete", name]);

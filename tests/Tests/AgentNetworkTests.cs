@@ -9,36 +9,18 @@ namespace EphemeralOrleans.Tests;
 /// Agents in network namespaces of their own (<see cref="NetworkLab"/>), talking to a gateway on the lab's bridge: what
 /// they report of their network is what the namespace has, and follows it when it changes.
 /// </summary>
-public sealed class AgentNetworkTests(ITestOutputHelper log) : IAsyncLifetime
+public sealed class AgentNetworkTests(ITestOutputHelper log) : NetworkLabTest
 {
     private static readonly TimeSpan Within = TimeSpan.FromSeconds(20);
-    private readonly string _directory = Directory.CreateTempSubdirectory("eo-agent-net-").FullName;
-    private NetworkLab? _lab;
-    private TestGateway? _gateway;
-
-    public async Task InitializeAsync()
-    {
-        if (NetworkLab.UnavailableReason() is not null)
-        {
-            return; // the facts are skipped (or, in CI, fail on the null lab)
-        }
-
-        _lab = await NetworkLab.CreateAsync();
-        _gateway = await TestGateway.StartAsync(new Dictionary<string, string?>
-        {
-            ["Kestrel:Endpoints:Http:Url"] = $"http://{_lab.HostAddress}:{FreePort.Next()}",
-            ["Kestrel:Endpoints:Grpc:Url"] = $"http://{_lab.HostAddress}:{FreePort.Next()}",
-        });
-    }
 
     [NetworkFact]
     public async Task An_agent_reports_its_namespaces_addresses_with_its_listen_port_and_follows_a_new_address()
     {
-        var (lab, gateway) = (_lab!, _gateway!);
+        var (lab, gateway) = (Lab, Gateway);
         var (ns, address) = lab.AddHost();
         var key = (await gateway.CreateKeyAsync()).Str("key");
-        await using var agent = AgentProcess.Start(["up", "--login-server", gateway.Http.BaseAddress!.ToString(), "--hostname", "lab-agent", "--json",
-            "--socket", Path.Combine(_directory, "agent.sock"), "--listen-port", "41641"], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key }, inNamespace: ns);
+        var agent = Track(AgentProcess.Start(["up", "--login-server", gateway.Http.BaseAddress!.ToString(), "--hostname", "lab-agent", "--json",
+            "--socket", Path.Combine(Directory, "agent.sock"), "--listen-port", "41641", "--tun", $"eo{lab.Subnet}a"], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key }, inNamespace: ns));
         var self = (await agent.WaitForEventAsync("netmap", Within)).GetProperty("self");
         var node = await Poll.UntilValueAsync(async () => await gateway.GetNodeAsync(self.Str("id")) is { } n && Endpoints(n).Length > 0 ? n : (JsonElement?)null,
             Within, "the agent's endpoints");
@@ -52,21 +34,8 @@ public sealed class AgentNetworkTests(ITestOutputHelper log) : IAsyncLifetime
         log.WriteLine($"new address reported after {clock.ElapsedMilliseconds} ms");
         Assert.Equal([$"{address}:41641", $"198.18.{lab.Subnet}.200:41641"], Endpoints((await gateway.GetNodeAsync(self.Str("id")))!.Value));
         await agent.WaitForEventAsync("endpoints", Within, skip: 1);
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_gateway is not null)
-        {
-            await _gateway.DisposeAsync();
-        }
-
-        if (_lab is not null)
-        {
-            await _lab.DisposeAsync();
-        }
-
-        Directory.Delete(_directory, recursive: true);
+        await agent.TerminateAsync();
+        Assert.Equal(0, await agent.WaitForExitAsync(Within));
     }
 
     private static string[] Endpoints(JsonElement node) => node.GetProperty("endpoints").EnumerateArray().Select(e => e.GetString()!).ToArray();

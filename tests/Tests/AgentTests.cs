@@ -99,7 +99,7 @@ public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
             (valid, $"http://127.0.0.1:{FreePort.Next()}", 14, "unreachable"),
         };
         var results = await Task.WhenAll(cases.Select((c, i) => AgentProcess.RunAsync(
-            ["up", "--login-server", c.LoginServer, "--auth-key", c.Key, "--json", "--socket", Path.Combine(_directory, $"r{i}.sock"),
+            ["up", "--tun", "none", "--login-server", c.LoginServer, "--auth-key", c.Key, "--json", "--socket", Path.Combine(_directory, $"r{i}.sock"),
                 "--connect-timeout", "00:00:02"], Within)));
         foreach (var (expected, (exitCode, output)) in cases.Zip(results))
         {
@@ -196,7 +196,7 @@ public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
         var singleUse = await Gateway.CreateKeyAsync(reusable: false);
 
         var clock = Stopwatch.StartNew();
-        var (exitCode, output) = await AgentProcess.RunAsync(["up", "--login-server", LoginServer, "--hostname", "second",
+        var (exitCode, output) = await AgentProcess.RunAsync(["up", "--tun", "none", "--login-server", LoginServer, "--hostname", "second",
             "--socket", Path.Combine(_directory, "taken.sock")], Within, new Dictionary<string, string> { ["EO_AUTH_KEY"] = singleUse.Str("key") });
         log.WriteLine($"second up exited {exitCode} after {clock.ElapsedMilliseconds} ms: {output}");
         Assert.Equal(19, exitCode);
@@ -231,7 +231,7 @@ public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
     public async Task The_connect_timeout_is_honoured_to_the_second()
     {
         var clock = Stopwatch.StartNew();
-        var (exitCode, output) = await AgentProcess.RunAsync(["up", "--login-server", $"http://127.0.0.1:{FreePort.Next()}", "--auth-key", "eo-auth-a-b",
+        var (exitCode, output) = await AgentProcess.RunAsync(["up", "--tun", "none", "--login-server", $"http://127.0.0.1:{FreePort.Next()}", "--auth-key", "eo-auth-a-b",
             "--socket", Path.Combine(_directory, "timeout.sock"), "--connect-timeout", "3s"], Within);
         log.WriteLine($"gave up after {clock.ElapsedMilliseconds} ms: {output}");
         Assert.Equal(14, exitCode);
@@ -245,7 +245,7 @@ public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
 
     private AgentProcess Up(string hostname, IReadOnlyDictionary<string, string>? environment, string socket = "agent.sock",
         string state = "mem:", string transport = "grpc") =>
-        AgentProcess.Start(["up", "--login-server", LoginServer, "--hostname", hostname, "--json", "--state", state,
+        AgentProcess.Start(["up", "--tun", "none", "--login-server", LoginServer, "--hostname", hostname, "--json", "--state", state,
             "--socket", Path.Combine(_directory, socket), "--transport", transport], environment);
 
     private async Task<JsonElement> AskAsync(string command, string socket = "agent.sock")
@@ -297,7 +297,7 @@ public sealed class AgentRestartTests : PostgresTest
         using var client = new GatewayClient(first.HttpUrl);
         var key = await client.CreateKeyAsync(reusable: false);
         var socket = Path.Combine(Path.GetTempPath(), $"eo-agent-{Guid.NewGuid():N}.sock");
-        await using var agent = AgentProcess.Start(["up", "--login-server", first.HttpUrl.ToString(), "--hostname", "survivor", "--json",
+        await using var agent = AgentProcess.Start(["up", "--tun", "none", "--login-server", first.HttpUrl.ToString(), "--hostname", "survivor", "--json",
             "--socket", socket, "--transport", transport], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
         var before = (await agent.WaitForEventAsync("netmap", Within)).GetProperty("self");
         var controlKey = await client.ControlKeyAsync();
@@ -351,7 +351,7 @@ public sealed class AgentGatewayDownTests : IDisposable
         var key = await client.CreateKeyAsync(ephemeral: false);
         var state = Path.Combine(_directory, "agent.state");
         var socket = Path.Combine(_directory, "agent.sock");
-        await using var agent = AgentProcess.Start(["up", "--login-server", gateway.HttpUrl.ToString(), "--hostname", "orphan", "--json",
+        await using var agent = AgentProcess.Start(["up", "--tun", "none", "--login-server", gateway.HttpUrl.ToString(), "--hostname", "orphan", "--json",
             "--state", state, "--socket", socket], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key.Str("key") });
         await agent.WaitForEventAsync("netmap", Within);
 

@@ -65,9 +65,14 @@ public static class AgentCli
             },
             DefaultValueFactory = _ => Random.Shared.Next(20000, 60000),
         };
+        var tun = new Option<string>("--tun")
+        {
+            Description = "The WireGuard interface to create (unique on the machine; needs root or CAP_NET_ADMIN and wireguard-go), or none for control only.",
+            DefaultValueFactory = _ => "eo0",
+        };
         var up = new Command("up", "Join the tailnet and follow its netmap until stopped.")
         {
-            loginServer, authKey, hostname, state, json, transport, socket, connectTimeout, streamTimeout, listenPort,
+            loginServer, authKey, hostname, state, json, transport, socket, connectTimeout, streamTimeout, listenPort, tun,
         };
         up.SetAction(parse => new UpCommand(new UpOptions(
             parse.GetValue(loginServer)!,
@@ -79,7 +84,8 @@ public static class AgentCli
             parse.GetValue(socket)!,
             parse.GetValue(connectTimeout),
             parse.GetValue(streamTimeout),
-            parse.GetValue(listenPort))).RunAsync());
+            parse.GetValue(listenPort),
+            parse.GetValue(tun)!)).RunAsync());
 
         // logout, status, netmap: ask the agent that is up
         var logoutState = new Option<string?>("--state") { Description = "Log out the node saved in this state file (through its agent if it is up on --socket)." };

@@ -16,4 +16,5 @@ public static class ExitCodes
     public const int NotRunning = 17;
     public const int Unauthorized = 18;
     public const int AlreadyRunning = 19;
+    public const int Dataplane = 20;
 }

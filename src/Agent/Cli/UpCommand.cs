@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using EphemeralOrleans.Agent.Control;
+using EphemeralOrleans.Agent.Dataplane;
 using EphemeralOrleans.Agent.State;
 
 namespace EphemeralOrleans.Agent.Cli;
@@ -15,9 +16,15 @@ public sealed record UpOptions(
     string Socket,
     TimeSpan ConnectTimeout,
     TimeSpan StreamTimeout,
-    int ListenPort)
+    int ListenPort,
+    string Tun)
 {
     public const string MemoryState = "mem:";
+
+    /// <summary><c>--tun none</c>: control only, no WireGuard interface (tests without packets, unprivileged runs).</summary>
+    public const string NoTun = "none";
+
+    public bool ControlOnly => Tun == NoTun;
 
     /// <summary><c>--state mem:</c>: nothing on disk, the node is ephemeral and goes when the agent exits.</summary>
     public bool InMemory => State == MemoryState;
@@ -36,7 +43,9 @@ public sealed class UpCommand(UpOptions options)
     /// <summary>The outcome a <c>logout</c> request waits for; completed on every way out.</summary>
     private readonly TaskCompletionSource<LogoutOutcome?> _loggedOut = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ControlSession? _session;
+    private Reconciler? _dataplane;
     private volatile bool _logoutRequested;
+    private volatile Exception? _dataplaneFailure;
 
     public async Task<int> RunAsync()
     {
@@ -63,6 +72,11 @@ public sealed class UpCommand(UpOptions options)
         }
         finally
         {
+            if (_dataplane is not null)
+            {
+                await _dataplane.DisposeAsync();
+            }
+
             _session?.Dispose();
         }
     }
@@ -82,6 +96,18 @@ public sealed class UpCommand(UpOptions options)
             return ExitCodes.Usage;
         }
 
+        // Before anything is made or registered: a machine that cannot have the interface gets one line.
+        string? wireguardGo = null;
+        if (!options.ControlOnly)
+        {
+            (wireguardGo, var missing) = Preflight.Check(options.Tun);
+            if (missing is not null)
+            {
+                _output.Error("dataplane_unavailable", missing);
+                return ExitCodes.Dataplane;
+            }
+        }
+
         // Before anything reaches the gateway: a second agent on this socket must not register a node (or use a key).
         await using var localApi = await LocalApi.ClaimAsync(options.Socket);
         localApi.Serve(HandleLocalAsync);
@@ -89,30 +115,55 @@ public sealed class UpCommand(UpOptions options)
         try
         {
             var identity = saved is null ? NodeIdentity.Generate() : NodeIdentity.FromPrivateKey(Convert.FromBase64String(saved.PrivateKey));
+            if (wireguardGo is not null)
+            {
+                // The node key is the WireGuard key. The device comes up before the node registers, so a failure here
+                // leaves no node behind; it gets its peers from the first map.
+                _dataplane = new Reconciler(options.Tun, identity.PrivateKey, options.ListenPort, wireguardGo, _output);
+                await _dataplane.UpAsync(_stopping.Token);
+                _ = _dataplane.Failed.ContinueWith(failed =>
+                {
+                    _dataplaneFailure = failed.Result;
+                    _stopping.Cancel();
+                }, TaskScheduler.Default);
+            }
+
             _session = new ControlSession(
                 new ControlSessionOptions(options.LoginServer, options.AuthKey, options.Hostname, options.Transport, options.ConnectTimeout,
                     options.StreamTimeout, Ephemeral: options.InMemory, StateFile: options.InMemory ? null : options.State,
-                    ListenPort: options.ListenPort, EndpointCheckInterval: TimeSpan.FromSeconds(5)),
-                identity, saved, _output);
+                    ListenPort: options.ControlOnly ? null : options.ListenPort, EndpointCheckInterval: TimeSpan.FromSeconds(5)),
+                identity, saved, _output, _dataplane is { } dataplane ? dataplane.Offer : null);
             if (!await _session.StartAsync(_stopping.Token))
             {
                 return Stopped();
             }
 
-            if (await _session.FollowAsync(_stopping.Token) is { } exitCode)
+            var exitCode = await _session.FollowAsync(_stopping.Token);
+            if (_dataplaneFailure is { } failure)
             {
-                return exitCode;
+                _output.Error("dataplane_failed", failure.Message);
+                exitCode = ExitCodes.Dataplane;
             }
 
-            // Stopped by a signal or by `logout`.
+            if (exitCode is { } gone && _dataplaneFailure is null)
+            {
+                return gone;
+            }
+
+            // Stopped by a signal, by `logout`, or by a broken data plane.
             if (options.InMemory || _logoutRequested)
             {
                 var outcome = await _session.LogoutAsync();
                 _loggedOut.TrySetResult(outcome);
-                return outcome.Failure?.ExitCode ?? ExitCodes.Ok;
+                return exitCode ?? outcome.Failure?.ExitCode ?? ExitCodes.Ok;
             }
 
-            return Stopped();
+            return exitCode ?? Stopped();
+        }
+        catch (DataplaneException exception)
+        {
+            _output.Error("dataplane_unavailable", exception.Message);
+            return ExitCodes.Dataplane;
         }
         finally
         {

@@ -24,7 +24,7 @@ public sealed record ControlSessionOptions(
     TimeSpan StreamTimeout,
     bool Ephemeral,
     string? StateFile,
-    int ListenPort,
+    int? ListenPort,
     TimeSpan EndpointCheckInterval);
 
 /// <summary>A logout's outcome: done, or why not.</summary>
@@ -35,7 +35,8 @@ public sealed record LogoutOutcome(string NodeId, AgentFailure? Failure);
 /// reconnects (capped exponential backoff, jitter), and logs out. Each map message yields a new immutable
 /// <see cref="NetmapSnapshot"/> in <see cref="Netmap"/>; nothing slow runs inside the stream's loop.
 /// </summary>
-public sealed class ControlSession(ControlSessionOptions options, NodeIdentity identity, AgentState? saved, AgentOutput output) : IDisposable
+public sealed class ControlSession(ControlSessionOptions options, NodeIdentity identity, AgentState? saved, AgentOutput output,
+    Action<NetmapSnapshot>? onNetmap = null) : IDisposable
 {
     private static readonly TimeSpan LogoutDeadline = TimeSpan.FromSeconds(4);
 
@@ -110,6 +111,7 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
                     silence.CancelAfter(options.StreamTimeout);
                     var netmap = _netmap!.Apply(message);
                     _netmap = netmap;
+                    onNetmap?.Invoke(netmap);
                     switch (message.MessageCase)
                     {
                         case MapResponse.MessageOneofCase.Full:
@@ -274,10 +276,15 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
     /// the caller's to retry.</summary>
     private async Task ReportEndpointsAsync(CancellationToken cancellationToken)
     {
+        if (options.ListenPort is not { } listenPort)
+        {
+            return; // no WireGuard listens: nothing to tell peers
+        }
+
         await _clientGate.WaitAsync(cancellationToken);
         try
         {
-            var endpoints = LocalEndpoints.Discover(options.ListenPort);
+            var endpoints = LocalEndpoints.Discover(listenPort);
             if (_reportedEndpoints is not null && endpoints.SequenceEqual(_reportedEndpoints))
             {
                 return;

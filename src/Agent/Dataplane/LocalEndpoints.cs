@@ -45,6 +45,35 @@ public static class LocalEndpoints
             .ToArray();
     }
 
+    /// <summary>The subnets this machine is on (its interfaces' addresses with their prefix lengths).</summary>
+    public static IReadOnlyCollection<IPNetwork> Subnets()
+    {
+        var subnets = new List<IPNetwork>();
+        foreach (var networkInterface in NetworkInterface.GetAllNetworkInterfaces())
+        {
+            if (networkInterface.NetworkInterfaceType == NetworkInterfaceType.Loopback)
+            {
+                continue;
+            }
+
+            foreach (var unicast in networkInterface.GetIPProperties().UnicastAddresses)
+            {
+                if (Usable(unicast.Address) && unicast.PrefixLength > 0)
+                {
+                    var bytes = unicast.Address.GetAddressBytes();
+                    for (var bit = unicast.PrefixLength; bit < bytes.Length * 8; bit++)
+                    {
+                        bytes[bit / 8] &= (byte)~(0x80 >> (bit % 8));
+                    }
+
+                    subnets.Add(new IPNetwork(new IPAddress(bytes), unicast.PrefixLength));
+                }
+            }
+        }
+
+        return subnets;
+    }
+
     private static bool Usable(IPAddress address) =>
         !IPAddress.IsLoopback(address) && !address.IsIPv6LinkLocal && !address.IsIPv6Multicast && !address.IsIPv6SiteLocal
         && !(address.AddressFamily == AddressFamily.InterNetwork && address.GetAddressBytes() is [169, 254, _, _])

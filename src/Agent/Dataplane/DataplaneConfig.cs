@@ -1,0 +1,63 @@
+using System.Collections.Immutable;
+using System.Net;
+using System.Net.Sockets;
+using EphemeralOrleans.Agent.Control;
+
+namespace EphemeralOrleans.Agent.Dataplane;
+
+/// <summary>One WireGuard peer: its key, where to send to it, and what to route to it.</summary>
+public sealed record PeerConfig(string NodeId, string Name, string PublicKeyHex, IPEndPoint? Endpoint, ImmutableArray<IPNetwork> AllowedIps)
+{
+    public bool Equals(PeerConfig? other) =>
+        other is not null && NodeId == other.NodeId && Name == other.Name && PublicKeyHex == other.PublicKeyHex
+        && Equals(Endpoint, other.Endpoint) && AllowedIps.SequenceEqual(other.AllowedIps);
+
+    public override int GetHashCode() => HashCode.Combine(NodeId, PublicKeyHex, Endpoint);
+}
+
+/// <summary>What the data plane should look like for one netmap: the device's addresses, the routes into it, and
+/// its peers by public key. Compiled from a <see cref="NetmapSnapshot"/> by <see cref="ConfigCompiler"/>.</summary>
+public sealed record DataplaneConfig(ImmutableArray<IPNetwork> Addresses, ImmutableArray<IPNetwork> Routes, ImmutableDictionary<string, PeerConfig> Peers)
+{
+    public bool Equals(DataplaneConfig? other) =>
+        other is not null && Addresses.SequenceEqual(other.Addresses) && Routes.SequenceEqual(other.Routes)
+        && Peers.Count == other.Peers.Count && Peers.All(p => other.Peers.TryGetValue(p.Key, out var q) && p.Value.Equals(q));
+
+    public override int GetHashCode() => HashCode.Combine(Addresses.Length, Peers.Count);
+}
+
+/// <summary>
+/// Netmap → data-plane configuration, with no side effects (the shape of Tailscale's <c>wgcfg/nmcfg</c>): the node's
+/// own addresses as /32 and /128, the tailnet's ranges routed into the device, and one WireGuard peer per peer of
+/// the map, allowed exactly its own two addresses. Of a peer's endpoints one is chosen: one in a subnet this machine
+/// is on, else the first IPv4, else the first; WireGuard roaming corrects it once the peer sends from elsewhere.
+/// </summary>
+public static class ConfigCompiler
+{
+    public static readonly ImmutableArray<IPNetwork> TailnetRoutes = [IPNetwork.Parse("100.64.0.0/10"), IPNetwork.Parse("fd7a:115c:a1e0::/48")];
+
+    public static DataplaneConfig Compile(NetmapSnapshot netmap, IReadOnlyCollection<IPNetwork> localSubnets)
+    {
+        var self = netmap.Self;
+        var addresses = IPAddress.TryParse(self.Ipv4, out var v4) && IPAddress.TryParse(self.Ipv6, out var v6)
+            ? ImmutableArray.Create(new IPNetwork(v4, 32), new IPNetwork(v6, 128))
+            : [];
+        var peers = ImmutableDictionary.CreateBuilder<string, PeerConfig>(StringComparer.Ordinal);
+        foreach (var peer in netmap.Peers.Values)
+        {
+            var key = Convert.ToHexStringLower(peer.PublicKey.AsSpan());
+            peers[key] = new PeerConfig(peer.Id, peer.Name, key, ChooseEndpoint(peer, localSubnets),
+                [new IPNetwork(peer.Ipv4, 32), new IPNetwork(peer.Ipv6, 128)]);
+        }
+
+        return new DataplaneConfig(addresses, TailnetRoutes, peers.ToImmutable());
+    }
+
+    private static IPEndPoint? ChooseEndpoint(NetmapNode peer, IReadOnlyCollection<IPNetwork> localSubnets)
+    {
+        var endpoints = peer.Wire.Endpoints.Select(e => IPEndPoint.TryParse(e, out var endpoint) && endpoint.Port != 0 ? endpoint : null).OfType<IPEndPoint>().ToArray();
+        return endpoints.FirstOrDefault(e => localSubnets.Any(s => s.Contains(e.Address)))
+            ?? endpoints.FirstOrDefault(e => e.AddressFamily == AddressFamily.InterNetwork)
+            ?? endpoints.FirstOrDefault();
+    }
+}

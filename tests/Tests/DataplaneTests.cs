@@ -1,0 +1,201 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using EphemeralOrleans.Testing;
+using EphemeralOrleans.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace EphemeralOrleans.Tests;
+
+/// <summary>
+/// Agents in network namespaces of a <see cref="NetworkLab"/>, each with a real WireGuard interface (wireguard-go),
+/// reach each other through it as the netmap says: real processes, real packets. The gateway listens on the lab's
+/// bridge; no namespace has a default route.
+/// </summary>
+[Collection(TimingCollection.Name)]
+public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(20);
+    private readonly List<LabAgent> _labAgents = [];
+
+    [NetworkFact]
+    public async Task Agents_reach_each_other_a_joiner_is_reachable_at_once_and_one_that_leaves_or_dies_is_gone_from_every_peer()
+    {
+        var key = (await Gateway.CreateKeyAsync()).Str("key");
+        var a = await UpAsync("a", key);
+        var b = await UpAsync("b", key);
+
+        // A to B over IPv4 and IPv6, data both ways.
+        await AssertTcpAsync(a, b.Ipv4);
+        await AssertTcpAsync(a, b.Ipv6);
+        await AssertTcpAsync(b, a.Ipv4);
+
+        // C joins: reachable from A within 2 s of its process starting.
+        var started = Stopwatch.StartNew();
+        var c = await UpAsync("c", key, waitForMap: false);
+        await Poll.UntilAsync(() => CanConnectAsync(a, c.Ipv4, TimeSpan.FromMilliseconds(300)), Within, "A to reach C", everyMs: 20);
+        log.WriteLine($"C reachable from A {started.ElapsedMilliseconds} ms after its up started");
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(2), $"C reachable {started.Elapsed} after its up started");
+
+        // C logs out: within a second its peers have dropped it, and nothing passes to its old address.
+        var (exitCode, output) = await AgentProcess.RunAsync(["logout", "--socket", c.Socket], Within);
+        Assert.True(exitCode == 0, output);
+        var gone = Stopwatch.StartNew();
+        await Poll.UntilAsync(async () => !(await NetworkLab.WireGuardPeersAsync(a.Tun)).Contains(c.PublicKeyHex)
+            && !(await NetworkLab.WireGuardPeersAsync(b.Tun)).Contains(c.PublicKeyHex), Within, "C's removal from A and B", everyMs: 20);
+        log.WriteLine($"C gone from A's and B's WireGuard {gone.ElapsedMilliseconds} ms after its logout");
+        Assert.True(gone.Elapsed < TimeSpan.FromSeconds(1), $"C removed {gone.Elapsed} after logout");
+        Assert.False(await CanConnectAsync(a, c.Ipv4, TimeSpan.FromSeconds(1)));
+        Assert.False(await CanConnectAsync(b, c.Ipv6, TimeSpan.FromSeconds(1)));
+        Assert.Equal(0, await c.Process.WaitForExitAsync(Within));
+        Assert.False(InterfaceExists(c), "C's interface outlived its agent");
+
+        // D is killed with -9: its device dies with it; after the inactivity timeout it leaves every peer's configuration.
+        var d = await UpAsync("d", key);
+        await Poll.UntilAsync(async () => (await NetworkLab.WireGuardPeersAsync(a.Tun)).Contains(d.PublicKeyHex), Within, "D at A");
+        await d.Process.KillAsync();
+        await Poll.UntilAsync(() => Task.FromResult(!InterfaceExists(d)), Within, "D's interface to go with its agent");
+        await Poll.UntilAsync(async () => !(await NetworkLab.WireGuardPeersAsync(a.Tun)).Contains(d.PublicKeyHex)
+            && !(await NetworkLab.WireGuardPeersAsync(b.Tun)).Contains(d.PublicKeyHex), Within, "D's removal after its inactivity timeout");
+
+        // A new agent under D's name in D's namespace starts clean and is reachable.
+        var d2 = await UpAsync("d", key, host: (d.Namespace, d.Address), tun: d.Tun);
+        await Poll.UntilAsync(() => CanConnectAsync(a, d2.Ipv4, TimeSpan.FromMilliseconds(300)), Within, "A to reach the new D");
+
+        // SIGTERM with memory state: logged out, removed, and the interface is gone.
+        await a.Process.TerminateAsync();
+        Assert.Equal(0, await a.Process.WaitForExitAsync(Within));
+        Assert.False(InterfaceExists(a));
+        await Poll.UntilAsync(async () => !(await NetworkLab.WireGuardPeersAsync(b.Tun)).Contains(a.PublicKeyHex), Within, "A's removal at B");
+    }
+
+    [NetworkFact]
+    public async Task Without_net_admin_or_wireguard_go_up_fails_at_once_with_one_line_and_makes_nothing()
+    {
+        var key = await Gateway.CreateKeyAsync(reusable: false);
+        var (ns, _) = Lab.AddHost();
+        var tun = $"eo{Lab.Subnet}x";
+
+        // No CAP_NET_ADMIN: root, but with the capability dropped from the bounding set.
+        var (exitCode, output) = await RunInAsync(ns, ["setpriv", "--bounding-set", "-net_admin", "dotnet", HostProcess.ProjectDll("Agent"),
+            "up", "--login-server", LoginServer, "--tun", tun, "--socket", Path.Combine(Directory, "x.sock")], key.Str("key"));
+        Assert.Equal(20, exitCode);
+        var line = Assert.Single(output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Contains("CAP_NET_ADMIN", line);
+        Assert.Contains("--tun none", line);
+
+        // No wireguard-go on PATH.
+        (exitCode, output) = await RunInAsync(ns, ["env", "PATH=/usr/sbin:/sbin", Environment.ProcessPath!, HostProcess.ProjectDll("Agent"),
+            "up", "--login-server", LoginServer, "--tun", tun, "--socket", Path.Combine(Directory, "x.sock")], key.Str("key"));
+        Assert.Equal(20, exitCode);
+        Assert.Contains("wireguard-go", output);
+        Assert.Contains("--tun none", output);
+
+        // Nothing was made: no interface, no node, the single-use key unused.
+        Assert.NotEqual(0, NetworkLab.RunIn(ns, "ip", "link", "show", tun).ExitCode);
+        Assert.Empty(await Gateway.ListNodesAsync());
+        Assert.Equal(0, (await Gateway.GetKeyAsync(key.Str("id"))).Body.GetProperty("uses").GetInt32());
+    }
+
+    private async Task<LabAgent> UpAsync(string name, string key, bool waitForMap = true, (string Namespace, IPAddress Address)? host = null, string? tun = null)
+    {
+        var (ns, address) = host ?? Lab.AddHost();
+        tun ??= $"eo{Lab.Subnet}{name}";
+        var socket = Path.Combine(Directory, $"{name}-{Guid.NewGuid():N}.sock");
+        var process = Track(AgentProcess.Start(["up", "--login-server", LoginServer, "--hostname", name, "--json",
+            "--socket", socket, "--tun", tun, "--listen-port", "41641"], new Dictionary<string, string> { ["EO_AUTH_KEY"] = key }, inNamespace: ns));
+        var self = (await process.WaitForEventAsync("registered", Within)).GetProperty("node");
+        if (waitForMap)
+        {
+            await process.WaitForEventAsync("interface_ready", Within);
+        }
+
+        var agent = new LabAgent(process, ns, address, tun, socket, IPAddress.Parse(self.Str("ipv4")), IPAddress.Parse(self.Str("ipv6")),
+            (await Gateway.GetNodeAsync(self.Str("id")))!.Value.Str("nodeKey")["nodekey:".Length..]);
+        _labAgents.Add(agent);
+        return agent;
+    }
+
+    /// <summary>A TCP connection from <paramref name="from"/> to a listener at <paramref name="to"/>:5432 in the namespace
+    /// that has that address, carrying data both ways.</summary>
+    private async Task AssertTcpAsync(LabAgent from, IPAddress to)
+    {
+        var target = Owner(to);
+        using var listener = NetworkLab.TcpSocketIn(target.Namespace, to.AddressFamily);
+        listener.Bind(new IPEndPoint(to, 5432));
+        listener.Listen();
+        var accepted = listener.AcceptAsync();
+        using var client = NetworkLab.TcpSocketIn(from.Namespace, to.AddressFamily);
+        using var timeout = new CancellationTokenSource(Within);
+        await client.ConnectAsync(new IPEndPoint(to, 5432), timeout.Token);
+        using var server = await accepted.WaitAsync(Within);
+        await client.SendAsync("ping"u8.ToArray());
+        await server.SendAsync("pong"u8.ToArray());
+        Assert.Equal("ping", await ReceiveAsync(server));
+        Assert.Equal("pong", await ReceiveAsync(client));
+        // It came through the tunnel: from the sender's tailnet address.
+        Assert.Equal(to.AddressFamily == AddressFamily.InterNetwork ? from.Ipv4 : from.Ipv6, ((IPEndPoint)server.RemoteEndPoint!).Address);
+    }
+
+    private async Task<bool> CanConnectAsync(LabAgent from, IPAddress to, TimeSpan within)
+    {
+        var target = Owner(to);
+        using var listener = NetworkLab.TcpSocketIn(target.Namespace, to.AddressFamily);
+        listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        try
+        {
+            listener.Bind(new IPEndPoint(to, 5433));
+        }
+        catch (SocketException)
+        {
+            return false; // the address is gone from its namespace (its agent stopped)
+        }
+
+        listener.Listen();
+        using var client = NetworkLab.TcpSocketIn(from.Namespace, to.AddressFamily);
+        using var timeout = new CancellationTokenSource(within);
+        try
+        {
+            await client.ConnectAsync(new IPEndPoint(to, 5433), timeout.Token);
+            return true;
+        }
+        catch (Exception exception) when (exception is SocketException or OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    private LabAgent Owner(IPAddress address) => _labAgents.Last(a => a.Ipv4.Equals(address) || a.Ipv6.Equals(address));
+
+    private bool InterfaceExists(LabAgent agent) => NetworkLab.RunIn(agent.Namespace, "ip", "link", "show", agent.Tun).ExitCode == 0;
+
+    private static async Task<string> ReceiveAsync(Socket socket)
+    {
+        var buffer = new byte[16];
+        var read = await socket.ReceiveAsync(buffer).WaitAsync(Within);
+        return Encoding.ASCII.GetString(buffer, 0, read);
+    }
+
+    private async Task<(int ExitCode, string Output)> RunInAsync(string ns, string[] command, string authKey)
+    {
+        var start = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { "netns", "exec", ns }.Concat(command))
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["EO_AUTH_KEY"] = authKey;
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(Within);
+        await process.WaitForExitAsync(timeout.Token);
+        var output = await stdout + await stderr;
+        log.WriteLine($"{string.Join(' ', command.Take(3))}…: exit {process.ExitCode}: {output}");
+        return (process.ExitCode, output);
+    }
+
+    private sealed record LabAgent(AgentProcess Process, string Namespace, IPAddress Address, string Tun, string Socket, IPAddress Ipv4, IPAddress Ipv6, string PublicKeyHex);
+}
