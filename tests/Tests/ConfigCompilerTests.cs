@@ -20,7 +20,7 @@ public sealed class ConfigCompilerTests
         var netmap = Netmap(
             Node("b", "100.64.0.2", "fd7a:115c:a1e0::6440:2", KeyB, "203.0.113.9:41641", "198.18.5.2:41641"),
             Node("c", "100.64.0.3", "fd7a:115c:a1e0::6440:3", KeyC, "[2001:db8::3]:5000", "203.0.113.3:5000"));
-        var config = ConfigCompiler.Compile(netmap, [IPNetwork.Parse("198.18.5.0/24")]);
+        var config = ConfigCompiler.Compile("eo0", netmap, [IPNetwork.Parse("198.18.5.0/24")]);
 
         Assert.Equal(["100.64.0.1/32", "fd7a:115c:a1e0::6440:1/128"], config.Addresses.Select(a => a.ToString()));
         Assert.Equal(["100.64.0.0/10", "fd7a:115c:a1e0::/48"], config.Routes.Select(r => r.ToString()));
@@ -38,7 +38,7 @@ public sealed class ConfigCompilerTests
             Node("quiet", "100.64.0.2", "fd7a:115c:a1e0::6440:2", KeyB),
             Node("badkey", "100.64.0.3", "fd7a:115c:a1e0::6440:3", "xyz"),
             Node("badip", "not-an-ip", "fd7a:115c:a1e0::6440:4", KeyC));
-        var config = ConfigCompiler.Compile(netmap, []);
+        var config = ConfigCompiler.Compile("eo0", netmap, []);
 
         var peer = Assert.Single(config.Peers.Values);
         Assert.Equal("quiet", peer.Name);
@@ -52,11 +52,11 @@ public sealed class ConfigCompilerTests
         var moved = Node("b", "100.64.0.2", "fd7a:115c:a1e0::6440:2", KeyB, "198.18.5.9:41641");
         var after = before.Apply(new Wire.MapResponse { Delta = new Wire.MapDelta { Version = 2, PeersChanged = { moved } } });
 
-        Assert.Equal(ConfigCompiler.Compile(before, []), ConfigCompiler.Compile(before, []));
-        Assert.NotEqual(ConfigCompiler.Compile(before, []), ConfigCompiler.Compile(after, []));
-        Assert.Equal(IPEndPoint.Parse("198.18.5.9:41641"), ConfigCompiler.Compile(after, []).Peers[KeyB].Endpoint);
+        Assert.Equal(ConfigCompiler.Compile("eo0", before, []), ConfigCompiler.Compile("eo0", before, []));
+        Assert.NotEqual(ConfigCompiler.Compile("eo0", before, []), ConfigCompiler.Compile("eo0", after, []));
+        Assert.Equal(IPEndPoint.Parse("198.18.5.9:41641"), ConfigCompiler.Compile("eo0", after, []).Peers[KeyB].Endpoint);
         var removed = after.Apply(new Wire.MapResponse { Delta = new Wire.MapDelta { Version = 3, PeersRemoved = { "n-b" } } });
-        Assert.Empty(ConfigCompiler.Compile(removed, []).Peers);
+        Assert.Empty(ConfigCompiler.Compile("eo0", removed, []).Peers);
     }
 
     private static NetmapSnapshot Netmap(params Wire.Node[] peers) =>

@@ -72,6 +72,61 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
     }
 
     [NetworkFact]
+    public async Task The_policy_decides_what_passes_and_withdrawing_a_permission_cuts_an_open_connection_within_a_second()
+    {
+        const string Allowed = """{"acls":[{"action":"accept","src":["tag:ci"],"dst":["tag:db:5432"]}]}""";
+        Assert.Equal(HttpStatusCode.OK, (await Gateway.SetPolicyAsync(Allowed)).Status);
+        var ci = await UpAsync("ci", (await Gateway.CreateKeyAsync(tags: ["tag:ci"])).Str("key"));
+        var db = await UpAsync("db", (await Gateway.CreateKeyAsync(tags: ["tag:db"])).Str("key"));
+        var other = await UpAsync("other", (await Gateway.CreateKeyAsync()).Str("key"));
+
+        // ci reaches db on 5432, over IPv4 and IPv6, data both ways; nothing else passes.
+        await AssertTcpAsync(ci, db.Ipv4, 5432);
+        await AssertTcpAsync(ci, db.Ipv6, 5432);
+        var no = TimeSpan.FromSeconds(1);
+        Assert.False(await CanConnectAsync(ci, db.Ipv4, no, 22), "ci reached db on 22");
+        Assert.False(await CanConnectAsync(ci, db.Ipv6, no, 22), "ci reached db on 22 over IPv6");
+        Assert.False(await CanConnectAsync(db, ci.Ipv4, no, 5432), "db reached ci");
+        Assert.False(await CanConnectAsync(other, db.Ipv4, no, 5432), "an untagged node reached db");
+        Assert.False(await CanConnectAsync(other, ci.Ipv4, no, 5432), "an untagged node reached ci");
+        // db has ci as a WireGuard peer (ci may reach it): it is the filter, not a missing peer, that drops db's packets.
+        Assert.Contains(ci.PublicKeyHex, await NetworkLab.WireGuardPeersAsync(db.Tun));
+
+        // An open connection, then the policy withdraws 5432 (ci and db still see each other: only the filter changes).
+        var (client, server) = await ConnectAsync(ci, db.Ipv4, 5432);
+        using (client)
+        using (server)
+        {
+            await client.SendAsync("a"u8.ToArray());
+            Assert.Equal("a", await ReceiveAsync(server));
+            var changed = Stopwatch.StartNew();
+            Assert.Equal(HttpStatusCode.OK, (await Gateway.SetPolicyAsync("""{"acls":[{"action":"accept","src":["tag:ci"],"dst":["tag:db:5433"]}]}""")).Status);
+            var lastDelivered = TimeSpan.Zero;
+            var receiving = Task.Run(async () =>
+            {
+                var buffer = new byte[64];
+                while (await server.ReceiveAsync(buffer) > 0)
+                {
+                    lastDelivered = changed.Elapsed;
+                }
+            });
+            while (changed.Elapsed < TimeSpan.FromSeconds(2.5))
+            {
+                await client.SendAsync("b"u8.ToArray());
+                await Task.Delay(50);
+            }
+
+            log.WriteLine($"the open connection's last packet arrived {lastDelivered.TotalMilliseconds:0} ms after the policy change");
+            Assert.True(lastDelivered < TimeSpan.FromSeconds(1), $"packets still arrived {lastDelivered} after the policy change");
+            Assert.False(receiving.IsCompleted);
+        }
+
+        // Restored: new connections pass again.
+        Assert.Equal(HttpStatusCode.OK, (await Gateway.SetPolicyAsync(Allowed)).Status);
+        await Poll.UntilAsync(() => CanConnectAsync(ci, db.Ipv4, TimeSpan.FromMilliseconds(500), 5432), Within, "ci to reach db again");
+    }
+
+    [NetworkFact]
     public async Task Without_net_admin_or_wireguard_go_up_fails_at_once_with_one_line_and_makes_nothing()
     {
         var key = await Gateway.CreateKeyAsync(reusable: false);
@@ -120,17 +175,11 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
 
     /// <summary>A TCP connection from <paramref name="from"/> to a listener at <paramref name="to"/>:5432 in the namespace
     /// that has that address, carrying data both ways.</summary>
-    private async Task AssertTcpAsync(LabAgent from, IPAddress to)
+    private async Task AssertTcpAsync(LabAgent from, IPAddress to, int port = 5432)
     {
-        var target = Owner(to);
-        using var listener = NetworkLab.TcpSocketIn(target.Namespace, to.AddressFamily);
-        listener.Bind(new IPEndPoint(to, 5432));
-        listener.Listen();
-        var accepted = listener.AcceptAsync();
-        using var client = NetworkLab.TcpSocketIn(from.Namespace, to.AddressFamily);
-        using var timeout = new CancellationTokenSource(Within);
-        await client.ConnectAsync(new IPEndPoint(to, 5432), timeout.Token);
-        using var server = await accepted.WaitAsync(Within);
+        var (client, server) = await ConnectAsync(from, to, port);
+        using var _ = client;
+        using var __ = server;
         await client.SendAsync("ping"u8.ToArray());
         await server.SendAsync("pong"u8.ToArray());
         Assert.Equal("ping", await ReceiveAsync(server));
@@ -139,14 +188,27 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         Assert.Equal(to.AddressFamily == AddressFamily.InterNetwork ? from.Ipv4 : from.Ipv6, ((IPEndPoint)server.RemoteEndPoint!).Address);
     }
 
-    private async Task<bool> CanConnectAsync(LabAgent from, IPAddress to, TimeSpan within)
+    /// <summary>An open TCP connection from <paramref name="from"/> to <paramref name="to"/>:<paramref name="port"/>, both ends.</summary>
+    private async Task<(Socket Client, Socket Server)> ConnectAsync(LabAgent from, IPAddress to, int port)
+    {
+        using var listener = NetworkLab.TcpSocketIn(Owner(to).Namespace, to.AddressFamily);
+        listener.Bind(new IPEndPoint(to, port));
+        listener.Listen();
+        var accepted = listener.AcceptAsync();
+        var client = NetworkLab.TcpSocketIn(from.Namespace, to.AddressFamily);
+        using var timeout = new CancellationTokenSource(Within);
+        await client.ConnectAsync(new IPEndPoint(to, port), timeout.Token);
+        return (client, await accepted.WaitAsync(Within));
+    }
+
+    private async Task<bool> CanConnectAsync(LabAgent from, IPAddress to, TimeSpan within, int port = 5433)
     {
         var target = Owner(to);
         using var listener = NetworkLab.TcpSocketIn(target.Namespace, to.AddressFamily);
         listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         try
         {
-            listener.Bind(new IPEndPoint(to, 5433));
+            listener.Bind(new IPEndPoint(to, port));
         }
         catch (SocketException)
         {
@@ -158,7 +220,7 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         using var timeout = new CancellationTokenSource(within);
         try
         {
-            await client.ConnectAsync(new IPEndPoint(to, 5433), timeout.Token);
+            await client.ConnectAsync(new IPEndPoint(to, port), timeout.Token);
             return true;
         }
         catch (Exception exception) when (exception is SocketException or OperationCanceledException)

@@ -15,12 +15,13 @@ public sealed record PeerConfig(string NodeId, string Name, string PublicKeyHex,
     public override int GetHashCode() => HashCode.Combine(NodeId, PublicKeyHex, Endpoint);
 }
 
-/// <summary>What the data plane should look like for one netmap: the device's addresses, the routes into it, and
-/// its peers by public key. Compiled from a <see cref="NetmapSnapshot"/> by <see cref="ConfigCompiler"/>.</summary>
-public sealed record DataplaneConfig(ImmutableArray<IPNetwork> Addresses, ImmutableArray<IPNetwork> Routes, ImmutableDictionary<string, PeerConfig> Peers)
+/// <summary>What the data plane should look like for one netmap: the device's addresses, the routes into it, its
+/// peers by public key, and its packet filter (an nft script). Compiled from a <see cref="NetmapSnapshot"/> by
+/// <see cref="ConfigCompiler"/>.</summary>
+public sealed record DataplaneConfig(ImmutableArray<IPNetwork> Addresses, ImmutableArray<IPNetwork> Routes, ImmutableDictionary<string, PeerConfig> Peers, string Filter)
 {
     public bool Equals(DataplaneConfig? other) =>
-        other is not null && Addresses.SequenceEqual(other.Addresses) && Routes.SequenceEqual(other.Routes)
+        other is not null && Addresses.SequenceEqual(other.Addresses) && Routes.SequenceEqual(other.Routes) && Filter == other.Filter
         && Peers.Count == other.Peers.Count && Peers.All(p => other.Peers.TryGetValue(p.Key, out var q) && p.Value.Equals(q));
 
     public override int GetHashCode() => HashCode.Combine(Addresses.Length, Peers.Count);
@@ -28,15 +29,15 @@ public sealed record DataplaneConfig(ImmutableArray<IPNetwork> Addresses, Immuta
 
 /// <summary>
 /// Netmap → data-plane configuration, with no side effects (the shape of Tailscale's <c>wgcfg/nmcfg</c>): the node's
-/// own addresses as /32 and /128, the tailnet's ranges routed into the device, and one WireGuard peer per peer of
-/// the map, allowed exactly its own two addresses. Of a peer's endpoints one is chosen: one in a subnet this machine
+/// own addresses as /32 and /128, the tailnet's ranges routed into the device, one WireGuard peer per peer of the
+/// map, allowed exactly its own two addresses, and the packet filter (<see cref="FilterCompiler"/>). Of a peer's endpoints one is chosen: one in a subnet this machine
 /// is on, else the first IPv4, else the first; WireGuard roaming corrects it once the peer sends from elsewhere.
 /// </summary>
 public static class ConfigCompiler
 {
     public static readonly ImmutableArray<IPNetwork> TailnetRoutes = [IPNetwork.Parse("100.64.0.0/10"), IPNetwork.Parse("fd7a:115c:a1e0::/48")];
 
-    public static DataplaneConfig Compile(NetmapSnapshot netmap, IReadOnlyCollection<IPNetwork> localSubnets)
+    public static DataplaneConfig Compile(string device, NetmapSnapshot netmap, IReadOnlyCollection<IPNetwork> localSubnets)
     {
         var self = netmap.Self;
         var addresses = IPAddress.TryParse(self.Ipv4, out var v4) && IPAddress.TryParse(self.Ipv6, out var v6)
@@ -50,7 +51,7 @@ public static class ConfigCompiler
                 [new IPNetwork(peer.Ipv4, 32), new IPNetwork(peer.Ipv6, 128)]);
         }
 
-        return new DataplaneConfig(addresses, TailnetRoutes, peers.ToImmutable());
+        return new DataplaneConfig(addresses, TailnetRoutes, peers.ToImmutable(), FilterCompiler.Compile(device, netmap.PacketFilter, netmap.Peers.Values));
     }
 
     private static IPEndPoint? ChooseEndpoint(NetmapNode peer, IReadOnlyCollection<IPNetwork> localSubnets)

@@ -60,13 +60,7 @@ public static class LocalEndpoints
             {
                 if (Usable(unicast.Address) && unicast.PrefixLength > 0)
                 {
-                    var bytes = unicast.Address.GetAddressBytes();
-                    for (var bit = unicast.PrefixLength; bit < bytes.Length * 8; bit++)
-                    {
-                        bytes[bit / 8] &= (byte)~(0x80 >> (bit % 8));
-                    }
-
-                    subnets.Add(new IPNetwork(new IPAddress(bytes), unicast.PrefixLength));
+                    subnets.Add(Networks.Of(unicast.Address, unicast.PrefixLength));
                 }
             }
         }

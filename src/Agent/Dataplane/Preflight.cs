@@ -35,10 +35,10 @@ public static partial class Preflight
             return (null, "/dev/net/tun is missing (a container needs --device /dev/net/tun); or use --tun none for control only.");
         }
 
-        var missing = new[] { "wireguard-go", "ip", "setpriv" }.Where(tool => SystemTools.Find(tool) is null).ToArray();
+        var missing = new[] { "wireguard-go", "ip", "nft", "setpriv" }.Where(tool => SystemTools.Find(tool) is null).ToArray();
         if (missing.Length > 0)
         {
-            return (null, $"{string.Join(", ", missing)} not found on PATH (Debian: apt-get install --no-install-recommends wireguard-go iproute2 util-linux); or use --tun none for control only.");
+            return (null, $"{string.Join(", ", missing)} not found on PATH (Debian: apt-get install --no-install-recommends wireguard-go iproute2 nftables util-linux); or use --tun none for control only.");
         }
 
         return (SystemTools.Find("wireguard-go"), null);

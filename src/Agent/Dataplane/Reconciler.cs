@@ -11,8 +11,9 @@ namespace EphemeralOrleans.Agent.Dataplane;
 /// Keeps the data plane equal to the latest netmap: <see cref="UpAsync"/> makes the device (after clearing what a
 /// killed agent left under the same name), <see cref="Offer"/> hands it netmaps — only the latest waits, so a slow
 /// step never queues old maps and the map stream never waits for OS tools — and each is compiled
-/// (<see cref="ConfigCompiler"/>) and applied as a difference: peers by key through one UAPI transaction, addresses
-/// and routes through the <see cref="Router"/>. <see cref="DisposeAsync"/> removes it all.
+/// (<see cref="ConfigCompiler"/>) and applied as a difference: the packet filter when its text changed, peers by key
+/// through one UAPI transaction, addresses and routes through the <see cref="Router"/>. <see cref="DisposeAsync"/>
+/// removes it all.
 /// </summary>
 public sealed class Reconciler : IAsyncDisposable
 {
@@ -26,6 +27,7 @@ public sealed class Reconciler : IAsyncDisposable
     private readonly TaskCompletionSource<Exception> _failed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Router _router;
+    private readonly PacketFilter _filter;
     private WireGuardDevice? _wireGuard;
     private Task _applying = Task.CompletedTask;
     private ImmutableDictionary<string, PeerConfig> _peers = ImmutableDictionary<string, PeerConfig>.Empty;
@@ -34,6 +36,7 @@ public sealed class Reconciler : IAsyncDisposable
     {
         (_device, _privateKey, _listenPort, _wireguardGo, _output) = (device, privateKey, listenPort, wireguardGo, output);
         _router = new Router(device);
+        _filter = new PacketFilter();
     }
 
     /// <summary>Completes when the data plane broke for good (the device died): the agent should stop.</summary>
@@ -71,6 +74,7 @@ public sealed class Reconciler : IAsyncDisposable
         }
 
         File.Delete(WireGuardDevice.SocketPath(device));
+        await PacketFilter.RemoveAsync(device, cancellationToken);
     }
 
     /// <summary>Clears leftovers, starts the device with the node's key and listen port, and starts applying netmaps.</summary>
@@ -78,6 +82,8 @@ public sealed class Reconciler : IAsyncDisposable
     {
         await CleanupAsync(_device, cancellationToken);
         _wireGuard = await WireGuardDevice.StartAsync(_device, _wireguardGo, cancellationToken);
+        // Nothing comes in until the first map says what may.
+        await _filter.SetAsync(FilterCompiler.Compile(_device, [], []), cancellationToken);
         await _wireGuard.SetAsync([$"private_key={Convert.ToHexStringLower(_privateKey)}", $"listen_port={_listenPort}", "replace_peers=true"], cancellationToken);
         _output.Event("interface_up", new { device = _device, listenPort = _listenPort }, $"interface {_device} up, WireGuard on UDP {_listenPort}");
         _applying = Task.Run(() => ApplyLoopAsync(_stopping.Token), CancellationToken.None);
@@ -125,7 +131,7 @@ public sealed class Reconciler : IAsyncDisposable
 
                 try
                 {
-                    await ApplyAsync(ConfigCompiler.Compile(netmap, LocalEndpoints.Subnets()), cancellationToken);
+                    await ApplyAsync(ConfigCompiler.Compile(_device, netmap, LocalEndpoints.Subnets()), cancellationToken);
                     LastApplied = (DateTimeOffset.UtcNow, clock.Elapsed, _peers.Count);
                 }
                 catch (Exception exception) when (exception is DataplaneException or IOException or System.Net.Sockets.SocketException)
@@ -147,6 +153,8 @@ public sealed class Reconciler : IAsyncDisposable
 
     private async Task ApplyAsync(DataplaneConfig config, CancellationToken cancellationToken)
     {
+        // The filter first: a peer added below is judged by the rules that came with it.
+        await _filter.SetAsync(config.Filter, cancellationToken);
         var lines = new List<string>();
         foreach (var (key, _) in _peers)
         {
