@@ -84,16 +84,31 @@ public sealed class AgentProcess : IAsyncDisposable
         return (exitCode, agent.Output);
     }
 
+    /// <summary>How many events named <paramref name="name"/> have arrived so far.</summary>
+    public int EventCount(string name)
+    {
+        lock (_events)
+        {
+            return _events.Count(e => e.TryGetProperty("event", out var n) && n.GetString() == name);
+        }
+    }
+
+    /// <summary>The process id: the agent itself (also under <c>ip netns exec</c>, which execs).</summary>
+    public int Pid => _process.Id;
+
     /// <summary>The first <c>--json</c> event named <paramref name="name"/> from the <paramref name="skip"/>th on;
     /// fails if the agent exits first or none comes in time.</summary>
-    public async Task<JsonElement> WaitForEventAsync(string name, TimeSpan within, int skip = 0)
+    public Task<JsonElement> WaitForEventAsync(string name, TimeSpan within, int skip = 0) => WaitForEventAsync(name, _ => true, within, skip);
+
+    /// <summary>The first event named <paramref name="name"/> (from the <paramref name="skip"/>th on) that <paramref name="match"/>es.</summary>
+    public async Task<JsonElement> WaitForEventAsync(string name, Func<JsonElement, bool> match, TimeSpan within, int skip = 0)
     {
         var deadline = DateTime.UtcNow + within;
         while (true)
         {
             lock (_events)
             {
-                var matches = _events.Where(e => e.TryGetProperty("event", out var n) && n.GetString() == name).Skip(skip).ToArray();
+                var matches = _events.Where(e => e.TryGetProperty("event", out var n) && n.GetString() == name).Skip(skip).Where(match).ToArray();
                 if (matches.Length > 0)
                 {
                     return matches[0];
@@ -106,7 +121,7 @@ public sealed class AgentProcess : IAsyncDisposable
                 throw new TimeoutException($"No '{name}' event from the agent within {within} (exited: {_process.HasExited}):\n{Output}");
             }
 
-            await _arrived.WaitAsync(left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200));
+            await _arrived.WaitAsync(left < TimeSpan.FromMilliseconds(20) ? left : TimeSpan.FromMilliseconds(20));
         }
     }
 

@@ -52,7 +52,7 @@ public sealed class NetworkLab : IAsyncDisposable
         var subnet = Enumerable.Range(0, 64).Select(_ => Random.Shared.Next(1, 255))
             .First(n => string.IsNullOrWhiteSpace(Run("ip", ["-o", "addr", "show", "to", $"198.18.{n}.0/24"]).Output));
         Directory.CreateDirectory(MarkerDirectory);
-        await File.WriteAllTextAsync(Path.Combine(MarkerDirectory, id), Environment.ProcessId.ToString());
+        await File.WriteAllTextAsync(Path.Combine(MarkerDirectory, id), ProcessIdentity(Environment.ProcessId));
         var lab = new NetworkLab(id, subnet);
         try
         {
@@ -185,7 +185,9 @@ public sealed class NetworkLab : IAsyncDisposable
 
         foreach (var marker in Directory.GetFiles(MarkerDirectory))
         {
-            if (int.TryParse(await File.ReadAllTextAsync(marker), out var pid) && ProcessAlive(pid))
+            // A process id alone can be reused by now: its start time says whether it is still the lab's maker.
+            var owner = await File.ReadAllTextAsync(marker);
+            if (int.TryParse(owner.Split(' ')[0], out var pid) && ProcessIdentity(pid) == owner)
             {
                 continue;
             }
@@ -223,16 +225,17 @@ public sealed class NetworkLab : IAsyncDisposable
         File.Delete(Path.Combine(MarkerDirectory, id));
     }
 
-    private static bool ProcessAlive(int pid)
+    /// <summary>A process's id and start time (clock ticks since boot), or "" when it does not exist.</summary>
+    private static string ProcessIdentity(int pid)
     {
         try
         {
-            using var process = Process.GetProcessById(pid);
-            return !process.HasExited;
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return $"{pid} {stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[19]}";
         }
-        catch (ArgumentException)
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
         {
-            return false;
+            return "";
         }
     }
 

@@ -32,6 +32,21 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         await AssertTcpAsync(a, b.Ipv6);
         await AssertTcpAsync(b, a.Ipv4);
 
+        // status shows each peer as the device reports it: where it is, its last handshake, bytes each way.
+        var (exitCode, output) = await AgentProcess.RunAsync(["status", "--json", "--socket", a.Socket], Within);
+        Assert.True(exitCode == 0, output);
+        var wireguard = JsonDocument.Parse(output).RootElement.GetProperty("wireguard");
+        Assert.Equal(a.Tun, wireguard.Str("device"));
+        var peerB = Assert.Single(wireguard.GetProperty("peers").EnumerateArray());
+        Assert.Equal(b.Ipv4.ToString(), peerB.Str("ipv4"));
+        Assert.Equal($"{b.Address}:41641", peerB.Str("endpoint"));
+        Assert.True(peerB.GetProperty("lastHandshake").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMinutes(-1));
+        Assert.True(peerB.GetProperty("rxBytes").GetInt64() > 0 && peerB.GetProperty("txBytes").GetInt64() > 0, peerB.ToString());
+        (exitCode, output) = await AgentProcess.RunAsync(["status", "--socket", a.Socket], Within);
+        Assert.True(exitCode == 0, output);
+        Assert.Contains($"{b.Address}:41641", output);
+        Assert.Contains("handshake", output);
+
         // C joins: reachable from A within 2 s of its process starting.
         var started = Stopwatch.StartNew();
         var c = await UpAsync("c", key, waitForMap: false);
@@ -40,7 +55,7 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         Assert.True(started.Elapsed < TimeSpan.FromSeconds(2), $"C reachable {started.Elapsed} after its up started");
 
         // C logs out: within a second its peers have dropped it, and nothing passes to its old address.
-        var (exitCode, output) = await AgentProcess.RunAsync(["logout", "--socket", c.Socket], Within);
+        (exitCode, output) = await AgentProcess.RunAsync(["logout", "--socket", c.Socket], Within);
         Assert.True(exitCode == 0, output);
         var gone = Stopwatch.StartNew();
         await Poll.UntilAsync(async () => !(await NetworkLab.WireGuardPeersAsync(a.Tun)).Contains(c.PublicKeyHex)

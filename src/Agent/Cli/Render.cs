@@ -18,6 +18,20 @@ public static class Render
             text.Append(CultureInfo.InvariantCulture, $"{node.GetProperty("name").GetString()} ({node.GetProperty("id").GetString()})  ");
             text.Append(string.Join(", ", answer.GetProperty("addresses").EnumerateArray().Select(a => a.GetString())));
             text.Append(CultureInfo.InvariantCulture, $"\n{answer.GetProperty("peers").GetInt32()} peer(s)");
+            if (answer.TryGetProperty("wireguard", out var wireguard) && wireguard.ValueKind == JsonValueKind.Object)
+            {
+                text.Append(CultureInfo.InvariantCulture,
+                    $"\nWireGuard {wireguard.GetProperty("device").GetString()} on UDP {wireguard.GetProperty("listenPort").GetInt32()}");
+                foreach (var peer in wireguard.GetProperty("peers").EnumerateArray())
+                {
+                    var handshake = peer.GetProperty("lastHandshake") is { ValueKind: JsonValueKind.String } h
+                        ? $"handshake {Ago(h.GetDateTimeOffset())} ago"
+                        : "no handshake";
+                    text.Append(CultureInfo.InvariantCulture,
+                        $"\n  {peer.GetProperty("name").GetString(),-24} {peer.GetProperty("ipv4").GetString(),-16} {peer.GetProperty("endpoint").GetString() ?? "-",-24} {handshake,-20} rx {Bytes(peer.GetProperty("rxBytes").GetInt64())} tx {Bytes(peer.GetProperty("txBytes").GetInt64())}");
+                }
+            }
+
             return text.ToString();
         }
 
@@ -29,6 +43,19 @@ public static class Render
 
         return text.ToString().TrimEnd();
     }
+
+    private static string Ago(DateTimeOffset at)
+    {
+        var ago = DateTimeOffset.UtcNow - at;
+        return ago.TotalSeconds < 90 ? $"{Math.Max(0, ago.TotalSeconds):0}s" : ago.TotalMinutes < 90 ? $"{ago.TotalMinutes:0}m" : $"{ago.TotalHours:0}h";
+    }
+
+    private static string Bytes(long bytes) => bytes switch
+    {
+        < 1024 => $"{bytes} B",
+        < 1024 * 1024 => $"{bytes / 1024.0:0.0} KiB",
+        _ => $"{bytes / (1024.0 * 1024):0.0} MiB",
+    };
 }
 
 /// <summary>Durations as people write them: <c>90s</c>, <c>15m</c>, <c>1h</c>, <c>7d</c>, or <c>hh:mm:ss</c>.</summary>

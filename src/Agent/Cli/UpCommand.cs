@@ -186,7 +186,7 @@ public sealed class UpCommand(UpOptions options)
             case "status" or "netmap" when netmap is null:
                 return new { code = "starting", error = "The agent is still joining its tailnet." };
             case "status":
-                return netmap!.Status(options.LoginServer.ToString());
+                return netmap!.Status(options.LoginServer.ToString(), _dataplane is { } dataplane ? await dataplane.StatusAsync(netmap, CancellationToken.None) : null);
             case "netmap":
                 return netmap!.Map();
             case "logout":

@@ -36,7 +36,7 @@ public sealed record LogoutOutcome(string NodeId, AgentFailure? Failure);
 /// <see cref="NetmapSnapshot"/> in <see cref="Netmap"/>; nothing slow runs inside the stream's loop.
 /// </summary>
 public sealed class ControlSession(ControlSessionOptions options, NodeIdentity identity, AgentState? saved, AgentOutput output,
-    Action<NetmapSnapshot>? onNetmap = null) : IDisposable
+    Action<NetmapSnapshot, MapResponse>? onNetmap = null) : IDisposable
 {
     private static readonly TimeSpan LogoutDeadline = TimeSpan.FromSeconds(4);
 
@@ -111,7 +111,7 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
                     silence.CancelAfter(options.StreamTimeout);
                     var netmap = _netmap!.Apply(message);
                     _netmap = netmap;
-                    onNetmap?.Invoke(netmap);
+                    onNetmap?.Invoke(netmap, message);
                     switch (message.MessageCase)
                     {
                         case MapResponse.MessageOneofCase.Full:

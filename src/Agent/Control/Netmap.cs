@@ -106,8 +106,9 @@ public sealed record NetmapSnapshot(
         }
     }
 
-    /// <summary><c>status</c>: connected, addresses, peer count.</summary>
-    public object Status(string loginServer) => new
+    /// <summary><c>status</c>: connected, addresses, peer count, and the WireGuard device as it reports itself (null
+    /// for control only).</summary>
+    public object Status(string loginServer, object? wireguard) => new
     {
         connected = Connected,
         loginServer,
@@ -115,6 +116,7 @@ public sealed record NetmapSnapshot(
         addresses = new[] { Self.Ipv4, Self.Ipv6 },
         peers = Peers.Count,
         version = Version,
+        wireguard,
     };
 
     /// <summary><c>netmap</c>: the node, every peer, and what may reach the node.</summary>

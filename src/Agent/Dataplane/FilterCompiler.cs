@@ -70,6 +70,11 @@ public static class FilterCompiler
         return script.ToString();
     }
 
+    /// <summary>Whether the filter names peers (tags, node names), so that a peer's change can change the table; one of
+    /// only <c>*</c>, addresses and CIDRs does not.</summary>
+    public static bool DependsOnPeers(IEnumerable<PacketFilterRule> rules) =>
+        rules.SelectMany(r => r.Sources).Any(source => source != "*" && !IPAddress.TryParse(source.Split('/')[0], out _));
+
     /// <summary>The ports of a rule as nft set elements; null for <c>*</c> (any protocol, any port); empty when none is valid.</summary>
     private static string[]? Ports(string ports)
     {

@@ -4,16 +4,17 @@ using System.Net;
 using System.Threading.Channels;
 using EphemeralOrleans.Agent.Cli;
 using EphemeralOrleans.Agent.Control;
+using EphemeralOrleans.Protocol.V1;
 
 namespace EphemeralOrleans.Agent.Dataplane;
 
 /// <summary>
 /// Keeps the data plane equal to the latest netmap: <see cref="UpAsync"/> makes the device (after clearing what a
-/// killed agent left under the same name), <see cref="Offer"/> hands it netmaps — only the latest waits, so a slow
-/// step never queues old maps and the map stream never waits for OS tools — and each is compiled
-/// (<see cref="ConfigCompiler"/>) and applied as a difference: the packet filter when its text changed, peers by key
-/// through one UAPI transaction, addresses and routes through the <see cref="Router"/>. <see cref="DisposeAsync"/>
-/// removes it all.
+/// killed agent left under the same name), <see cref="Offer"/> hands it netmaps — only the latest waits, with what
+/// changed since the last apply merged, so a slow step never queues old maps and the map stream never waits for OS
+/// tools — and each is compiled (<see cref="ConfigCompiler"/>) and applied as a difference: the packet filter when its
+/// text changed, the peers a delta names by key through one UAPI transaction, addresses and routes through the
+/// <see cref="Router"/>. <see cref="DisposeAsync"/> removes it all.
 /// </summary>
 public sealed class Reconciler : IAsyncDisposable
 {
@@ -22,15 +23,22 @@ public sealed class Reconciler : IAsyncDisposable
     private readonly int _listenPort;
     private readonly string _wireguardGo;
     private readonly AgentOutput _output;
-    private readonly Channel<NetmapSnapshot> _netmaps = Channel.CreateBounded<NetmapSnapshot>(
-        new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+    /// <summary>Wakes the apply loop; what to apply waits in <see cref="_pending"/>, merged, so a slow step never queues
+    /// old maps (and the map stream never waits for OS tools).</summary>
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(
+        new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+    private readonly Lock _pendingLock = new();
+    private Pending? _pending;
+    private bool _resyncNext;
     private readonly TaskCompletionSource<Exception> _failed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Router _router;
     private readonly PacketFilter _filter;
     private WireGuardDevice? _wireGuard;
     private Task _applying = Task.CompletedTask;
-    private ImmutableDictionary<string, PeerConfig> _peers = ImmutableDictionary<string, PeerConfig>.Empty;
+    /// <summary>The peers the device has, by public key, and each node's key.</summary>
+    private readonly Dictionary<string, PeerConfig> _peers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _keyOfNode = new(StringComparer.Ordinal);
 
     public Reconciler(string device, byte[] privateKey, int listenPort, string wireguardGo, AgentOutput output)
     {
@@ -84,17 +92,76 @@ public sealed class Reconciler : IAsyncDisposable
         _wireGuard = await WireGuardDevice.StartAsync(_device, _wireguardGo, cancellationToken);
         // Nothing comes in until the first map says what may.
         await _filter.SetAsync(FilterCompiler.Compile(_device, [], []), cancellationToken);
+        // Up (and so listening on its UDP port) before the node registers: a peer that learns of this node at once and
+        // starts a handshake finds it answering, instead of retrying after WireGuard's 5 s.
+        await SystemTools.RunAsync("ip", ["link", "set", "dev", _device, "up"], cancellationToken: cancellationToken);
         await _wireGuard.SetAsync([$"private_key={Convert.ToHexStringLower(_privateKey)}", $"listen_port={_listenPort}", "replace_peers=true"], cancellationToken);
         _output.Event("interface_up", new { device = _device, listenPort = _listenPort }, $"interface {_device} up, WireGuard on UDP {_listenPort}");
         _applying = Task.Run(() => ApplyLoopAsync(_stopping.Token), CancellationToken.None);
     }
 
-    /// <summary>Hands over the latest netmap; an older one still waiting is dropped.</summary>
-    public void Offer(NetmapSnapshot netmap) => _netmaps.Writer.TryWrite(netmap);
+    /// <summary>Hands over the netmap <paramref name="message"/> produced: what it changed is merged with what still
+    /// waits, so the loop applies the latest map once, touching only what changed since the last apply.</summary>
+    public void Offer(NetmapSnapshot netmap, MapResponse message)
+    {
+        lock (_pendingLock)
+        {
+            var pending = _pending ??= new Pending(netmap);
+            pending.Netmap = netmap;
+            switch (message.MessageCase)
+            {
+                case MapResponse.MessageOneofCase.Full:
+                    pending.All = true;
+                    break;
+                case MapResponse.MessageOneofCase.Delta:
+                    pending.Peers.UnionWith(message.Delta.PeersChanged.Select(p => p.Id));
+                    pending.Peers.UnionWith(message.Delta.PeersRemoved);
+                    // Presence decides keepalives (see ConfigCompiler).
+                    pending.Peers.UnionWith(message.Delta.PeersChangedPatch.Select(p => p.Id));
+                    pending.Filter |= message.Delta.PacketFilter is not null;
+                    pending.Self |= message.Delta.Self is not null;
+                    break;
+                default:
+                    return; // a keepalive changes nothing
+            }
 
-    /// <summary>The device's peers as it reports them (endpoint, handshake, bytes).</summary>
-    public async Task<IReadOnlyList<PeerStats>> StatsAsync(CancellationToken cancellationToken) =>
-        _wireGuard is { HasExited: false } device ? await device.GetAsync(cancellationToken) : [];
+            pending.All |= _resyncNext;
+            _resyncNext = false;
+        }
+
+        _wake.Writer.TryWrite(true);
+    }
+
+    /// <summary>For <c>status</c>: the device, and each peer of <paramref name="netmap"/> as the device reports it —
+    /// the endpoint it last heard from (or dials), its last handshake, bytes each way.</summary>
+    public async Task<object> StatusAsync(NetmapSnapshot netmap, CancellationToken cancellationToken)
+    {
+        var stats = _wireGuard is { HasExited: false } device
+            ? (await device.GetAsync(cancellationToken)).ToDictionary(p => p.PublicKeyHex, StringComparer.Ordinal)
+            : [];
+        return new
+        {
+            device = _device,
+            listenPort = _listenPort,
+            lastApply = LastApplied is { } applied ? new { at = applied.At, milliseconds = applied.Took.TotalMilliseconds, peers = applied.Peers } : null,
+            peers = netmap.PeersByName().Select(peer =>
+            {
+                var seen = stats.GetValueOrDefault(Convert.ToHexStringLower(peer.PublicKey.AsSpan()));
+                return new
+                {
+                    id = peer.Id,
+                    name = peer.Name,
+                    ipv4 = peer.Wire.Ipv4,
+                    ipv6 = peer.Wire.Ipv6,
+                    online = peer.Wire.Online,
+                    endpoint = seen?.Endpoint,
+                    lastHandshake = seen?.LastHandshake,
+                    rxBytes = seen?.RxBytes ?? 0,
+                    txBytes = seen?.TxBytes ?? 0,
+                };
+            }).ToArray(),
+        };
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -120,8 +187,19 @@ public sealed class Reconciler : IAsyncDisposable
     {
         try
         {
-            await foreach (var netmap in _netmaps.Reader.ReadAllAsync(cancellationToken))
+            await foreach (var _ in _wake.Reader.ReadAllAsync(cancellationToken))
             {
+                Pending? pending;
+                lock (_pendingLock)
+                {
+                    (pending, _pending) = (_pending, null);
+                }
+
+                if (pending is null)
+                {
+                    continue;
+                }
+
                 var clock = Stopwatch.StartNew();
                 if (_wireGuard!.HasExited)
                 {
@@ -131,13 +209,18 @@ public sealed class Reconciler : IAsyncDisposable
 
                 try
                 {
-                    await ApplyAsync(ConfigCompiler.Compile(_device, netmap, LocalEndpoints.Subnets()), cancellationToken);
+                    await ApplyAsync(pending, cancellationToken);
                     LastApplied = (DateTimeOffset.UtcNow, clock.Elapsed, _peers.Count);
                 }
                 catch (Exception exception) when (exception is DataplaneException or IOException or System.Net.Sockets.SocketException)
                 {
-                    // Reported, and retried with the next netmap (a keepalive-free stream sends one at least on reconnect).
+                    // Reported; the next netmap resyncs everything.
                     _output.Error("dataplane_error", exception.Message);
+                    lock (_pendingLock)
+                    {
+                        _resyncNext = true;
+                    }
+
                     if (_wireGuard.HasExited)
                     {
                         _failed.TrySetResult(exception);
@@ -151,35 +234,55 @@ public sealed class Reconciler : IAsyncDisposable
         }
     }
 
-    private async Task ApplyAsync(DataplaneConfig config, CancellationToken cancellationToken)
+    /// <summary>A full map (or a resync after a failure) compares everything; a delta touches only the peers it names,
+    /// so its cost does not grow with the tailnet. The filter goes first: a peer added below is judged by the rules
+    /// that came with it.</summary>
+    private async Task ApplyAsync(Pending pending, CancellationToken cancellationToken)
     {
-        // The filter first: a peer added below is judged by the rules that came with it.
-        await _filter.SetAsync(config.Filter, cancellationToken);
-        var lines = new List<string>();
-        foreach (var (key, _) in _peers)
+        var netmap = pending.Netmap;
+        var subnets = new Lazy<IReadOnlyCollection<IPNetwork>>(LocalEndpoints.Subnets);
+        var touched = pending.All ? _peers.Values.Select(p => p.NodeId).Concat(netmap.Peers.Keys).ToHashSet(StringComparer.Ordinal) : pending.Peers;
+        if (pending.All || pending.Filter || (touched.Count > 0 && FilterCompiler.DependsOnPeers(netmap.PacketFilter)))
         {
-            if (!config.Peers.ContainsKey(key))
-            {
-                lines.Add($"public_key={key}");
-                lines.Add("remove=true");
-            }
+            await _filter.SetAsync(FilterCompiler.Compile(_device, netmap.PacketFilter, netmap.Peers.Values), cancellationToken);
         }
 
-        foreach (var (key, peer) in config.Peers)
+        var lines = new List<string>();
+        var (added, removed) = (0, 0);
+        var changes = new List<(string NodeId, PeerConfig? Peer)>();
+        foreach (var nodeId in touched)
         {
-            if (_peers.TryGetValue(key, out var applied) && applied.Equals(peer))
+            var desired = netmap.Peers.TryGetValue(nodeId, out var node) ? ConfigCompiler.Peer(node, subnets.Value) : null;
+            var applied = _keyOfNode.TryGetValue(nodeId, out var key) ? _peers[key] : null;
+            if (applied is not null && (desired is null || desired.PublicKeyHex != applied.PublicKeyHex))
             {
+                lines.Add($"public_key={applied.PublicKeyHex}");
+                lines.Add("remove=true");
+                removed++;
+                applied = null;
+            }
+
+            if (desired is null || desired.Equals(applied))
+            {
+                changes.Add((nodeId, desired));
                 continue;
             }
 
-            lines.Add($"public_key={key}");
-            if (peer.Endpoint is { } endpoint && !Equals(endpoint, applied?.Endpoint))
+            lines.Add($"public_key={desired.PublicKeyHex}");
+            if (desired.Endpoint is { } endpoint && !Equals(endpoint, applied?.Endpoint))
             {
                 lines.Add($"endpoint={WireGuardDevice.Format(endpoint)}");
             }
 
             lines.Add("replace_allowed_ips=true");
-            lines.AddRange(peer.AllowedIps.Select(ip => $"allowed_ip={ip}"));
+            lines.AddRange(desired.AllowedIps.Select(ip => $"allowed_ip={ip}"));
+            if (desired.Keepalive != (applied?.Keepalive ?? 0))
+            {
+                lines.Add($"persistent_keepalive_interval={desired.Keepalive}");
+            }
+
+            added += applied is null ? 1 : 0;
+            changes.Add((nodeId, desired));
         }
 
         if (lines.Count > 0)
@@ -187,21 +290,52 @@ public sealed class Reconciler : IAsyncDisposable
             await _wireGuard!.SetAsync(lines, cancellationToken);
         }
 
-        // Addresses and routes after the peers: a route never points at a device that cannot deliver yet.
-        var first = LastApplied is null;
-        await _router.SetAsync(config.Addresses, config.Routes, cancellationToken);
-        if (first)
+        foreach (var (nodeId, peer) in changes)
         {
-            _output.Event("interface_ready", new { device = _device, addresses = config.Addresses.Select(a => a.ToString()).ToArray() },
-                $"interface {_device}: {string.Join(", ", config.Addresses)}");
+            if (_keyOfNode.Remove(nodeId, out var oldKey))
+            {
+                _peers.Remove(oldKey);
+            }
+
+            if (peer is not null)
+            {
+                _peers[peer.PublicKeyHex] = peer;
+                _keyOfNode[nodeId] = peer.PublicKeyHex;
+            }
         }
 
-        var (added, removed) = (config.Peers.Keys.Count(k => !_peers.ContainsKey(k)), _peers.Keys.Count(k => !config.Peers.ContainsKey(k)));
-        _peers = config.Peers;
+        // Addresses and routes after the peers: a route never points at a device that cannot deliver yet.
+        if (pending.All || pending.Self)
+        {
+            var first = LastApplied is null;
+            var addresses = ConfigCompiler.Addresses(netmap.Self);
+            await _router.SetAsync(addresses, ConfigCompiler.TailnetRoutes, cancellationToken);
+            if (first)
+            {
+                _output.Event("interface_ready", new { device = _device, addresses = addresses.Select(a => a.ToString()).ToArray() },
+                    $"interface {_device}: {string.Join(", ", addresses)}");
+            }
+        }
+
         if (added + removed > 0)
         {
             _output.Event("peers", new { peers = _peers.Count, added, removed }, $"WireGuard peers: {_peers.Count} (+{added} -{removed})");
         }
+    }
+
+    /// <summary>What changed since the last applied netmap, gathered until the apply loop takes it.</summary>
+    private sealed class Pending(NetmapSnapshot netmap)
+    {
+        public NetmapSnapshot Netmap { get; set; } = netmap;
+
+        /// <summary>A full map: compare everything.</summary>
+        public bool All { get; set; }
+
+        public HashSet<string> Peers { get; } = new(StringComparer.Ordinal);
+
+        public bool Filter { get; set; }
+
+        public bool Self { get; set; }
     }
 
     /// <summary>wireguard-go processes serving <paramref name="device"/>, and their parents.</summary>

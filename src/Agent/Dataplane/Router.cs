@@ -9,14 +9,9 @@ public sealed class Router(string device)
     private IReadOnlyCollection<IPNetwork> _addresses = [];
     private IReadOnlyCollection<IPNetwork> _routes = [];
 
-    /// <summary>Brings the device up with <paramref name="addresses"/> and <paramref name="routes"/>, changing only the difference.</summary>
+    /// <summary>Gives the device <paramref name="addresses"/> and <paramref name="routes"/>, changing only the difference.</summary>
     public async Task SetAsync(IReadOnlyCollection<IPNetwork> addresses, IReadOnlyCollection<IPNetwork> routes, CancellationToken cancellationToken)
     {
-        if (_addresses.Count == 0 && _routes.Count == 0)
-        {
-            await SystemTools.RunAsync("ip", ["link", "set", "dev", device, "up"], cancellationToken: cancellationToken);
-        }
-
         foreach (var gone in _routes.Except(routes))
         {
             await SystemTools.TryRunAsync("ip", ["route", "del", gone.ToString(), "dev", device], cancellationToken: cancellationToken);
