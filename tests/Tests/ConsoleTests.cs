@@ -47,7 +47,9 @@ public sealed class BrowserFixture : IAsyncLifetime
 }
 
 /// <summary>The admin web console in a real browser against a real gateway: sign-in, keys, live devices, approval,
-/// policy, anti-forgery, narrow screens.</summary>
+/// policy, anti-forgery, narrow screens. Run alone: a browser's navigations timed out (30 s) twice in CI runs while
+/// the machine's two cores also served parallel gateway, agent and WireGuard tests.</summary>
+[Collection(TimingCollection.Name)]
 public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFixture<BrowserFixture>
 {
     // Nodes must not be removed for inactivity while a test looks at them.

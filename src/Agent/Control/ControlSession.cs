@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net.NetworkInformation;
 using EphemeralOrleans.Agent.Cli;
 using EphemeralOrleans.Agent.Dataplane;
 using EphemeralOrleans.Agent.State;
@@ -312,14 +311,11 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
     /// changed, and every <see cref="ControlSessionOptions.EndpointCheckInterval"/> in case it did not say.</summary>
     private async Task WatchEndpointsAsync(CancellationToken cancellationToken)
     {
-        using var changed = new SemaphoreSlim(0);
-        NetworkAddressChangedEventHandler onChange = (_, _) => changed.Release();
-        System.Net.NetworkInformation.NetworkChange.NetworkAddressChanged += onChange;
         try
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                await changed.WaitAsync(options.EndpointCheckInterval, cancellationToken);
+                await AddressChanges.WaitAsync(options.EndpointCheckInterval, cancellationToken);
                 if (_reportedEndpoints is null || _netmap is not { Connected: true })
                 {
                     continue; // the follow loop reports when it (re)connects
@@ -337,10 +333,6 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
         }
         catch (OperationCanceledException)
         {
-        }
-        finally
-        {
-            System.Net.NetworkInformation.NetworkChange.NetworkAddressChanged -= onChange;
         }
     }
 
