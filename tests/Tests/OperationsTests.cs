@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using Microsoft.Extensions.Configuration;
 using EphemeralOrleans.Testing;
 using EphemeralOrleans.Tests.Infrastructure;
 
@@ -59,24 +60,67 @@ public sealed class OperationsTests : GatewayTest
     }
 }
 
-/// <summary>Bound beyond loopback, the dashboard asks for the admin key.</summary>
+/// <summary>
+/// The dashboard asks for the admin key from anyone who is not on this machine — decided per connection, whatever
+/// the HTTP endpoint is bound to — and from any request a proxy forwarded. The gRPC port answers gRPC only.
+/// </summary>
 public sealed class ExposedDashboardTests : GatewayTest
 {
     protected override IReadOnlyDictionary<string, string?> Settings =>
         new Dictionary<string, string?> { ["Kestrel:Endpoints:Http:Url"] = $"http://0.0.0.0:{FreePort.Next()}" };
 
     [Fact]
-    public async Task The_dashboard_needs_the_admin_key_when_bound_beyond_loopback()
+    public async Task The_dashboard_needs_the_admin_key_from_another_machine_or_through_a_proxy()
     {
-        var anonymous = await Gateway.Http.GetAsync("/dashboard/");
+        // Another machine, as far as the connection shows: this host's own non-loopback address as the source.
+        var external = System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .SelectMany(i => i.GetIPProperties().UnicastAddresses).Select(u => u.Address)
+            .FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && !IPAddress.IsLoopback(a));
+        Assert.True(external is not null, "this test needs a non-loopback IPv4 address on the machine");
+        using var remote = new HttpClient(new SocketsHttpHandler
+        {
+            ConnectCallback = async (context, cancellationToken) =>
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                socket.Bind(new IPEndPoint(external, 0));
+                await socket.ConnectAsync(new IPEndPoint(external, context.DnsEndPoint.Port), cancellationToken);
+                return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+            },
+        }) { BaseAddress = Gateway.Http.BaseAddress };
+
+        var anonymous = await remote.GetAsync("/dashboard/");
         Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
         Assert.StartsWith("Basic", anonymous.Headers.WwwAuthenticate.ToString());
-
         foreach (var (password, expected) in new[] { (ApiClient.AdminKey + "x", HttpStatusCode.Unauthorized), (ApiClient.AdminKey, HttpStatusCode.OK) })
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, "/dashboard/");
             request.Headers.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes("admin:" + password)));
-            Assert.Equal(expected, (await Gateway.Http.SendAsync(request)).StatusCode);
+            Assert.Equal(expected, (await remote.SendAsync(request)).StatusCode);
         }
+
+        // From this machine it is open, unless a proxy forwarded the request (then everyone would look local).
+        Assert.Equal(HttpStatusCode.OK, (await Gateway.Http.GetAsync("/dashboard/")).StatusCode);
+        using var forwarded = new HttpRequestMessage(HttpMethod.Get, "/dashboard/");
+        forwarded.Headers.Add("X-Forwarded-For", "203.0.113.7");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Gateway.Http.SendAsync(forwarded)).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_grpc_port_serves_grpc_and_nothing_else()
+    {
+        // What the audit reached over h2c on the gRPC port: the dashboard's live log, metrics, the console, the REST API.
+        using var h2c = new HttpClient { BaseAddress = new Uri(Gateway.Service<IConfiguration>()["Kestrel:Endpoints:Grpc:Url"]!) };
+        foreach (var path in new[] { "/dashboard/", "/dashboard/Trace", "/metrics", "/admin/signin", "/healthz", "/api/v1/tailnets/-/nodes", "/api/v1/machine/endpoints" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, path) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", ApiClient.AdminKey);
+            Assert.True((await h2c.SendAsync(request)).StatusCode == HttpStatusCode.NotFound, $"{path} answered on the gRPC port");
+        }
+
+        // gRPC itself, health included, still answers there.
+        Assert.StartsWith("controlkey:", await Gateway.Over(Transport.Grpc).ControlKeyAsync());
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(h2c.BaseAddress!);
+        var health = await new Grpc.Health.V1.Health.HealthClient(channel).CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
+        Assert.NotNull(health);
     }
 }

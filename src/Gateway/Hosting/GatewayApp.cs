@@ -40,6 +40,7 @@ public static partial class GatewayApp
         configure?.Invoke(builder.Configuration);
 
         var configuration = builder.Configuration;
+        builder.WebHost.ConfigureKestrel((context, kestrel) => GrpcPort.MarkGrpcEndpoint(kestrel, context.Configuration));
         var gatewayOptions = configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
         builder.Services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));
         builder.Services.AddEphemeralOptions(configuration);
@@ -96,6 +97,7 @@ public static partial class GatewayApp
         builder.Services.AddAdminConsole();
 
         var app = builder.Build();
+        app.UseGrpcOnlyOnGrpcPort();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseAdminConsole();

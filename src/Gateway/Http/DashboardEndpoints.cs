@@ -6,20 +6,20 @@ using Orleans.Dashboard;
 namespace EphemeralOrleans.Gateway.Http;
 
 /// <summary>
-/// The Orleans dashboard at <c>/dashboard</c>. Open when the HTTP endpoint is bound to loopback (only this machine
-/// reaches it); otherwise it asks for the admin key, as HTTP Basic (any user name, the key as password) so that a
+/// The Orleans dashboard at <c>/dashboard</c> (HTTP port only). Open to connections from this machine (the
+/// connection's remote address is loopback, and no proxy forwarded the request: behind a reverse proxy every request
+/// would look local); everyone else gives the admin key, as HTTP Basic (any user name, the key as password) so that a
 /// browser can sign in, or as a bearer token.
 /// </summary>
 public static class DashboardEndpoints
 {
     public static void MapDashboard(this WebApplication app)
     {
-        var open = IsLoopback(app.Configuration["Kestrel:Endpoints:Http:Url"]);
         var adminKey = app.Services.GetRequiredService<AdminKey>();
         app.MapOrleansDashboard("/dashboard").AddEndpointFilter(async (invocation, next) =>
         {
             var context = invocation.HttpContext;
-            if (open || adminKey.Matches(Credential(context)))
+            if (FromThisMachine(context) || adminKey.Matches(Credential(context)))
             {
                 return await next(invocation);
             }
@@ -50,7 +50,7 @@ public static class DashboardEndpoints
         return RequestBodies.Bearer(context);
     }
 
-    private static bool IsLoopback(string? url) =>
-        Uri.TryCreate(url, UriKind.Absolute, out var uri)
-        && (uri.Host == "localhost" || (IPAddress.TryParse(uri.Host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address)));
+    private static bool FromThisMachine(HttpContext context) =>
+        context.Connection.RemoteIpAddress is { } remote && IPAddress.IsLoopback(remote)
+        && !context.Request.Headers.ContainsKey("X-Forwarded-For") && !context.Request.Headers.ContainsKey("Forwarded");
 }
