@@ -33,6 +33,32 @@ public sealed class BadInputTests : GatewayTest
         await AssertProblemAsync(await Gateway.PostRegisterAsync(key), HttpStatusCode.Forbidden, "key_used");
     }
 
+    [Theory]
+    [InlineData(Transport.Http)]
+    [InlineData(Transport.Grpc)]
+    public async Task A_trailing_newline_an_overflowing_number_or_a_lying_name_gets_a_refusal_or_is_cleaned_never_a_second_device(Transport transport)
+    {
+        var api = Gateway.Over(transport);
+        var tailnet = $"input-{transport}".ToLowerInvariant();
+        var key = (await api.CreateKeyAsync(ephemeral: false, tailnet: tailnet)).Str("key");
+        var nodeKey = ApiClient.NewNodeKey();
+        await api.RegisterAsync(key, nodeKey, "real");
+
+        // $ matched before a final newline: this registered a second device with the same node key.
+        AssertRefused(await api.TryRegisterAsync(key, nodeKey + "\n", "twin"), HttpStatusCode.BadRequest, "invalid_node_key");
+        AssertRefused(await api.TryRegisterAsync(key + "\n", ApiClient.NewNodeKey()), HttpStatusCode.Unauthorized, "invalid_key");
+        AssertRefused(await api.TryRegisterAsync(key, ApiClient.NewNodeKey(), "line\nbreak"), HttpStatusCode.BadRequest, "invalid_hostname");
+        AssertRefused(await api.TryCreateKeyAsync(true, false, true, ["tag:ci\n"], null, tailnet), HttpStatusCode.BadRequest, "invalid_tag");
+        AssertRefused(await api.TryCreateKeyAsync(true, false, true, [], long.MaxValue, tailnet), HttpStatusCode.BadRequest, "invalid_expiry");
+        AssertRefused(await api.SetPolicyAsync("""{"acls":[{"action":"accept","src":["*"],"dst":["*: 22"]}]}""", tailnet), HttpStatusCode.BadRequest, "invalid_policy");
+
+        // Bidi overrides and zero-width characters would make the console show another name: they are dropped.
+        var (shown, _) = await api.RegisterAsync(key, ApiClient.NewNodeKey(), "pay\u202Epal\u200B");
+        Assert.Equal(("paypal", "paypal"), (shown.Str("hostname"), shown.Str("name")));
+        Assert.Single(await api.ListNodesAsync(tailnet), n => n.Str("nodeKey") == nodeKey);
+        Assert.Equal(2, (await api.ListNodesAsync(tailnet)).Length);
+    }
+
     [Fact]
     public async Task Unknown_or_missing_tokens_and_admin_keys_are_401_and_unknown_ids_404()
     {

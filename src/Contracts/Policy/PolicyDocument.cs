@@ -272,7 +272,8 @@ public sealed partial class PolicyDocument
         foreach (var part in ports.Split(','))
         {
             var range = part.Split('-');
-            if (range.Length > 2 || !range.All(p => int.TryParse(p, out var port) && port is >= 1 and <= 65535)
+            // Digits only: int.TryParse would also take " 22", "+22" and "22\n".
+            if (range.Length > 2 || !range.All(p => p.Length is > 0 and <= 5 && p.All(char.IsAsciiDigit) && int.Parse(p) is >= 1 and <= 65535)
                 || (range.Length == 2 && int.Parse(range[0]) > int.Parse(range[1])))
             {
                 throw new PolicyException(path, $"'{ports}' is not * or ports (1-65535, lists and ranges: 22,80,8000-8080)");
@@ -280,7 +281,7 @@ public sealed partial class PolicyDocument
         }
     }
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]
+    [GeneratedRegex(@"\A[a-z0-9][a-z0-9-]{0,62}\z")]
     private static partial Regex NodeName();
 }
 

@@ -5,21 +5,23 @@ using System.Text.RegularExpressions;
 
 namespace EphemeralOrleans.Contracts.Validation;
 
-/// <summary>Parsing and checking of the identities and formats of the public contract.</summary>
+/// <summary>Parsing and checking of the identities and formats of the public contract. Patterns are anchored with
+/// <c>\A</c> and <c>\z</c>: in .NET <c>$</c> also matches before a final newline, which let <c>"nodekey:…\n"</c>
+/// register a second device with the same key.</summary>
 public static partial class Identifiers
 {
     public const string DefaultTailnet = "default";
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9.-]{0,62}$")]
+    [GeneratedRegex(@"\A[a-z0-9][a-z0-9.-]{0,62}\z")]
     private static partial Regex TailnetPattern();
 
-    [GeneratedRegex("^tag:[a-z0-9-]+$")]
+    [GeneratedRegex(@"\Atag:[a-z0-9-]+\z")]
     private static partial Regex TagPattern();
 
-    [GeneratedRegex("^nodekey:[0-9a-fA-F]{64}$")]
+    [GeneratedRegex(@"\Anodekey:[0-9a-fA-F]{64}\z")]
     private static partial Regex NodeKeyPattern();
 
-    [GeneratedRegex("^eo-auth-([A-Za-z0-9]+)-([A-Za-z0-9]+)$")]
+    [GeneratedRegex(@"\Aeo-auth-([A-Za-z0-9]+)-([A-Za-z0-9]+)\z")]
     private static partial Regex AuthKeyPattern();
 
     /// <summary>Resolves a tailnet path segment (<c>-</c> is the default tailnet); false when it is not a valid name.</summary>
@@ -48,6 +50,21 @@ public static partial class Identifiers
     }
 
     public static string FormatAuthKey(string id, string secret) => $"eo-auth-{id}-{secret}";
+
+    /// <summary>Text shown to people (host names, descriptions) without the characters that make a display lie:
+    /// format characters (bidi overrides and isolates, zero-width joiners and spaces, the BOM); null when a control
+    /// character (newline, escape, …) is in it, which no display name needs.</summary>
+    public static string? DisplayText(string text)
+    {
+        if (text.Any(char.IsControl))
+        {
+            return null;
+        }
+
+        return text.Any(c => char.GetUnicodeCategory(c) == System.Globalization.UnicodeCategory.Format)
+            ? new string(text.Where(c => char.GetUnicodeCategory(c) != System.Globalization.UnicodeCategory.Format).ToArray())
+            : text;
+    }
 
     /// <summary>A hostname reduced to a DNS label usable as a node name (lowercase letters, digits and dashes).</summary>
     public static string NameFromHostname(string hostname)

@@ -46,8 +46,8 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             throw new ControlPlaneException(Failure.Invalid("invalid_node_key", "nodeKey must be 'nodekey:' followed by 64 hex digits."));
         }
 
-        var hostname = request.Hostname?.Trim();
-        if (string.IsNullOrEmpty(hostname) || hostname.Length > MaxHostnameLength || hostname.Any(char.IsControl))
+        var hostname = request.Hostname is { } given ? Identifiers.DisplayText(given.Trim())?.Trim() : null;
+        if (string.IsNullOrEmpty(hostname) || hostname.Length > MaxHostnameLength)
         {
             throw new ControlPlaneException(Failure.Invalid("invalid_hostname", $"hostname must be 1 to {MaxHostnameLength} printable characters."));
         }
@@ -163,14 +163,16 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             throw new ControlPlaneException(Failure.Invalid("invalid_tag", $"'{badTag}' is not a tag (tag:[a-z0-9-]+)."));
         }
 
-        if (request.ExpirySeconds is { } seconds && (seconds <= 0 || TimeSpan.FromSeconds(seconds) > MaxExpiry))
+        // Compared as numbers first: TimeSpan.FromSeconds overflows (a 500) long before a long does.
+        if (request.ExpirySeconds is { } seconds && (seconds <= 0 || seconds > MaxExpiry.TotalSeconds))
         {
             throw new ControlPlaneException(Failure.Invalid("invalid_expiry", "expirySeconds must be positive and at most ten years."));
         }
 
-        if (request.Description is { Length: > MaxDescriptionLength })
+        var description = request.Description is { } text ? Identifiers.DisplayText(text) : null;
+        if (request.Description is not null && (description is null || description.Length > MaxDescriptionLength))
         {
-            throw new ControlPlaneException(Failure.Invalid("invalid_description", $"description must be at most {MaxDescriptionLength} characters."));
+            throw new ControlPlaneException(Failure.Invalid("invalid_description", $"description must be at most {MaxDescriptionLength} printable characters."));
         }
 
         if (tags.Length > 0 && await PolicyAsync(tailnet) is var policy && tags.FirstOrDefault(t => !policy.Allows(t)) is { } unowned)
@@ -180,7 +182,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
 
         await grains.GetGrain<ITailnetDirectoryGrain>(ITailnetDirectoryGrain.Key).Add(tailnet);
         var spec = new AuthKeySpec(request.Reusable, request.Ephemeral, request.Preauthorized, tags.Distinct().ToArray(),
-            request.ExpirySeconds is { } s ? TimeSpan.FromSeconds(s) : null, request.Description);
+            request.ExpirySeconds is { } s ? TimeSpan.FromSeconds(s) : null, description);
         while (true)
         {
             // Listed first, so a crash between the two steps leaves at worst an id that lists nothing.
