@@ -178,6 +178,21 @@ public sealed class NetworkLab : IAsyncDisposable
 
     private static async Task RemoveLeftoversAsync()
     {
+        // UAPI sockets of devices that died with a killed agent (nothing listens): the directory is shared by every
+        // namespace, and a live device always accepts.
+        foreach (var socketPath in Directory.Exists("/var/run/wireguard") ? Directory.GetFiles("/var/run/wireguard", "*.sock") : [])
+        {
+            using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                await probe.ConnectAsync(new UnixDomainSocketEndPoint(socketPath));
+            }
+            catch (SocketException exception) when (exception.SocketErrorCode == SocketError.ConnectionRefused)
+            {
+                File.Delete(socketPath);
+            }
+        }
+
         if (!Directory.Exists(MarkerDirectory))
         {
             return;
