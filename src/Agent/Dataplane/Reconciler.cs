@@ -271,7 +271,7 @@ public sealed class Reconciler : IAsyncDisposable
             lines.Add($"public_key={desired.PublicKeyHex}");
             if (desired.Endpoint is { } endpoint && !Equals(endpoint, applied?.Endpoint))
             {
-                lines.Add($"endpoint={WireGuardDevice.Format(endpoint)}");
+                lines.Add($"endpoint={endpoint}"); // 1.2.3.4:5 or [2001:db8::1]:5, as UAPI wants
             }
 
             lines.Add("replace_allowed_ips=true");

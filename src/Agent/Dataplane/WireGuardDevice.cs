@@ -200,7 +200,4 @@ public sealed class WireGuardDevice : IAsyncDisposable
             }
         }
     }
-
-    /// <summary>UAPI lines for an endpoint: <c>1.2.3.4:5</c> or <c>[::1]:5</c>.</summary>
-    public static string Format(IPEndPoint endpoint) => endpoint.ToString();
 }
