@@ -48,6 +48,7 @@ public sealed class NetworkLab : IAsyncDisposable
     public static async Task<NetworkLab> CreateAsync()
     {
         await RemoveLeftoversAsync();
+        RaiseNeighbourTableLimits();
         var id = Convert.ToHexStringLower(Guid.NewGuid().ToByteArray().AsSpan(0, 2));
         var subnet = Enumerable.Range(0, 64).Select(_ => Random.Shared.Next(1, 255))
             .First(n => string.IsNullOrWhiteSpace(Run("ip", ["-o", "addr", "show", "to", $"198.18.{n}.0/24"]).Output));
@@ -67,6 +68,26 @@ public sealed class NetworkLab : IAsyncDisposable
         }
 
         return lab;
+    }
+
+    /// <summary>The kernel keeps one ARP and one NDP cache for all namespaces, 1,024 entries at most by default
+    /// (<c>gc_thresh3</c>). Forty namespaces whose agents all talk to each other overflow it, and the kernel then drops
+    /// packets to new neighbours without telling the sender ("neighbor table overflow" in the kernel log; a UDP sender
+    /// sees no error): joiners of a 20-agent bench waited 5–10 s for WireGuard to retry. Raised, never lowered.</summary>
+    private static void RaiseNeighbourTableLimits()
+    {
+        foreach (var family in new[] { "ipv4", "ipv6" })
+        {
+            // Largest first: the kernel wants thresh1 ≤ thresh2 ≤ thresh3 to make sense.
+            foreach (var (name, wanted) in new[] { ("gc_thresh3", 65536), ("gc_thresh2", 32768), ("gc_thresh1", 8192) })
+            {
+                var path = $"/proc/sys/net/{family}/neigh/default/{name}";
+                if (File.Exists(path) && int.TryParse(File.ReadAllText(path).Trim(), out var current) && current < wanted)
+                {
+                    File.WriteAllText(path, wanted.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                }
+            }
+        }
     }
 
     /// <summary>A new namespace on the bridge; returns its name and address.</summary>

@@ -35,8 +35,10 @@ public sealed record DataplaneConfig(ImmutableArray<IPNetwork> Addresses, Immuta
 /// map, allowed exactly its own two addresses, and the packet filter (<see cref="FilterCompiler"/>). Online peers
 /// (an agent is up) get keepalives: turning them on makes WireGuard start a handshake at once, from both sides of a
 /// new pair — whichever side learns of the other last gets through, so neither waits out WireGuard's 5 s retry of a
-/// first handshake that arrived before the other knew it. Offline peers get none: a large idle tailnet costs nothing. Of a peer's endpoints one is chosen: one in a subnet this machine
-/// is on, else the first IPv4, else the first; WireGuard roaming corrects it once the peer sends from elsewhere.
+/// first handshake that arrived before the other knew it (and when both start within a round trip, the
+/// <see cref="HandshakeWatch"/> breaks the tie). Offline peers get none: a large idle tailnet costs nothing. Of a
+/// peer's endpoints one is chosen: one in a subnet this machine is on, else the first IPv4, else the first; WireGuard
+/// roaming corrects it once the peer sends from elsewhere.
 /// </summary>
 public static class ConfigCompiler
 {

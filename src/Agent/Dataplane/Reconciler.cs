@@ -4,6 +4,8 @@ using System.Net;
 using System.Threading.Channels;
 using EphemeralOrleans.Agent.Cli;
 using EphemeralOrleans.Agent.Control;
+using EphemeralOrleans.Agent.State;
+using EphemeralOrleans.Protocol;
 using EphemeralOrleans.Protocol.V1;
 
 namespace EphemeralOrleans.Agent.Dataplane;
@@ -14,7 +16,8 @@ namespace EphemeralOrleans.Agent.Dataplane;
 /// changed since the last apply merged, so a slow step never queues old maps and the map stream never waits for OS
 /// tools — and each is compiled (<see cref="ConfigCompiler"/>) and applied as a difference: the packet filter when its
 /// text changed, the peers a delta names by key through one UAPI transaction, addresses and routes through the
-/// <see cref="Router"/>. <see cref="DisposeAsync"/> removes it all.
+/// <see cref="Router"/>. Peers that come online are checked for a first handshake (<see cref="HandshakeWatch"/>).
+/// <see cref="DisposeAsync"/> removes it all.
 /// </summary>
 public sealed class Reconciler : IAsyncDisposable
 {
@@ -39,12 +42,17 @@ public sealed class Reconciler : IAsyncDisposable
     /// <summary>The peers the device has, by public key, and each node's key.</summary>
     private readonly Dictionary<string, PeerConfig> _peers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _keyOfNode = new(StringComparer.Ordinal);
+    private readonly HandshakeWatch _handshakes;
 
-    public Reconciler(string device, byte[] privateKey, int listenPort, string wireguardGo, AgentOutput output)
+    /// <summary>How long a peer that came online may go without a first handshake before this side starts one afresh.</summary>
+    public static readonly TimeSpan HandshakeCheckDelay = TimeSpan.FromMilliseconds(300);
+
+    public Reconciler(string device, NodeIdentity identity, int listenPort, string wireguardGo, AgentOutput output)
     {
-        (_device, _privateKey, _listenPort, _wireguardGo, _output) = (device, privateKey, listenPort, wireguardGo, output);
+        (_device, _privateKey, _listenPort, _wireguardGo, _output) = (device, identity.PrivateKey, listenPort, wireguardGo, output);
         _router = new Router(device);
         _filter = new PacketFilter();
+        _handshakes = new HandshakeWatch(identity.NodeKey[KeyText.NodeKeyPrefix.Length..], HandshakeCheckDelay);
     }
 
     /// <summary>Completes when the data plane broke for good (the device died): the agent should stop.</summary>
@@ -187,30 +195,34 @@ public sealed class Reconciler : IAsyncDisposable
     {
         try
         {
-            await foreach (var _ in _wake.Reader.ReadAllAsync(cancellationToken))
+            while (true)
             {
+                await WaitForWorkAsync(cancellationToken);
                 Pending? pending;
                 lock (_pendingLock)
                 {
                     (pending, _pending) = (_pending, null);
                 }
 
-                if (pending is null)
-                {
-                    continue;
-                }
-
                 var clock = Stopwatch.StartNew();
                 if (_wireGuard!.HasExited)
                 {
-                    _failed.TrySetResult(new DataplaneException($"wireguard-go for {_device} exited: {_wireGuard.Log.Trim()}"));
+                    _failed.TrySetResult(new DataplaneException($"wireguard-go for {_device} ended ({_wireGuard.Exit}): {_wireGuard.Log.Trim()}"));
                     return;
                 }
 
                 try
                 {
-                    await ApplyAsync(pending, cancellationToken);
-                    LastApplied = (DateTimeOffset.UtcNow, clock.Elapsed, _peers.Count);
+                    if (pending is not null)
+                    {
+                        await ApplyAsync(pending, cancellationToken);
+                        LastApplied = (DateTimeOffset.UtcNow, clock.Elapsed, _peers.Count);
+                    }
+
+                    if (_handshakes.TakeDue(DateTimeOffset.UtcNow) is { Count: > 0 } due)
+                    {
+                        await RestartStalledHandshakesAsync(due, cancellationToken);
+                    }
                 }
                 catch (Exception exception) when (exception is DataplaneException or IOException or System.Net.Sockets.SocketException)
                 {
@@ -231,6 +243,77 @@ public sealed class Reconciler : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
+        }
+    }
+
+    /// <summary>Until a netmap is offered or a handshake check is due.</summary>
+    private async Task WaitForWorkAsync(CancellationToken cancellationToken)
+    {
+        if (_handshakes.NextDue is not { } due)
+        {
+            await _wake.Reader.ReadAsync(cancellationToken);
+            return;
+        }
+
+        var wait = due - DateTimeOffset.UtcNow;
+        if (wait <= TimeSpan.Zero)
+        {
+            _wake.Reader.TryRead(out _);
+            return;
+        }
+
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timer.CancelAfter(wait);
+        try
+        {
+            await _wake.Reader.ReadAsync(timer.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The check is due.
+        }
+    }
+
+    /// <summary>Makes afresh, in one transaction, the due peers that still have no session: each starts a new
+    /// initiation at once (see <see cref="HandshakeWatch"/>).</summary>
+    private async Task RestartStalledHandshakesAsync(IReadOnlyList<string> due, CancellationToken cancellationToken)
+    {
+        var stats = (await _wireGuard!.GetAsync(cancellationToken)).ToDictionary(p => p.PublicKeyHex, StringComparer.Ordinal);
+        var now = DateTimeOffset.UtcNow;
+        var lines = new List<string>();
+        var restarted = new List<string>();
+        foreach (var key in due)
+        {
+            if (_peers.TryGetValue(key, out var peer) && peer.Keepalive > 0 && HandshakeWatch.Stalled(stats.GetValueOrDefault(key), now))
+            {
+                lines.Add($"public_key={key}");
+                lines.Add("remove=true");
+                AddPeerLines(lines, peer, applied: null);
+                restarted.Add(peer.Name);
+            }
+        }
+
+        if (lines.Count > 0)
+        {
+            await _wireGuard.SetAsync(lines, cancellationToken);
+            _output.Event("handshake_restart", new { peers = restarted }, $"WireGuard: no handshake yet with {string.Join(", ", restarted)}; started afresh");
+        }
+    }
+
+    /// <summary>The UAPI lines that turn <paramref name="applied"/> (null: absent) into <paramref name="desired"/>.</summary>
+    private static void AddPeerLines(List<string> lines, PeerConfig desired, PeerConfig? applied)
+    {
+        lines.Add($"public_key={desired.PublicKeyHex}");
+        if (desired.Endpoint is { } endpoint && !Equals(endpoint, applied?.Endpoint))
+        {
+            lines.Add($"endpoint={endpoint}"); // 1.2.3.4:5 or [2001:db8::1]:5, as UAPI wants
+        }
+
+        lines.Add("replace_allowed_ips=true");
+        lines.AddRange(desired.AllowedIps.Select(ip => $"allowed_ip={ip}"));
+        if (desired.Keepalive != (applied?.Keepalive ?? 0))
+        {
+            lines.Add($"persistent_keepalive_interval={desired.Keepalive}");
         }
     }
 
@@ -268,19 +351,7 @@ public sealed class Reconciler : IAsyncDisposable
                 continue;
             }
 
-            lines.Add($"public_key={desired.PublicKeyHex}");
-            if (desired.Endpoint is { } endpoint && !Equals(endpoint, applied?.Endpoint))
-            {
-                lines.Add($"endpoint={endpoint}"); // 1.2.3.4:5 or [2001:db8::1]:5, as UAPI wants
-            }
-
-            lines.Add("replace_allowed_ips=true");
-            lines.AddRange(desired.AllowedIps.Select(ip => $"allowed_ip={ip}"));
-            if (desired.Keepalive != (applied?.Keepalive ?? 0))
-            {
-                lines.Add($"persistent_keepalive_interval={desired.Keepalive}");
-            }
-
+            AddPeerLines(lines, desired, applied);
             added += applied is null ? 1 : 0;
             changes.Add((nodeId, desired));
         }
@@ -290,17 +361,27 @@ public sealed class Reconciler : IAsyncDisposable
             await _wireGuard!.SetAsync(lines, cancellationToken);
         }
 
+        var now = DateTimeOffset.UtcNow;
         foreach (var (nodeId, peer) in changes)
         {
-            if (_keyOfNode.Remove(nodeId, out var oldKey))
+            PeerConfig? before = null;
+            if (_keyOfNode.Remove(nodeId, out var oldKey) && _peers.Remove(oldKey, out before))
             {
-                _peers.Remove(oldKey);
+                if (peer is null || peer.PublicKeyHex != oldKey || peer.Keepalive == 0)
+                {
+                    _handshakes.Forget(oldKey);
+                }
             }
 
             if (peer is not null)
             {
                 _peers[peer.PublicKeyHex] = peer;
                 _keyOfNode[nodeId] = peer.PublicKeyHex;
+                // Keepalives just turned on: WireGuard starts a handshake now; see that it completes.
+                if (peer.Keepalive > 0 && (before is null || before.PublicKeyHex != peer.PublicKeyHex || before.Keepalive == 0))
+                {
+                    _handshakes.Watch(peer.PublicKeyHex, now);
+                }
             }
         }
 

@@ -13,19 +13,27 @@ public sealed record PeerStats(string PublicKeyHex, string? Endpoint, DateTimeOf
 /// A WireGuard device run by <c>wireguard-go -f NAME</c> as a supervised child (it dies with the agent: the kernel
 /// sends it SIGKILL through <c>setpriv --pdeathsig</c>, so even a <c>kill -9</c> of the agent leaves no device), and
 /// configured through its UAPI socket, <c>/var/run/wireguard/NAME.sock</c>, with the documented text protocol.
+/// The parent-death signal fires when the <em>thread</em> that started the child ends, not the process: started from
+/// a thread-pool thread, the device died whenever the pool retired that thread after idling (agents lost their
+/// tunnel at random after a minute or so). So a thread of its own starts wireguard-go and lives as long as the device.
 /// </summary>
 public sealed class WireGuardDevice : IAsyncDisposable
 {
     public const string SocketDirectory = "/var/run/wireguard";
     private static readonly TimeSpan StartDeadline = TimeSpan.FromSeconds(10);
 
-    private readonly Process _process;
-    private readonly StringBuilder _log = new();
+    /// <summary>The last lines wireguard-go wrote, for the error that reports its exit.</summary>
+    private const int LogLines = 40;
 
-    private WireGuardDevice(string name, Process process)
+    private readonly Process _process;
+    private readonly ManualResetEventSlim _ownerRelease;
+    private readonly Queue<string> _log = new();
+
+    private WireGuardDevice(string name, Process process, ManualResetEventSlim ownerRelease)
     {
         Name = name;
         _process = process;
+        _ownerRelease = ownerRelease;
     }
 
     public string Name { get; }
@@ -47,8 +55,8 @@ public sealed class WireGuardDevice : IAsyncDisposable
 
         // Where the kernel has its own WireGuard, wireguard-go exits unless told that userspace is wanted.
         start.Environment["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1";
-        var process = Process.Start(start) ?? throw new DataplaneException("wireguard-go did not start.");
-        var device = new WireGuardDevice(name, process);
+        var (process, ownerRelease) = await StartOnOwnThreadAsync(start, name);
+        var device = new WireGuardDevice(name, process, ownerRelease);
         process.OutputDataReceived += (_, e) => device.Keep(e.Data);
         process.ErrorDataReceived += (_, e) => device.Keep(e.Data);
         process.BeginOutputReadLine();
@@ -81,15 +89,46 @@ public sealed class WireGuardDevice : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>How it ended, for errors: its exit code, or the signal that killed it.</summary>
+    public string Exit => !_process.HasExited ? "running" : _process.ExitCode > 128 ? $"killed by signal {_process.ExitCode - 128}" : $"exit code {_process.ExitCode}";
+
+    /// <summary>What wireguard-go last wrote (its banner about kernel WireGuard left out).</summary>
     public string Log
     {
         get
         {
             lock (_log)
             {
-                return _log.ToString();
+                return string.Join('\n', _log);
             }
         }
+    }
+
+    /// <summary>Starts the process from a dedicated thread that stays until <see cref="DisposeAsync"/> (see the class).</summary>
+    private static async Task<(Process, ManualResetEventSlim)> StartOnOwnThreadAsync(ProcessStartInfo start, string name)
+    {
+        var started = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new ManualResetEventSlim();
+        var owner = new Thread(() =>
+        {
+            try
+            {
+                started.SetResult(Process.Start(start) ?? throw new DataplaneException("wireguard-go did not start."));
+            }
+            catch (Exception exception)
+            {
+                started.SetException(exception);
+                return;
+            }
+
+            release.Wait();
+        })
+        {
+            IsBackground = true,
+            Name = $"wireguard-go {name}",
+        };
+        owner.Start();
+        return (await started.Task, release);
     }
 
     /// <summary>One <c>set</c> transaction (lines of <c>key=value</c>); throws when the device refuses it.</summary>
@@ -166,6 +205,7 @@ public sealed class WireGuardDevice : IAsyncDisposable
         }
 
         _process.Dispose();
+        _ownerRelease.Set();
         File.Delete(SocketPath(Name));
     }
 
@@ -192,11 +232,17 @@ public sealed class WireGuardDevice : IAsyncDisposable
             return;
         }
 
+        if (line.Length == 0 || "┌│└".Contains(line[0]))
+        {
+            return;
+        }
+
         lock (_log)
         {
-            if (_log.Length < 16_384)
+            _log.Enqueue(line);
+            if (_log.Count > LogLines)
             {
-                _log.AppendLine(line);
+                _log.Dequeue();
             }
         }
     }
