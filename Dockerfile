@@ -27,4 +27,5 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /out/agent .
-ENTRYPOINT ["dotnet", "EphemeralOrleans.Agent.dll"]
+RUN printf '#!/bin/sh\nexec dotnet /app/eo.dll "$@"\n' > /usr/local/bin/eo && chmod +x /usr/local/bin/eo
+ENTRYPOINT ["eo"]

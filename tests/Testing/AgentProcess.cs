@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace EphemeralOrleans.Testing;
 
 /// <summary>
-/// The agent as a real child process (<c>dotnet EphemeralOrleans.Agent.dll …</c>), as a CI job would run it: its
+/// The agent as a real child process (<c>dotnet eo.dll …</c>), as a CI job would run it: its
 /// <c>--json</c> events are collected line by line; it can be sent SIGTERM or killed with SIGKILL.
 /// </summary>
 public sealed class AgentProcess : IAsyncDisposable

@@ -173,6 +173,7 @@ public sealed class HostProcess : IAsyncDisposable
 
         var root = directory?.FullName ?? throw new InvalidOperationException("EphemeralOrleans.sln not found above " + AppContext.BaseDirectory);
         var configuration = AppContext.BaseDirectory.Contains("/Release/") ? "Release" : "Debug";
-        return Path.Combine(root, "src", project, "bin", configuration, "net10.0", $"EphemeralOrleans.{project}.dll");
+        // The agent's assembly is the eo command.
+        return Path.Combine(root, "src", project, "bin", configuration, "net10.0", project == "Agent" ? "eo.dll" : $"EphemeralOrleans.{project}.dll");
     }
 }

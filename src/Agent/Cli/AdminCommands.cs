@@ -90,7 +90,7 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
         catch (Exception exception) when (exception is RpcException or AgentFailure)
         {
             var failure = exception as AgentFailure ?? GrpcControlClient.Translate((RpcException)exception);
-            Console.Error.WriteLine($"error: {failure.Message} ({failure.Code})");
+            Console.Error.WriteLine($"error: {failure.FlagMessage} ({failure.Code})");
             return failure.ExitCode;
         }
     }

@@ -1,13 +1,37 @@
 using System.CommandLine;
+using System.CommandLine.Help;
+using System.Reflection;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using EphemeralOrleans.Agent.Control;
 
 namespace EphemeralOrleans.Agent.Cli;
 
-/// <summary>The command tree: <c>up</c>, <c>status</c>, <c>netmap</c>, <c>logout</c>, and the admin commands.</summary>
-public static class AgentCli
+/// <summary>The command tree: <c>up</c>, <c>status</c>, <c>netmap</c>, <c>logout</c>, the admin commands, <c>help</c> and
+/// <c>version</c>. Every failure is one line on stderr and an exit code from <see cref="ExitCodes"/>: usage errors
+/// through <see cref="CliErrors"/>, anything unexpected through one handler here (the details with --verbose).</summary>
+public static partial class AgentCli
 {
     public static async Task<int> RunAsync(string[] args)
+    {
+        var verbose = args.Contains("--verbose");
+        try
+        {
+            return await RunCoreAsync(args);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            Console.Error.WriteLine($"error: {CliErrors.Redact(CliErrors.OneLine(exception.Message), args)}{(verbose ? "" : " (--verbose shows the details)")}");
+            if (verbose)
+            {
+                Console.Error.WriteLine(CliErrors.Redact(exception.ToString(), args));
+            }
+
+            return ExitCodes.Error;
+        }
+    }
+
+    private static async Task<int> RunCoreAsync(string[] args)
     {
         var loginServer = new Option<Uri>("--login-server")
         {
@@ -35,8 +59,37 @@ public static class AgentCli
         {
             Description = "mem: keeps the identity in memory (ephemeral node, logged out on exit); a path keeps it in that file (0600).",
             DefaultValueFactory = _ => UpOptions.MemoryState,
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+                if (text == UpOptions.MemoryState || (text.Length > 0 && text != "mem" && !SchemePrefix().IsMatch(text)))
+                {
+                    return text;
+                }
+
+                result.AddError($"--state takes mem: (memory only, the default) or a file path; '{text}' is neither{(text == "mem" ? " (mem: has a colon)" : "")}");
+                return UpOptions.MemoryState;
+            },
         };
-        var transport = new Option<AgentTransport>("--transport") { Description = "grpc (default) or http (NDJSON stream).", DefaultValueFactory = _ => AgentTransport.Grpc };
+        var transport = new Option<AgentTransport>("--transport")
+        {
+            Description = "grpc (default) or http (NDJSON stream).",
+            DefaultValueFactory = _ => AgentTransport.Grpc,
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+                switch (text)
+                {
+                    case "grpc":
+                        return AgentTransport.Grpc;
+                    case "http":
+                        return AgentTransport.Http;
+                    default:
+                        result.AddError($"--transport takes grpc or http, not '{text}'");
+                        return AgentTransport.Grpc;
+                }
+            },
+        };
         var connectTimeout = new Option<TimeSpan>("--connect-timeout")
         {
             Description = "How long to keep trying to reach the gateway at start before giving up (exit 14).",
@@ -124,7 +177,7 @@ public static class AgentCli
             var key = parse.GetValue(adminKey) ?? Environment.GetEnvironmentVariable("EO_ADMIN_KEY");
             if (string.IsNullOrEmpty(key))
             {
-                Console.Error.WriteLine("An admin key is needed: --admin-key or EO_ADMIN_KEY.");
+                Console.Error.WriteLine("error: an admin key is needed: --admin-key or EO_ADMIN_KEY (admin_key_required)");
                 return null;
             }
 
@@ -147,47 +200,60 @@ public static class AgentCli
         var ephemeralKey = new Option<bool>("--ephemeral") { Description = "Nodes it registers are ephemeral." };
         var preauthorized = new Option<bool>("--preauthorized") { Description = "Nodes it registers need no approval." };
         var tags = new Option<string?>("--tags") { Description = "Comma-separated tags, e.g. tag:ci,tag:build." };
-        var expiry = new Option<TimeSpan?>("--expiry") { Description = "Lifetime, e.g. 01:00:00 or 1h." , CustomParser = r => Durations.Option(r) };
+        var expiry = new Option<TimeSpan?>("--expiry") { Description = "Lifetime: 30m, 12h, 7d, 2w or hh:mm:ss.", CustomParser = r => Durations.Option(r) };
         var description = new Option<string?>("--description") { Description = "Shown in listings." };
 
         var keysCreate = AdminCommand("create", "Create an auth key; prints it once.", reusable, ephemeralKey, preauthorized, tags, expiry, description);
         keysCreate.SetAction(parse => Admin(parse)?.CreateKeyAsync(parse.GetValue(reusable), parse.GetValue(ephemeralKey), parse.GetValue(preauthorized),
             (parse.GetValue(tags) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            parse.GetValue(expiry), parse.GetValue(description)) ?? Task.FromResult(ExitCodes.Usage));
+            parse.GetValue(expiry), parse.GetValue(description)) ?? Task.FromResult(ExitCodes.Unauthorized));
         var keysList = AdminCommand("list", "List auth keys with uses and state.");
-        keysList.SetAction(parse => Admin(parse)?.ListKeysAsync() ?? Task.FromResult(ExitCodes.Usage));
+        keysList.SetAction(parse => Admin(parse)?.ListKeysAsync() ?? Task.FromResult(ExitCodes.Unauthorized));
         var keysRevoke = AdminCommand("revoke", "Revoke a key; nodes it registered stay.");
         keysRevoke.Arguments.Add(id);
-        keysRevoke.SetAction(parse => Admin(parse)?.RevokeKeyAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Usage));
+        keysRevoke.SetAction(parse => Admin(parse)?.RevokeKeyAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
 
         var nodesList = AdminCommand("list", "List nodes.");
-        nodesList.SetAction(parse => Admin(parse)?.ListNodesAsync() ?? Task.FromResult(ExitCodes.Usage));
+        nodesList.SetAction(parse => Admin(parse)?.ListNodesAsync() ?? Task.FromResult(ExitCodes.Unauthorized));
         var nodesDelete = AdminCommand("delete", "Remove a node at once.");
         nodesDelete.Arguments.Add(id);
-        nodesDelete.SetAction(parse => Admin(parse)?.DeleteNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Usage));
+        nodesDelete.SetAction(parse => Admin(parse)?.DeleteNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
         var nodesApprove = AdminCommand("approve", "Approve a node waiting for approval.");
         nodesApprove.Arguments.Add(id);
-        nodesApprove.SetAction(parse => Admin(parse)?.ApproveNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Usage));
+        nodesApprove.SetAction(parse => Admin(parse)?.ApproveNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
 
-        var root = new RootCommand("EphemeralOrleans agent: join a tailnet (up), inspect it (status, netmap), leave it (logout), administer it (keys, nodes).")
+        var helpTopic = new Argument<string[]>("command") { Arity = ArgumentArity.ZeroOrMore, Description = "The command to explain, e.g. keys create." };
+        var helpCommand = new Command("help", "Explain eo or one of its commands.") { helpTopic };
+        var version = new Command("version", "Print eo's version.") { json };
+        var verbose = new Option<bool>("--verbose") { Description = "On an unexpected error, print its details.", Recursive = true };
+        var root = new RootCommand("eo: join a tailnet (up), inspect it (status, netmap), leave it (logout), administer it (keys, nodes).")
         {
             up, logout, status, netmap,
             new Command("keys", "Auth keys (admin).") { keysCreate, keysList, keysRevoke },
             new Command("nodes", "Nodes (admin).") { nodesList, nodesDelete, nodesApprove },
+            helpCommand, version, verbose,
         };
+        helpCommand.SetAction(parse => root.Parse([.. parse.GetValue(helpTopic) ?? [], "--help"]).Invoke());
+        version.SetAction(parse =>
+        {
+            var text = typeof(AgentCli).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+            Console.Out.WriteLine(parse.GetValue(json) ? JsonSerializer.Serialize(new { version = text }, AgentOutput.Json) : $"eo {text}");
+            return ExitCodes.Ok;
+        });
+        root.SetAction(_ => root.Parse(["--help"]).Invoke());
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            foreach (var error in parsed.Errors)
-            {
-                Console.Error.WriteLine(error.Message);
-            }
-
+            Console.Error.WriteLine($"error: {CliErrors.Describe(parsed, args)}");
             return ExitCodes.Usage;
         }
 
         // `up` handles SIGINT and SIGTERM itself (it logs out first); no forced termination by the parser.
-        return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+        return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false });
     }
+
+    /// <summary>A URL-like prefix (<c>file:</c>, <c>memory:</c>): not a path --state accepts.</summary>
+    [GeneratedRegex(@"\A[A-Za-z][A-Za-z0-9+.-]*:")]
+    private static partial Regex SchemePrefix();
 }

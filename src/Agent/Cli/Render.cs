@@ -58,7 +58,7 @@ public static class Render
     };
 }
 
-/// <summary>Durations as people write them: <c>90s</c>, <c>15m</c>, <c>1h</c>, <c>7d</c>, or <c>hh:mm:ss</c>.</summary>
+/// <summary>Durations as people write them: <c>90s</c>, <c>15m</c>, <c>1h</c>, <c>7d</c>, <c>2w</c>, or <c>hh:mm:ss</c>.</summary>
 public static class Durations
 {
     /// <summary>For an option's parser: the duration, or an error that names the option (no exception).</summary>
@@ -77,7 +77,8 @@ public static class Durations
         {
         }
 
-        result.AddError($"'{text}' is not a positive duration (e.g. 30s, 5m, 1h, 00:00:30).");
+        var name = result.Parent is OptionResult { Option: var option } ? option.Name : "a duration";
+        result.AddError($"{name} takes a positive duration such as 30s, 5m, 1h, 7d, 2w or 00:00:30; not '{text}'");
         return default;
     }
 
@@ -91,6 +92,7 @@ public static class Durations
                 case 'm': return TimeSpan.FromMinutes(number);
                 case 'h': return TimeSpan.FromHours(number);
                 case 'd': return TimeSpan.FromDays(number);
+                case 'w': return TimeSpan.FromDays(7 * number);
             }
         }
 

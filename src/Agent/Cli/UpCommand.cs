@@ -57,7 +57,7 @@ public sealed class UpCommand(UpOptions options)
         }
         catch (AgentFailure failure)
         {
-            _output.Error(failure.Code, failure.Message);
+            _output.Error(failure.Code, failure.FlagMessage);
             return failure.ExitCode;
         }
         catch (InvalidDataException exception)
@@ -93,6 +93,12 @@ public sealed class UpCommand(UpOptions options)
         if (saved is not null && saved.LoginServer != options.LoginServer.ToString())
         {
             _output.Error("state_mismatch", $"{options.State} belongs to {saved.LoginServer}; use another --state for {options.LoginServer}.");
+            return ExitCodes.Usage;
+        }
+
+        if (saved is null && string.IsNullOrEmpty(options.AuthKey))
+        {
+            _output.Error("auth_key_required", "An auth key is needed to register: --auth-key or EO_AUTH_KEY.");
             return ExitCodes.Usage;
         }
 

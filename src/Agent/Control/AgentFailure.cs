@@ -12,6 +12,17 @@ public sealed class AgentFailure(string code, string message, bool transient) : 
 
     public static AgentFailure Unreachable(string message) => new("unreachable", message, transient: true);
 
+    /// <summary>The message in the CLI's terms: an input the gateway refused is named by its flag, not its API field.</summary>
+    public string FlagMessage => Code switch
+    {
+        "invalid_hostname" => "--hostname: " + Message,
+        "invalid_tag" => "--tags: " + Message,
+        "invalid_expiry" => "--expiry: " + Message.Replace("expirySeconds", "the lifetime", StringComparison.Ordinal),
+        "invalid_description" => "--description: " + Message,
+        "invalid_tailnet" => "--tailnet: " + Message,
+        _ => Message,
+    };
+
     /// <summary>The exit code for a refusal at registration or at an admin call.</summary>
     public int ExitCode => Code switch
     {
@@ -23,6 +34,7 @@ public sealed class AgentFailure(string code, string message, bool transient) : 
         "invalid_token" => ExitCodes.NodeGone,
         "admin_key_required" => ExitCodes.Unauthorized,
         "agent_running" => ExitCodes.AlreadyRunning,
+        "auth_key_required" or "not_a_gateway" or "invalid_hostname" or "invalid_tag" or "invalid_expiry" or "invalid_description" or "invalid_tailnet" => ExitCodes.Usage,
         "not_running" => ExitCodes.NotRunning,
         _ => ExitCodes.Refused,
     };

@@ -21,7 +21,11 @@ public sealed class GrpcControlClient(Uri grpcUrl) : IControlClient
         var reason = exception.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason;
         var transient = exception.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown
             or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Aborted;
-        return new AgentFailure(reason ?? (transient ? "unreachable" : exception.StatusCode.ToString()), exception.Status.Detail, transient);
+        // A transport failure (no reason from the gateway) says what went wrong with the connection.
+        var message = reason is null && exception.StatusCode == StatusCode.Unavailable
+            ? $"The gateway could not be reached: {Connectivity.Describe(exception.Status.DebugException ?? exception)}"
+            : exception.Status.Detail;
+        return new AgentFailure(reason ?? (transient ? "unreachable" : exception.StatusCode.ToString()), message, transient);
     }
 
     public async Task<RegisterResponse> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)

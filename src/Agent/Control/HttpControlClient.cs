@@ -23,7 +23,17 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
     public static async Task<GatewayDiscovery> DiscoverAsync(Uri loginServer, CancellationToken cancellationToken)
     {
         using var http = new HttpClient { BaseAddress = loginServer, Timeout = TimeSpan.FromSeconds(10) };
-        var json = await SendAsync(() => http.GetAsync("/api/v1/machine/endpoints", cancellationToken), cancellationToken);
+        JsonElement json;
+        try
+        {
+            json = await SendAsync(() => http.GetAsync("/api/v1/machine/endpoints", cancellationToken), cancellationToken);
+        }
+        catch (Exception exception) when (exception is JsonException or AgentFailure { Code: "http_400" or "http_404" or "http_415" or "http_505" })
+        {
+            // Something answers, but not the gateway's HTTP API: most often its gRPC port.
+            throw new AgentFailure("not_a_gateway", $"{loginServer} does not answer as the gateway's HTTP API; --login-server wants its HTTP URL (port 8080 by default), not the gRPC one.", transient: false);
+        }
+
         var grpc = json.TryGetProperty("grpc", out var g) && g.GetString() is { Length: > 0 } url ? new Uri(url) : null;
         byte[]? controlKey = null;
         if (json.TryGetProperty("controlKey", out var c) && !KeyText.TryParse(c.GetString(), KeyText.ControlKeyPrefix, out controlKey))
@@ -153,7 +163,7 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
         catch (Exception exception) when (exception is HttpRequestException or IOException
             || (exception is TaskCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            throw AgentFailure.Unreachable($"The gateway could not be reached: {exception.Message}");
+            throw AgentFailure.Unreachable($"The gateway could not be reached: {Connectivity.Describe(exception)}");
         }
 
         if (response.IsSuccessStatusCode)

@@ -165,6 +165,8 @@ public sealed class TestGateway : GatewayClient, IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
+    public Uri GrpcUrl => new(_app.Configuration["Kestrel:Endpoints:Grpc:Url"]!);
+
     public static async Task<TestGateway> StartAsync(IReadOnlyDictionary<string, string?>? overrides = null)
     {
         var settings = new Dictionary<string, string?>(ShortTimings) { ["Admin:ApiKey"] = AdminKey };

@@ -1,0 +1,129 @@
+extern alias agent;
+using System.Reflection;
+using System.Text.RegularExpressions;
+using EphemeralOrleans.Testing;
+using EphemeralOrleans.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace EphemeralOrleans.Tests;
+
+/// <summary>
+/// <c>eo</c> as a script meets it, as a child process: every mistake, bad value, missing input and unreachable gateway
+/// gives the exit code the README documents and one line on stderr — no stack trace, no secret echoed — and leaves
+/// nothing behind (no node, no used key, no file).
+/// </summary>
+[Collection(TimingCollection.Name)]
+public sealed partial class CliTests(ITestOutputHelper log) : GatewayTest, IDisposable
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(30);
+    private readonly string _directory = Directory.CreateTempSubdirectory("eo-cli-test-").FullName;
+
+    private string LoginServer => Gateway.Http.BaseAddress!.ToString();
+
+    [Fact]
+    public async Task Every_mistake_gets_its_exit_code_one_line_no_stack_trace_no_secret_and_leaves_nothing()
+    {
+        var key = await Gateway.CreateKeyAsync(reusable: false);
+        var secret = key.Str("key");
+        var stopped = $"http://127.0.0.1:{FreePort.Next()}";
+        var admin = new[] { "--login-server", LoginServer, "--admin-key", ApiClient.AdminKey };
+        string Sock(string name) => Path.Combine(_directory, name + ".sock");
+        var cases = new (string Name, string[] Args, Dictionary<string, string>? Environment, int ExitCode, string Says)[]
+        {
+            ("mistyped flag with a secret after it", ["up", "--tun", "none", "--authkey", secret, "--login-server", LoginServer, "--socket", Sock("a")], null, 2, "unknown flag --authkey (did you mean --auth-key?)"),
+            ("secret where no argument belongs", ["up", "--tun", "none", secret, "--socket", Sock("b")], null, 2, "not shown"),
+            ("mistyped command", ["stauts"], null, 2, "unknown command stauts (did you mean status?)"),
+            ("mistyped subcommand", ["keys", "lsit", "--admin-key", "x"], null, 2, "did you mean list?"),
+            ("bad duration", ["keys", "create", "--expiry", "abc", .. admin], null, 2, "--expiry takes a positive duration"),
+            ("bad duration on up", ["up", "--tun", "none", "--connect-timeout", "5x", "--socket", Sock("c")], null, 2, "--connect-timeout takes a positive duration"),
+            ("bare mem", ["up", "--tun", "none", "--state", "mem", "--auth-key", secret, "--login-server", LoginServer, "--socket", Sock("d")], null, 2, "mem: has a colon"),
+            ("another scheme", ["up", "--tun", "none", "--state", "file:x", "--auth-key", secret, "--login-server", LoginServer, "--socket", Sock("e")], null, 2, "--state takes mem:"),
+            ("upper-case transport", ["up", "--tun", "none", "--transport", "GRPC", "--socket", Sock("f")], null, 2, "--transport takes grpc or http"),
+            ("bad login server", ["up", "--tun", "none", "--login-server", "ftp://x", "--socket", Sock("g")], null, 2, "--login-server must be an http"),
+            ("no auth key", ["up", "--tun", "none", "--login-server", LoginServer, "--socket", Sock("h")], new() { ["EO_AUTH_KEY"] = "" }, 2, "auth key is needed"),
+            ("bad hostname", ["up", "--tun", "none", "--hostname", "bad\u0001name", "--auth-key", secret, "--login-server", LoginServer, "--socket", Sock("i")], null, 2, "--hostname"),
+            ("bad tag", ["keys", "create", "--tags", "ci", .. admin], null, 2, "--tags"),
+            ("too long an expiry", ["keys", "create", "--expiry", "600w", .. admin], null, 2, "--expiry"),
+            ("no admin key", ["nodes", "list", "--login-server", LoginServer], new() { ["EO_ADMIN_KEY"] = "" }, 18, "admin key is needed"),
+            ("wrong admin key", ["nodes", "list", "--login-server", LoginServer, "--admin-key", "not-the-key"], null, 18, ""),
+            ("missing id", ["keys", "revoke", .. admin], null, 2, "missing <id>"),
+            ("gateway stopped", ["up", "--tun", "none", "--auth-key", secret, "--login-server", stopped, "--connect-timeout", "1s", "--socket", Sock("j")], null, 14, "unreachable"),
+            ("admin against a stopped gateway", ["keys", "list", "--login-server", stopped, "--admin-key", "k"], null, 14, ""),
+            ("the gRPC URL as login server", ["up", "--tun", "none", "--auth-key", secret, "--login-server", Gateway.GrpcUrl.ToString(), "--socket", Sock("l")], null, 2, "not the gRPC one"),
+            ("no agent up", ["status", "--socket", Sock("k")], null, 17, "no agent is up"),
+        };
+
+        var results = await Task.WhenAll(cases.Select(c => AgentProcess.RunAsync(c.Args, Within, c.Environment)));
+        foreach (var (c, (exitCode, output)) in cases.Zip(results))
+        {
+            log.WriteLine($"{c.Name}: exit {exitCode}: {output.Trim()}");
+            Assert.True(exitCode == c.ExitCode, $"{c.Name}: expected exit {c.ExitCode}, got {exitCode}:\n{output}");
+            var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(lines.Length == 1, $"{c.Name}: expected one line, got:\n{output}");
+            Assert.Contains(c.Says, output);
+            Assert.DoesNotContain("   at ", output);
+            Assert.DoesNotContain("Exception", output);
+            Assert.DoesNotContain("System.", output);
+            Assert.DoesNotContain(secret, output);
+            Assert.DoesNotContain(ApiClient.AdminKey, output);
+            Assert.DoesNotContain("not-the-key", output);
+        }
+
+        // Nothing was made: no node, the single-use key unused, no state file.
+        Assert.Empty(await Gateway.ListNodesAsync());
+        Assert.Equal(0, (await Gateway.GetKeyAsync(key.Str("id"))).Body.GetProperty("uses").GetInt32());
+        Assert.Single(await Gateway.ListKeysAsync());
+        Assert.False(File.Exists("mem"));
+        Assert.DoesNotContain(Directory.GetFiles(_directory), f => !f.EndsWith(".sock", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Eo_alone_help_and_version_explain_themselves_as_eo()
+    {
+        var (exitCode, output) = await AgentProcess.RunAsync([], Within);
+        Assert.Equal(0, exitCode);
+        foreach (var command in new[] { "up", "status", "netmap", "logout", "keys", "nodes", "help", "version" })
+        {
+            Assert.Matches($@"(?m)^\s+{command}\b", output);
+        }
+
+        Assert.Contains("eo [command]", output);
+        Assert.DoesNotContain("EphemeralOrleans.Agent", output);
+
+        (exitCode, output) = await AgentProcess.RunAsync(["help", "keys", "create"], Within);
+        Assert.Equal(0, exitCode);
+        Assert.Contains("eo keys create [options]", output);
+        Assert.Contains("--expiry", output);
+
+        (exitCode, output) = await AgentProcess.RunAsync(["version"], Within);
+        Assert.Equal(0, exitCode);
+        Assert.Matches(@"\Aeo \d+\.\d+\.\d+", output.Trim());
+    }
+
+    [Fact]
+    public void The_readme_exit_code_table_is_the_codes_table()
+    {
+        var codes = typeof(agent::EphemeralOrleans.Agent.Cli.ExitCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Select(f => (int)f.GetRawConstantValue()!).Order().ToArray();
+        var readme = File.ReadAllText(Path.Combine(Path.GetDirectoryName(HostProcess.ProjectDll("Gateway"))!, "../../../../../README.md"));
+        var documented = ExitCodeRow().Matches(readme).Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).Order().ToArray();
+        Assert.Equal(codes, documented);
+    }
+
+    [Fact]
+    public void A_lost_grpc_connection_is_told_in_a_users_words_not_the_transports()
+    {
+        var lost = new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Unavailable, "Error connecting to subchannel.",
+            new System.Net.Http.HttpRequestException("Connection refused (127.0.0.1:1)", new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.ConnectionRefused))));
+        var failure = agent::EphemeralOrleans.Agent.Control.GrpcControlClient.Translate(lost);
+        Assert.Equal("unreachable", failure.Code);
+        Assert.True(failure.Transient);
+        Assert.Contains("connection refused", failure.Message);
+        Assert.DoesNotContain("subchannel", failure.Message);
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [GeneratedRegex(@"(?m)^\| (\d+) \| ")]
+    private static partial Regex ExitCodeRow();
+}
