@@ -111,6 +111,112 @@ public sealed partial class CliTests(ITestOutputHelper log) : GatewayTest, IDisp
     }
 
     [Fact]
+    public async Task The_lists_say_states_in_words_json_is_the_apis_objects_and_names_work_like_ids()
+    {
+        var admin = new[] { "--login-server", LoginServer, "--admin-key", ApiClient.AdminKey };
+        async Task<string> Eo(params string[] args)
+        {
+            var (exitCode, output) = await AgentProcess.RunAsync([.. args, .. admin], Within);
+            Assert.True(exitCode == 0, $"eo {string.Join(' ', args)}: exit {exitCode}\n{output}");
+            return output;
+        }
+
+        // Keys: valid (tagged, reusable), used (single-use, spent), expired, revoked.
+        var reusable = (await Eo("keys", "create", "--reusable", "--tags", "tag:ci", "--expiry", "2w", "--description", "build-cache")).Trim();
+        Assert.StartsWith("eo-auth-", reusable);
+        var single = await Gateway.CreateKeyAsync(reusable: false, ephemeral: false);
+        var expiring = await Gateway.CreateKeyAsync(expirySeconds: 1);
+        var revoked = await Gateway.CreateKeyAsync();
+        Assert.Equal(System.Net.HttpStatusCode.NoContent, (await Gateway.RevokeKeyAsync(revoked.Str("id"))).Status);
+
+        // Nodes: tagged and online, logged out, offline.
+        var (online, onlineToken) = await Gateway.RegisterAsync(reusable, hostname: "runner");
+        await using var stream = await Gateway.OpenMapAsync(onlineToken);
+        var (leaver, leaverToken) = await Gateway.RegisterAsync(single.Str("key"), hostname: "leaver");
+        Assert.Equal(System.Net.HttpStatusCode.NoContent, await Gateway.LogoutAsync(leaverToken));
+        var (idle, _) = await Gateway.RegisterAsync(reusable, hostname: "idle");
+        await Poll.UntilAsync(async () => (await Gateway.GetNodeAsync(online.Str("id")))!.Value.GetProperty("online").GetBoolean(), Within, "runner online");
+        await Task.Delay(TimeSpan.FromSeconds(1.2)); // the 1 s key expires
+
+        var keys = (await Eo("keys", "list")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Matches(@"\AID +STATE +USES +TYPE +TAGS +EXPIRES +DESCRIPTION\z", keys[0].TrimEnd());
+        string Row(string[] lines, string id) => Assert.Single(lines, l => l.Contains(id, StringComparison.Ordinal));
+        var reusableId = reusable.Split('-')[2];
+        Assert.Matches(@" valid +2 +reusable +tag:ci +\d{4}-\d\d-\d\d \d\d:\d\dZ +build-cache", Row(keys, reusableId));
+        Assert.Contains(" used ", Row(keys, single.Str("id")));
+        Assert.Contains(" expired ", Row(keys, expiring.Str("id")));
+        Assert.Contains(" revoked ", Row(keys, revoked.Str("id")));
+
+        var nodes = (await Eo("nodes", "list", "--ipv6")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Matches(@"\ANAME +IPV4 +IPV6 +TAGS +STATE +KIND +ID\z", nodes[0].TrimEnd());
+        Assert.Matches($@"\Arunner +{Regex.Escape(online.Str("ipv4"))} +{Regex.Escape(online.Str("ipv6"))} +tag:ci +online ", Row(nodes, online.Str("id")));
+        Assert.Contains(" logged out ", Row(nodes, leaver.Str("id")));
+        Assert.Matches(@" last seen \d+s ago ", Row(nodes, idle.Str("id")));
+
+        // --json is the API's objects, as they are.
+        foreach (var (args, path) in new[] { (new[] { "keys", "list", "--json" }, "/api/v1/tailnets/-/keys"), (["nodes", "list", "--json"], "/api/v1/tailnets/-/nodes") })
+        {
+            var printed = System.Text.Json.Nodes.JsonNode.Parse(await Eo(args));
+            var api = System.Text.Json.Nodes.JsonNode.Parse(await Gateway.Admin.GetStringAsync(path));
+            foreach (var volatileField in new[] { "lastSeen", "online" })
+            {
+                foreach (var item in new[] { printed, api }.SelectMany(d => (d!["keys"] ?? d["nodes"])!.AsArray()))
+                {
+                    item!.AsObject().Remove(volatileField);
+                }
+            }
+
+            Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(printed, api), $"{string.Join(' ', args)}:\n{printed}\n---\n{api}");
+        }
+
+        // By name as by id; a name nobody has exits 21.
+        Assert.Contains("revoked key " + reusableId, await Eo("keys", "revoke", "build-cache"));
+        Assert.Contains($"deleted idle ({idle.Str("id")})", await Eo("nodes", "delete", "idle"));
+        Assert.Null(await Gateway.GetNodeAsync(idle.Str("id")));
+        var (exitCode, missing) = await AgentProcess.RunAsync(["nodes", "delete", "nobody", .. admin], Within);
+        Assert.True(exitCode == 21, missing);
+        Assert.Contains("No node has the id or name 'nobody'", missing);
+    }
+
+    [Fact]
+    public async Task Status_lists_every_peer_up_tells_changes_by_name_and_status_exits_14_while_disconnected()
+    {
+        await using var gateway = await TestGateway.StartAsync();
+        var server = gateway.Http.BaseAddress!.ToString();
+        var plain = (await gateway.CreateKeyAsync()).Str("key");
+        var tagged = (await gateway.CreateKeyAsync(tags: ["tag:db"])).Str("key");
+        string Sock(string name) => Path.Combine(_directory, name + ".sock");
+        await using var a = AgentProcess.Start(["up", "--tun", "none", "--hostname", "laptop", "--login-server", server, "--socket", Sock("a")],
+            new Dictionary<string, string> { ["EO_AUTH_KEY"] = plain });
+        await Poll.UntilAsync(() => Task.FromResult(a.Output.Contains("connected: laptop", StringComparison.Ordinal)), Within, "A connected");
+        await using var b = AgentProcess.Start(["up", "--tun", "none", "--hostname", "db-1", "--login-server", server, "--socket", Sock("b")],
+            new Dictionary<string, string> { ["EO_AUTH_KEY"] = tagged });
+        await Poll.UntilAsync(() => Task.FromResult(a.Output.Contains("+ db-1 joined (100.", StringComparison.Ordinal)), Within, "A to tell that db-1 joined:\n" + a.Output);
+        await Poll.UntilAsync(async () => (await AgentProcess.RunAsync(["status", "--socket", Sock("a")], Within)).Output.Contains(" online", StringComparison.Ordinal), Within, "db-1 online at A");
+
+        var (exitCode, status) = await AgentProcess.RunAsync(["status", "--ipv6", "--socket", Sock("a")], Within);
+        Assert.True(exitCode == 0, status);
+        var lines = status.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("connected to ", lines[0]);
+        Assert.Matches(@"\ANAME +IPV4 +IPV6 +TAGS +STATE\z", lines[1].TrimEnd());
+        Assert.StartsWith("laptop (this node) ", lines[2]);
+        Assert.Matches(@"\Adb-1 +100\.[\d.]+ +fd7a:[\da-f:]+ +tag:db +online\z", lines[3].TrimEnd());
+        (exitCode, status) = await AgentProcess.RunAsync(["status", "--json", "--socket", Sock("a")], Within);
+        Assert.Equal(0, exitCode);
+        var peer = Assert.Single(System.Text.Json.JsonDocument.Parse(status).RootElement.GetProperty("peerStatus").EnumerateArray());
+        Assert.Equal("db-1", peer.Str("name"));
+        Assert.Equal(["tag:db"], peer.GetProperty("tags").EnumerateArray().Select(t => t.GetString()));
+
+        (exitCode, var loggedOut) = await AgentProcess.RunAsync(["logout", "--socket", Sock("b")], Within);
+        Assert.True(exitCode == 0, loggedOut);
+        await Poll.UntilAsync(() => Task.FromResult(a.Output.Contains("- db-1 left", StringComparison.Ordinal)), Within, "A to tell that db-1 left:\n" + a.Output);
+
+        await gateway.DisposeAsync();
+        await Poll.UntilAsync(async () => (await AgentProcess.RunAsync(["status", "--socket", Sock("a")], Within)).ExitCode == 14, Within, "status to exit 14 once the gateway is gone");
+        Assert.StartsWith("disconnected from ", (await AgentProcess.RunAsync(["status", "--socket", Sock("a")], Within)).Output);
+    }
+
+    [Fact]
     public void A_lost_grpc_connection_is_told_in_a_users_words_not_the_transports()
     {
         var lost = new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.Unavailable, "Error connecting to subchannel.",

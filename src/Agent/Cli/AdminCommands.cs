@@ -1,95 +1,94 @@
 using System.Text.Json;
 using EphemeralOrleans.Agent.Control;
-using EphemeralOrleans.Protocol.V1;
-using Grpc.Core;
-using Grpc.Net.Client;
 
 namespace EphemeralOrleans.Agent.Cli;
 
-/// <summary><c>keys …</c> and <c>nodes …</c>: the admin API through <c>AdminService</c>.</summary>
-public sealed class AdminCommands(Uri loginServer, string adminKey, string tailnet, bool json)
+/// <summary><c>keys …</c> and <c>nodes …</c>: the admin API (<see cref="AdminClient"/>). Lists have a header and say
+/// states in words; <c>--json</c> prints the API's objects as they are. Nodes are named by id or name, keys by id or
+/// description.</summary>
+public sealed class AdminCommands(Uri loginServer, string adminKey, string tailnet, bool json, bool ipv6 = false)
 {
-
     public Task<int> CreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, TimeSpan? expiry, string? description) =>
-        CallAsync(async (admin, headers, ct) =>
+        CallAsync(async (admin, ct) =>
         {
-            var request = new CreateKeyRequest
+            var created = await admin.CreateKeyAsync(new
             {
-                Tailnet = tailnet, Reusable = reusable, Ephemeral = ephemeral, Preauthorized = preauthorized, Tags = { tags },
-                Description = description ?? "",
-            };
-            if (expiry is { } e)
-            {
-                request.ExpirySeconds = (long)e.TotalSeconds;
-            }
-
-            var created = await admin.CreateKeyAsync(request, headers, cancellationToken: ct);
-            Print(new { key = created.Key, authKey = Describe(created.AuthKey) }, created.Key);
+                reusable, ephemeral, preauthorized, tags, description,
+                expirySeconds = expiry is { } e ? (long?)Math.Ceiling(e.TotalSeconds) : null,
+            }, ct);
+            // The key alone on stdout: KEY=$(eo keys create …) works.
+            Print(created, created.GetProperty("key").GetString()!);
         });
 
-    public Task<int> ListKeysAsync() => CallAsync(async (admin, headers, ct) =>
+    public Task<int> ListKeysAsync() => CallAsync(async (admin, ct) =>
     {
-        var keys = (await admin.ListKeysAsync(new ListKeysRequest { Tailnet = tailnet }, headers, cancellationToken: ct)).Keys;
-        Print(new { keys = keys.Select(Describe) }, string.Join('\n', keys.Select(k =>
-            $"{k.Id,-14} {(k.Reusable ? "reusable" : "single-use"),-10} {(k.Ephemeral ? "ephemeral" : ""),-9} uses={k.Uses,-4} "
-            + $"{(k.Revoked ? "revoked" : k.Expires is { } x && x.ToDateTimeOffset() < DateTimeOffset.UtcNow ? "expired" : "valid"),-8} {string.Join(',', k.Tags)}")));
+        var keys = await admin.ListKeysAsync(ct);
+        Print(keys, Render.Table(["ID", "STATE", "USES", "TYPE", "TAGS", "EXPIRES", "DESCRIPTION"],
+            keys.GetProperty("keys").EnumerateArray().Select(k => new[]
+            {
+                k.GetProperty("id").GetString()!,
+                Render.KeyState(k),
+                k.GetProperty("uses").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
+                string.Join(' ', new[] { k.GetProperty("reusable").GetBoolean() ? "reusable" : "single-use", k.GetProperty("ephemeral").GetBoolean() ? "ephemeral" : "", k.GetProperty("preauthorized").GetBoolean() ? "preauthorized" : "" }.Where(w => w.Length > 0)),
+                Render.Tags(k),
+                k.TryGetProperty("expires", out var expires) && expires.ValueKind == JsonValueKind.String ? expires.GetDateTimeOffset().ToString("yyyy-MM-dd HH:mm'Z'", System.Globalization.CultureInfo.InvariantCulture) : "never",
+                k.TryGetProperty("description", out var d) && d.GetString() is { Length: > 0 } text ? text : "-",
+            })));
     });
 
-    public Task<int> RevokeKeyAsync(string id) => CallAsync(async (admin, headers, ct) =>
+    public Task<int> RevokeKeyAsync(string idOrDescription) => CallAsync(async (admin, ct) =>
     {
-        await admin.RevokeKeyAsync(new RevokeKeyRequest { Tailnet = tailnet, Id = id }, headers, cancellationToken: ct);
-        Print(new { revoked = id }, $"revoked {id}");
+        var key = await admin.FindKeyAsync(idOrDescription, ct);
+        var id = key.GetProperty("id").GetString()!;
+        await admin.RevokeKeyAsync(id, ct);
+        Print(new { revoked = id }, $"revoked key {id}");
     });
 
-    public Task<int> ListNodesAsync() => CallAsync(async (admin, headers, ct) =>
+    public Task<int> ListNodesAsync() => CallAsync(async (admin, ct) =>
     {
-        var nodes = (await admin.ListNodesAsync(new ListNodesRequest { Tailnet = tailnet }, headers, cancellationToken: ct)).Nodes;
-        Print(new { nodes = nodes.Select(NetmapNode.Describe) }, string.Join('\n', nodes.Select(n =>
-            $"{n.Id,-26} {n.Name,-20} {n.Ipv4,-16} {(n.Online ? "online" : "offline"),-8} {(n.Ephemeral ? "ephemeral" : ""),-9} {(n.Authorized ? "" : "needs-approval")}")));
+        var nodes = await admin.ListNodesAsync(ct);
+        var header = ipv6 ? new[] { "NAME", "IPV4", "IPV6", "TAGS", "STATE", "KIND", "ID" } : ["NAME", "IPV4", "TAGS", "STATE", "KIND", "ID"];
+        Print(nodes, Render.Table(header, nodes.GetProperty("nodes").EnumerateArray()
+            .OrderBy(n => n.GetProperty("name").GetString(), StringComparer.Ordinal)
+            .Select(n => new[]
+            {
+                n.GetProperty("name").GetString()!,
+                n.GetProperty("ipv4").GetString()!,
+                ipv6 ? n.GetProperty("ipv6").GetString()! : null,
+                Render.Tags(n),
+                Render.NodeState(n),
+                n.GetProperty("ephemeral").GetBoolean() ? "ephemeral" : "-",
+                n.GetProperty("id").GetString()!,
+            }.OfType<string>().ToArray())));
     });
 
-    public Task<int> DeleteNodeAsync(string id) => CallAsync(async (admin, headers, ct) =>
+    public Task<int> DeleteNodeAsync(string idOrName) => CallAsync(async (admin, ct) =>
     {
-        await admin.DeleteNodeAsync(new DeleteNodeRequest { Tailnet = tailnet, Id = id }, headers, cancellationToken: ct);
-        Print(new { deleted = id }, $"deleted {id}");
+        var node = await admin.FindNodeAsync(idOrName, ct);
+        await admin.DeleteNodeAsync(node.GetProperty("id").GetString()!, ct);
+        Print(new { deleted = node.GetProperty("id").GetString() }, $"deleted {node.GetProperty("name").GetString()} ({node.GetProperty("id").GetString()})");
     });
 
-    public Task<int> ApproveNodeAsync(string id) => CallAsync(async (admin, headers, ct) =>
+    public Task<int> ApproveNodeAsync(string idOrName) => CallAsync(async (admin, ct) =>
     {
-        var node = await admin.ApproveNodeAsync(new ApproveNodeRequest { Tailnet = tailnet, Id = id }, headers, cancellationToken: ct);
-        Print(NetmapNode.Describe(node), $"approved {node.Name} ({node.Id})");
+        var node = await admin.FindNodeAsync(idOrName, ct);
+        var approved = await admin.ApproveNodeAsync(node.GetProperty("id").GetString()!, ct);
+        Print(approved, $"approved {approved.GetProperty("name").GetString()} ({approved.GetProperty("id").GetString()})");
     });
-
-    private static object Describe(AuthKey key) => new
-    {
-        key.Id,
-        key.Tailnet,
-        key.Reusable,
-        key.Ephemeral,
-        key.Preauthorized,
-        Tags = key.Tags.ToArray(),
-        Created = key.Created?.ToDateTimeOffset(),
-        Expires = key.Expires?.ToDateTimeOffset(),
-        key.Description,
-        key.Revoked,
-        key.Uses,
-    };
 
     private void Print(object data, string text) => Console.Out.WriteLine(json ? JsonSerializer.Serialize(data, AgentOutput.Json) : text);
 
-    private async Task<int> CallAsync(Func<AdminService.AdminServiceClient, Metadata, CancellationToken, Task> call)
+    private async Task<int> CallAsync(Func<AdminClient, CancellationToken, Task> call)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var admin = new AdminClient(loginServer, adminKey, tailnet);
         try
         {
-            var grpcUrl = await HttpControlClient.GrpcEndpointAsync(loginServer, timeout.Token);
-            using var channel = GrpcChannel.ForAddress(grpcUrl);
-            await call(new AdminService.AdminServiceClient(channel), new Metadata { { "authorization", "Bearer " + adminKey } }, timeout.Token);
+            await call(admin, timeout.Token);
             return ExitCodes.Ok;
         }
-        catch (Exception exception) when (exception is RpcException or AgentFailure)
+        catch (AgentFailure failure)
         {
-            var failure = exception as AgentFailure ?? GrpcControlClient.Translate((RpcException)exception);
             Console.Error.WriteLine($"error: {failure.FlagMessage} ({failure.Code})");
             return failure.ExitCode;
         }

@@ -145,8 +145,10 @@ public static partial class AgentCli
         var logout = new Command("logout", "Log the node out (an ephemeral node is removed at once) and stop the agent.") { socket, logoutState, json };
         logout.SetAction((parse, ct) => new LogoutCommand(parse.GetValue(socket)!, parse.GetValue(logoutState), new AgentOutput(parse.GetValue(json))).RunAsync(ct));
 
+        var ipv6 = new Option<bool>("--ipv6") { Description = "Show IPv6 addresses too." };
         Command AskCommand(string name, string description) => new(name, description) { socket, json };
-        var status = AskCommand("status", "Connected or not, addresses, peer count.");
+        var status = AskCommand("status", "This node and every peer: addresses, tags, online or last seen, and the tunnel's endpoint, handshake and bytes; exits 14 while not connected.");
+        status.Options.Add(ipv6);
         var netmap = AskCommand("netmap", "The node and its peers.");
         foreach (var command in new[] { status, netmap })
         {
@@ -164,8 +166,8 @@ public static partial class AgentCli
                     return ExitCodes.Error;
                 }
 
-                Console.Out.WriteLine(parse.GetValue(json) ? JsonSerializer.Serialize(answer, AgentOutput.Json) : Render.Human(command.Name, answer));
-                return ExitCodes.Ok;
+                Console.Out.WriteLine(parse.GetValue(json) ? JsonSerializer.Serialize(answer, AgentOutput.Json) : Render.Human(command.Name, answer, parse.GetValue(ipv6)));
+                return command == status && !answer.GetProperty("connected").GetBoolean() ? ExitCodes.GatewayUnreachable : ExitCodes.Ok;
             });
         }
 
@@ -181,7 +183,7 @@ public static partial class AgentCli
                 return null;
             }
 
-            return new AdminCommands(parse.GetValue(loginServer)!, key, parse.GetValue(tailnet)!, parse.GetValue(json));
+            return new AdminCommands(parse.GetValue(loginServer)!, key, parse.GetValue(tailnet)!, parse.GetValue(json), parse.GetValue(ipv6));
         }
 
         Command AdminCommand(string name, string description, params Option[] options)
@@ -195,7 +197,7 @@ public static partial class AgentCli
             return command;
         }
 
-        var id = new Argument<string>("id");
+        var id = new Argument<string>("id") { Description = "An id, or a node's name (a key's description)." };
         var reusable = new Option<bool>("--reusable") { Description = "Usable any number of times (else once)." };
         var ephemeralKey = new Option<bool>("--ephemeral") { Description = "Nodes it registers are ephemeral." };
         var preauthorized = new Option<bool>("--preauthorized") { Description = "Nodes it registers need no approval." };
@@ -207,13 +209,13 @@ public static partial class AgentCli
         keysCreate.SetAction(parse => Admin(parse)?.CreateKeyAsync(parse.GetValue(reusable), parse.GetValue(ephemeralKey), parse.GetValue(preauthorized),
             (parse.GetValue(tags) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             parse.GetValue(expiry), parse.GetValue(description)) ?? Task.FromResult(ExitCodes.Unauthorized));
-        var keysList = AdminCommand("list", "List auth keys with uses and state.");
+        var keysList = AdminCommand("list", "List auth keys: state (valid, used, expired, revoked), uses, tags, expiry.");
         keysList.SetAction(parse => Admin(parse)?.ListKeysAsync() ?? Task.FromResult(ExitCodes.Unauthorized));
         var keysRevoke = AdminCommand("revoke", "Revoke a key; nodes it registered stay.");
         keysRevoke.Arguments.Add(id);
         keysRevoke.SetAction(parse => Admin(parse)?.RevokeKeyAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
 
-        var nodesList = AdminCommand("list", "List nodes.");
+        var nodesList = AdminCommand("list", "List nodes: name, addresses, tags, online or last seen.", ipv6);
         nodesList.SetAction(parse => Admin(parse)?.ListNodesAsync() ?? Task.FromResult(ExitCodes.Unauthorized));
         var nodesDelete = AdminCommand("delete", "Remove a node at once.");
         nodesDelete.Arguments.Add(id);

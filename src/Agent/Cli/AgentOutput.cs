@@ -50,11 +50,16 @@ public sealed class AgentOutput(bool json)
         Event("netmap", netmap.Map(), text);
     }
 
-    public void Delta(MapDelta delta)
+    /// <summary>A change, told by name against the map it changed (<paramref name="before"/>): who joined, who left,
+    /// who came online or went offline.</summary>
+    public void Delta(MapDelta delta, NetmapSnapshot before)
     {
-        var lines = delta.PeersChanged.Select(p => $"  ~ {p.Name,-22} {p.Ipv4,-16} {(p.Online ? "online" : "offline")}")
-            .Concat(delta.PeersChangedPatch.Select(p => $"  ~ {p.Id,-22} {(p.Online ? "online" : "offline")}"))
-            .Concat(delta.PeersRemoved.Select(id => $"  - {id}"));
+        string Name(string id) => before.Peers.TryGetValue(id, out var peer) ? peer.Name : id;
+        var lines = delta.PeersChanged.Select(p => before.Peers.ContainsKey(p.Id)
+                ? $"  ~ {p.Name} changed ({p.Ipv4}, {(p.Online ? "online" : "offline")})"
+                : $"  + {p.Name} joined ({p.Ipv4}{(p.Tags.Count > 0 ? ", " + string.Join(',', p.Tags) : "")}, {(p.Online ? "online" : "offline")})")
+            .Concat(delta.PeersChangedPatch.Select(p => $"  ~ {Name(p.Id)} is {(p.Online ? "online" : "offline")}"))
+            .Concat(delta.PeersRemoved.Select(id => $"  - {Name(id)} left"));
         Event("change", new
         {
             version = delta.Version,

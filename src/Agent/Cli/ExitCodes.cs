@@ -17,4 +17,5 @@ public static class ExitCodes
     public const int Unauthorized = 18;
     public const int AlreadyRunning = 19;
     public const int Dataplane = 20;
+    public const int NotFound = 21;
 }

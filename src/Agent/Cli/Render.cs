@@ -8,30 +8,72 @@ namespace EphemeralOrleans.Agent.Cli;
 /// <summary>Readable forms of the local API's answers.</summary>
 public static class Render
 {
-    public static string Human(string request, JsonElement answer)
+    public static string Human(string request, JsonElement answer, bool ipv6 = false)
     {
         var text = new StringBuilder();
         if (request == "status")
         {
+            // Like `tailscale status`: this node, then every peer with its state, and the tunnel's view once it is up.
             var node = answer.GetProperty("node");
-            text.Append(CultureInfo.InvariantCulture, $"{(answer.GetProperty("connected").GetBoolean() ? "connected" : "disconnected")} to {answer.GetProperty("loginServer").GetString()}\n");
-            text.Append(CultureInfo.InvariantCulture, $"{node.GetProperty("name").GetString()} ({node.GetProperty("id").GetString()})  ");
-            text.Append(string.Join(", ", answer.GetProperty("addresses").EnumerateArray().Select(a => a.GetString())));
-            text.Append(CultureInfo.InvariantCulture, $"\n{answer.GetProperty("peers").GetInt32()} peer(s)");
-            if (answer.TryGetProperty("wireguard", out var wireguard) && wireguard.ValueKind == JsonValueKind.Object)
+            var wireguard = answer.TryGetProperty("wireguard", out var w) && w.ValueKind == JsonValueKind.Object ? w : (JsonElement?)null;
+            text.Append(CultureInfo.InvariantCulture, $"{(answer.GetProperty("connected").GetBoolean() ? "connected to" : "disconnected from")} {answer.GetProperty("loginServer").GetString()}");
+            if (wireguard is { } device)
             {
-                text.Append(CultureInfo.InvariantCulture,
-                    $"\nWireGuard {wireguard.GetProperty("device").GetString()} on UDP {wireguard.GetProperty("listenPort").GetInt32()}");
-                foreach (var peer in wireguard.GetProperty("peers").EnumerateArray())
-                {
-                    var handshake = peer.GetProperty("lastHandshake") is { ValueKind: JsonValueKind.String } h
-                        ? $"handshake {Ago(h.GetDateTimeOffset())} ago"
-                        : "no handshake";
-                    text.Append(CultureInfo.InvariantCulture,
-                        $"\n  {peer.GetProperty("name").GetString(),-24} {peer.GetProperty("ipv4").GetString(),-16} {peer.GetProperty("endpoint").GetString() ?? "-",-24} {handshake,-20} rx {Bytes(peer.GetProperty("rxBytes").GetInt64())} tx {Bytes(peer.GetProperty("txBytes").GetInt64())}");
-                }
+                text.Append(CultureInfo.InvariantCulture, $"; WireGuard {device.GetProperty("device").GetString()} on UDP {device.GetProperty("listenPort").GetInt32()}");
             }
 
+            var tunnel = wireguard?.GetProperty("peers").EnumerateArray().ToDictionary(p => p.GetProperty("id").GetString()!, StringComparer.Ordinal) ?? [];
+            var header = new List<string> { "NAME", "IPV4" };
+            if (ipv6)
+            {
+                header.Add("IPV6");
+            }
+
+            header.AddRange(["TAGS", "STATE"]);
+            if (wireguard is not null)
+            {
+                header.AddRange(["ENDPOINT", "HANDSHAKE", "RX", "TX"]);
+            }
+
+            var self = new List<string> { node.GetProperty("name").GetString() + " (this node)", node.GetProperty("ipv4").GetString()! };
+            var rows = new List<string[]>();
+            if (ipv6)
+            {
+                self.Add(node.GetProperty("ipv6").GetString()!);
+            }
+
+            self.AddRange([Tags(node), "-"]);
+            if (wireguard is not null)
+            {
+                self.AddRange(["-", "-", "-", "-"]);
+            }
+
+            rows.Add([.. self]);
+            foreach (var peer in answer.GetProperty("peerStatus").EnumerateArray())
+            {
+                var row = new List<string> { peer.GetProperty("name").GetString()!, peer.GetProperty("ipv4").GetString()! };
+                if (ipv6)
+                {
+                    row.Add(peer.GetProperty("ipv6").GetString()!);
+                }
+
+                row.AddRange([Tags(peer), NodeState(peer)]);
+                if (wireguard is not null)
+                {
+                    var seen = tunnel.GetValueOrDefault(peer.GetProperty("id").GetString()!);
+                    var handshake = seen.ValueKind == JsonValueKind.Object && seen.GetProperty("lastHandshake") is { ValueKind: JsonValueKind.String } h ? $"{Ago(h.GetDateTimeOffset())} ago" : "-";
+                    row.AddRange([
+                        seen.ValueKind == JsonValueKind.Object ? seen.GetProperty("endpoint").GetString() ?? "-" : "-",
+                        handshake,
+                        seen.ValueKind == JsonValueKind.Object ? Bytes(seen.GetProperty("rxBytes").GetInt64()) : "-",
+                        seen.ValueKind == JsonValueKind.Object ? Bytes(seen.GetProperty("txBytes").GetInt64()) : "-",
+                    ]);
+                }
+
+                rows.Add([.. row]);
+            }
+
+            text.Append('\n').Append(Table([.. header], rows));
             return text.ToString();
         }
 
@@ -44,13 +86,39 @@ public static class Render
         return text.ToString().TrimEnd();
     }
 
-    private static string Ago(DateTimeOffset at)
+    /// <summary>Rows under a header, each column as wide as its widest cell (the last column unpadded).</summary>
+    public static string Table(string[] header, IEnumerable<string[]> rows)
+    {
+        var all = rows.Prepend(header).ToList();
+        var widths = Enumerable.Range(0, header.Length).Select(i => all.Max(r => r[i].Length)).ToArray();
+        return string.Join('\n', all.Select(r => string.Join("  ", r.Select((cell, i) => i == r.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd()));
+    }
+
+    /// <summary>A node's state in words: online, logged out, waiting for approval, or when it was last seen.</summary>
+    public static string NodeState(JsonElement node) =>
+        node.TryGetProperty("loggedOut", out var loggedOut) && loggedOut.GetBoolean() ? "logged out"
+        : node.TryGetProperty("authorized", out var authorized) && !authorized.GetBoolean() ? "needs approval"
+        : node.GetProperty("online").GetBoolean() ? "online"
+        : node.TryGetProperty("lastSeen", out var seen) && seen.ValueKind == JsonValueKind.String ? $"last seen {Ago(seen.GetDateTimeOffset())} ago"
+        : "never connected";
+
+    /// <summary>A key's state in words: revoked, expired, used (single-use, spent) or valid.</summary>
+    public static string KeyState(JsonElement key) =>
+        key.GetProperty("revoked").GetBoolean() ? "revoked"
+        : key.TryGetProperty("expires", out var expires) && expires.ValueKind == JsonValueKind.String && expires.GetDateTimeOffset() <= DateTimeOffset.UtcNow ? "expired"
+        : !key.GetProperty("reusable").GetBoolean() && key.GetProperty("uses").GetInt32() > 0 ? "used"
+        : "valid";
+
+    public static string Tags(JsonElement item) =>
+        item.TryGetProperty("tags", out var tags) && tags.GetArrayLength() > 0 ? string.Join(',', tags.EnumerateArray().Select(t => t.GetString())) : "-";
+
+    public static string Ago(DateTimeOffset at)
     {
         var ago = DateTimeOffset.UtcNow - at;
         return ago.TotalSeconds < 90 ? $"{Math.Max(0, ago.TotalSeconds):0}s" : ago.TotalMinutes < 90 ? $"{ago.TotalMinutes:0}m" : $"{ago.TotalHours:0}h";
     }
 
-    private static string Bytes(long bytes) => bytes switch
+    public static string Bytes(long bytes) => bytes switch
     {
         < 1024 => $"{bytes} B",
         < 1024 * 1024 => $"{bytes / 1024.0:0.0} KiB",

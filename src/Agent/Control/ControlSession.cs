@@ -108,7 +108,8 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
                 await foreach (var message in _client!.MapAsync(_nodeToken!, silence.Token))
                 {
                     silence.CancelAfter(options.StreamTimeout);
-                    var netmap = _netmap!.Apply(message);
+                    var before = _netmap!;
+                    var netmap = before.Apply(message);
                     _netmap = netmap;
                     onNetmap?.Invoke(netmap, message);
                     switch (message.MessageCase)
@@ -124,7 +125,7 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
                             output.Full(netmap);
                             break;
                         case MapResponse.MessageOneofCase.Delta:
-                            output.Delta(message.Delta);
+                            output.Delta(message.Delta, before);
                             break;
                     }
                 }

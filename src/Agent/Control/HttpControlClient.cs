@@ -153,7 +153,7 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
     }
 
     /// <summary>Sends; a refusal becomes an <see cref="AgentFailure"/> with the problem's code, a failed connection a transient one.</summary>
-    private static async Task<HttpResponseMessage> SendRawAsync(Func<Task<HttpResponseMessage>> send, CancellationToken cancellationToken)
+    internal static async Task<HttpResponseMessage> SendRawAsync(Func<Task<HttpResponseMessage>> send, CancellationToken cancellationToken)
     {
         HttpResponseMessage response;
         try

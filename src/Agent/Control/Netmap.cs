@@ -106,8 +106,8 @@ public sealed record NetmapSnapshot(
         }
     }
 
-    /// <summary><c>status</c>: connected, addresses, peer count, and the WireGuard device as it reports itself (null
-    /// for control only).</summary>
+    /// <summary><c>status</c>: connected, addresses, peer count, every peer (name, addresses, tags, online or last
+    /// seen), and the WireGuard device as it reports itself (null for control only).</summary>
     public object Status(string loginServer, object? wireguard) => new
     {
         connected = Connected,
@@ -115,6 +115,16 @@ public sealed record NetmapSnapshot(
         node = NetmapNode.Describe(Self),
         addresses = new[] { Self.Ipv4, Self.Ipv6 },
         peers = Peers.Count,
+        peerStatus = PeersByName().Select(p => new
+        {
+            id = p.Id,
+            name = p.Name,
+            ipv4 = p.Wire.Ipv4,
+            ipv6 = p.Wire.Ipv6,
+            tags = p.Wire.Tags.ToArray(),
+            online = p.Wire.Online,
+            lastSeen = p.Wire.LastSeen?.ToDateTimeOffset(),
+        }).ToArray(),
         version = Version,
         wireguard,
     };

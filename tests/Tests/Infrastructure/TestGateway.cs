@@ -185,8 +185,17 @@ public sealed class TestGateway : GatewayClient, IAsyncDisposable
     public T Service<T>()
         where T : notnull => _app.Services.GetRequiredService<T>();
 
+    private bool _disposed;
+
+    /// <summary>Stops the gateway; a second call (a test that stopped it early, then <c>await using</c>) does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         Dispose();
         _grpc.Dispose();
         await _app.StopAsync(CancellationToken.None);
