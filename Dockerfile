@@ -4,7 +4,7 @@ WORKDIR /src
 COPY . .
 RUN dotnet publish src/Gateway -c Release -o /out/gateway \
  && dotnet publish src/Silo -c Release -o /out/silo \
- && dotnet publish src/Agent -c Release -o /out/agent
+ && dotnet publish src/Agent -c Release -r linux-x64 -o /out/agent
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS silo
 WORKDIR /app
@@ -19,13 +19,13 @@ COPY --from=build /out/gateway .
 EXPOSE 8080 8081
 ENTRYPOINT ["dotnet", "EphemeralOrleans.Gateway.dll"]
 
-FROM mcr.microsoft.com/dotnet/runtime:10.0 AS agent
+# eo as one self-contained file (no .NET runtime in the image) with libsodium beside it.
+FROM mcr.microsoft.com/dotnet/runtime-deps:10.0 AS agent
 # The data plane: userspace WireGuard and the tools the agent drives. Run with --cap-add NET_ADMIN and
 # --device /dev/net/tun (or the agent's --tun none for control only).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wireguard-go iproute2 nftables \
  && rm -rf /var/lib/apt/lists/*
-WORKDIR /app
-COPY --from=build /out/agent .
-RUN printf '#!/bin/sh\nexec dotnet /app/eo.dll "$@"\n' > /usr/local/bin/eo && chmod +x /usr/local/bin/eo
+COPY --from=build /out/agent/eo /out/agent/libsodium.so /opt/eo/
+ENV PATH=/opt/eo:$PATH
 ENTRYPOINT ["eo"]

@@ -93,6 +93,7 @@ public sealed partial class CliTests(ITestOutputHelper log) : GatewayTest, IDisp
         (exitCode, output) = await AgentProcess.RunAsync(["help", "keys", "create"], Within);
         Assert.Equal(0, exitCode);
         Assert.Contains("eo keys create [options]", output);
+        Assert.Contains("Example:", output);
         Assert.Contains("--expiry", output);
 
         (exitCode, output) = await AgentProcess.RunAsync(["version"], Within);

@@ -123,7 +123,7 @@ public static partial class AgentCli
             Description = "The WireGuard interface to create (unique on the machine; needs root or CAP_NET_ADMIN and wireguard-go), or none for control only.",
             DefaultValueFactory = _ => "eo0",
         };
-        var up = new Command("up", "Join the tailnet and follow its netmap until stopped.")
+        var up = new Command("up", "Join the tailnet and follow its netmap until stopped.\n\nExample:\n  EO_AUTH_KEY=eo-auth-… eo up --hostname build-42 --login-server https://eo.example.com")
         {
             loginServer, authKey, hostname, state, json, transport, socket, connectTimeout, streamTimeout, listenPort, tun,
         };
@@ -142,14 +142,14 @@ public static partial class AgentCli
 
         // logout, status, netmap: ask the agent that is up
         var logoutState = new Option<string?>("--state") { Description = "Log out the node saved in this state file (through its agent if it is up on --socket)." };
-        var logout = new Command("logout", "Log the node out (an ephemeral node is removed at once) and stop the agent.") { socket, logoutState, json };
+        var logout = new Command("logout", "Log the node out (an ephemeral node is removed at once) and stop the agent.\n\nExample:\n  eo logout") { socket, logoutState, json };
         logout.SetAction((parse, ct) => new LogoutCommand(parse.GetValue(socket)!, parse.GetValue(logoutState), new AgentOutput(parse.GetValue(json))).RunAsync(ct));
 
         var ipv6 = new Option<bool>("--ipv6") { Description = "Show IPv6 addresses too." };
         Command AskCommand(string name, string description) => new(name, description) { socket, json };
-        var status = AskCommand("status", "This node and every peer: addresses, tags, online or last seen, and the tunnel's endpoint, handshake and bytes; exits 14 while not connected.");
+        var status = AskCommand("status", "This node and every peer: addresses, tags, online or last seen, and the tunnel's endpoint, handshake and bytes; exits 14 while not connected.\n\nExample:\n  eo status --ipv6");
         status.Options.Add(ipv6);
-        var netmap = AskCommand("netmap", "The node and its peers.");
+        var netmap = AskCommand("netmap", "The node and its peers.\n\nExample:\n  eo netmap --json | jq '.peers[].name'");
         foreach (var command in new[] { status, netmap })
         {
             command.SetAction(async (parse, ct) =>
@@ -205,22 +205,22 @@ public static partial class AgentCli
         var expiry = new Option<TimeSpan?>("--expiry") { Description = "Lifetime: 30m, 12h, 7d, 2w or hh:mm:ss.", CustomParser = r => Durations.Option(r) };
         var description = new Option<string?>("--description") { Description = "Shown in listings." };
 
-        var keysCreate = AdminCommand("create", "Create an auth key; prints it once.", reusable, ephemeralKey, preauthorized, tags, expiry, description);
+        var keysCreate = AdminCommand("create", "Create an auth key; prints it once.\n\nExample:\n  KEY=$(eo keys create --reusable --ephemeral --preauthorized --tags tag:ci --expiry 1d --description ci)", reusable, ephemeralKey, preauthorized, tags, expiry, description);
         keysCreate.SetAction(parse => Admin(parse)?.CreateKeyAsync(parse.GetValue(reusable), parse.GetValue(ephemeralKey), parse.GetValue(preauthorized),
             (parse.GetValue(tags) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             parse.GetValue(expiry), parse.GetValue(description)) ?? Task.FromResult(ExitCodes.Unauthorized));
-        var keysList = AdminCommand("list", "List auth keys: state (valid, used, expired, revoked), uses, tags, expiry.");
+        var keysList = AdminCommand("list", "List auth keys: state (valid, used, expired, revoked), uses, tags, expiry.\n\nExample:\n  eo keys list --json | jq '.keys[] | select(.revoked | not) | .id'");
         keysList.SetAction(parse => Admin(parse)?.ListKeysAsync() ?? Task.FromResult(ExitCodes.Unauthorized));
-        var keysRevoke = AdminCommand("revoke", "Revoke a key; nodes it registered stay.");
+        var keysRevoke = AdminCommand("revoke", "Revoke a key; nodes it registered stay.\n\nExample:\n  eo keys revoke ci");
         keysRevoke.Arguments.Add(id);
         keysRevoke.SetAction(parse => Admin(parse)?.RevokeKeyAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
 
-        var nodesList = AdminCommand("list", "List nodes: name, addresses, tags, online or last seen.", ipv6);
+        var nodesList = AdminCommand("list", "List nodes: name, addresses, tags, online or last seen.\n\nExample:\n  eo nodes list --ipv6", ipv6);
         nodesList.SetAction(parse => Admin(parse)?.ListNodesAsync() ?? Task.FromResult(ExitCodes.Unauthorized));
-        var nodesDelete = AdminCommand("delete", "Remove a node at once.");
+        var nodesDelete = AdminCommand("delete", "Remove a node at once.\n\nExample:\n  eo nodes delete build-41");
         nodesDelete.Arguments.Add(id);
         nodesDelete.SetAction(parse => Admin(parse)?.DeleteNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
-        var nodesApprove = AdminCommand("approve", "Approve a node waiting for approval.");
+        var nodesApprove = AdminCommand("approve", "Approve a node waiting for approval.\n\nExample:\n  eo nodes approve laptop");
         nodesApprove.Arguments.Add(id);
         nodesApprove.SetAction(parse => Admin(parse)?.ApproveNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
 
