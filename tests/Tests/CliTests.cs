@@ -174,7 +174,13 @@ public sealed partial class CliTests(ITestOutputHelper log) : GatewayTest, IDisp
         Assert.Contains("revoked key " + reusableId, await Eo("keys", "revoke", "build-cache"));
         Assert.Contains($"deleted idle ({idle.Str("id")})", await Eo("nodes", "delete", "idle"));
         Assert.Null(await Gateway.GetNodeAsync(idle.Str("id")));
-        var (exitCode, missing) = await AgentProcess.RunAsync(["nodes", "delete", "nobody", .. admin], Within);
+        Assert.Contains($"renamed runner to db-1 ({online.Str("id")})", await Eo("nodes", "rename", "runner", "db-1"));
+        Assert.Contains($"expired db-1 ({online.Str("id")}): logged out", await Eo("nodes", "expire", "db-1"));
+        Assert.True((await Gateway.GetNodeAsync(online.Str("id")))!.Value.GetProperty("loggedOut").GetBoolean());
+        var (exitCode, refused) = await AgentProcess.RunAsync(["nodes", "rename", "db-1", "Bad.Name", .. admin], Within);
+        Assert.True(exitCode == 2, refused);
+        Assert.Contains("invalid_name", refused);
+        (exitCode, var missing) = await AgentProcess.RunAsync(["nodes", "delete", "nobody", .. admin], Within);
         Assert.True(exitCode == 21, missing);
         Assert.Contains("No node has the id or name 'nobody'", missing);
     }

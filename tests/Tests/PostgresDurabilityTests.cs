@@ -93,6 +93,7 @@ public sealed class PostgresDurabilityTests : PostgresTest
         var singleUse = await client.CreateKeyAsync(reusable: false, ephemeral: false);
         var ephemeralKey = await client.CreateKeyAsync(reusable: true, ephemeral: true);
         var (durable, _) = await client.RegisterAsync(singleUse.Str("key"), hostname: "server");
+        Assert.Equal(HttpStatusCode.OK, (await client.RenameNodeAsync(durable.Str("id"), "primary")).Status);
         var pendingClock = Stopwatch.StartNew();
         var (pending, _) = await client.RegisterAsync(ephemeralKey.Str("key"), hostname: "never-connects");
         var (connected, connectedToken) = await client.RegisterAsync(ephemeralKey.Str("key"), hostname: "streaming");
@@ -123,13 +124,17 @@ public sealed class PostgresDurabilityTests : PostgresTest
         // Nodes: the durable node is listed with its address; the pending removal has not fired early.
         var durableNow = await client.GetNodeAsync(durable.Str("id"));
         Assert.Equal(durable.Str("ipv4"), durableNow!.Value.Str("ipv4"));
+        // Its new name survived, and the old one is free.
+        Assert.Equal("primary", durableNow.Value.Str("name"));
+        Assert.Contains(await client.ListNodesAsync(), n => n.Str("id") == durable.Str("id") && n.Str("name") == "primary");
         if (pendingClock.Elapsed < Timeout - TimeSpan.FromSeconds(1))
         {
             Assert.NotNull(await client.GetNodeAsync(pending.Str("id")));
         }
 
         // A new node gets an address no existing node has.
-        var (fresh, _) = await client.RegisterAsync(ephemeralKey.Str("key"), hostname: "after-restart");
+        var (fresh, _) = await client.RegisterAsync(ephemeralKey.Str("key"), hostname: "server");
+        Assert.Equal("server", fresh.Str("name"));
         var addresses = (await client.ListNodesAsync()).Select(n => n.Str("ipv4")).ToArray();
         Assert.Equal(addresses.Length, addresses.Distinct().Count());
         Assert.Contains(fresh.Str("ipv4"), addresses);

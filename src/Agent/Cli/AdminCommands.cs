@@ -69,6 +69,21 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
         Print(new { deleted = node.GetProperty("id").GetString() }, $"deleted {node.GetProperty("name").GetString()} ({node.GetProperty("id").GetString()})");
     });
 
+    public Task<int> ExpireNodeAsync(string idOrName) => CallAsync(async (admin, ct) =>
+    {
+        var node = await admin.FindNodeAsync(idOrName, ct);
+        await admin.ExpireNodeAsync(node.GetProperty("id").GetString()!, ct);
+        Print(new { expired = node.GetProperty("id").GetString() }, $"expired {node.GetProperty("name").GetString()} ({node.GetProperty("id").GetString()})"
+            + (node.GetProperty("ephemeral").GetBoolean() ? ": removed (ephemeral)" : ": logged out"));
+    });
+
+    public Task<int> RenameNodeAsync(string idOrName, string name) => CallAsync(async (admin, ct) =>
+    {
+        var node = await admin.FindNodeAsync(idOrName, ct);
+        var renamed = await admin.RenameNodeAsync(node.GetProperty("id").GetString()!, name, ct);
+        Print(renamed, $"renamed {node.GetProperty("name").GetString()} to {renamed.GetProperty("name").GetString()} ({renamed.GetProperty("id").GetString()})");
+    });
+
     public Task<int> ApproveNodeAsync(string idOrName) => CallAsync(async (admin, ct) =>
     {
         var node = await admin.FindNodeAsync(idOrName, ct);

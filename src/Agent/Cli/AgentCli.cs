@@ -220,6 +220,14 @@ public static partial class AgentCli
         var nodesDelete = AdminCommand("delete", "Remove a node at once.\n\nExample:\n  eo nodes delete build-41");
         nodesDelete.Arguments.Add(id);
         nodesDelete.SetAction(parse => Admin(parse)?.DeleteNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
+        var nodesExpire = AdminCommand("expire", "End a node's credentials as a logout would: an ephemeral node is removed, another stays listed as logged out until it registers again.\n\nExample:\n  eo nodes expire build-41");
+        nodesExpire.Arguments.Add(id);
+        nodesExpire.SetAction(parse => Admin(parse)?.ExpireNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
+        var newName = new Argument<string>("new-name") { Description = "1 to 63 of a-z, 0-9 and '-', free in the tailnet." };
+        var nodesRename = AdminCommand("rename", "Give a node another name; its peers learn it at once.\n\nExample:\n  eo nodes rename build-41 db-primary");
+        nodesRename.Arguments.Add(id);
+        nodesRename.Arguments.Add(newName);
+        nodesRename.SetAction(parse => Admin(parse)?.RenameNodeAsync(parse.GetValue(id)!, parse.GetValue(newName)!) ?? Task.FromResult(ExitCodes.Unauthorized));
         var nodesApprove = AdminCommand("approve", "Approve a node waiting for approval.\n\nExample:\n  eo nodes approve laptop");
         nodesApprove.Arguments.Add(id);
         nodesApprove.SetAction(parse => Admin(parse)?.ApproveNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
@@ -232,7 +240,7 @@ public static partial class AgentCli
         {
             up, logout, status, netmap,
             new Command("keys", "Auth keys (admin).") { keysCreate, keysList, keysRevoke },
-            new Command("nodes", "Nodes (admin).") { nodesList, nodesDelete, nodesApprove },
+            new Command("nodes", "Nodes (admin).") { nodesList, nodesDelete, nodesExpire, nodesRename, nodesApprove },
             helpCommand, version, verbose,
         };
         helpCommand.SetAction(parse => root.Parse([.. parse.GetValue(helpTopic) ?? [], "--help"]).Invoke());

@@ -36,6 +36,12 @@ public sealed class AdminClient : IDisposable
     public async Task DeleteNodeAsync(string id, CancellationToken cancellationToken) =>
         (await HttpControlClient.SendRawAsync(() => _http.DeleteAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}", cancellationToken), cancellationToken)).Dispose();
 
+    public async Task ExpireNodeAsync(string id, CancellationToken cancellationToken) =>
+        (await HttpControlClient.SendRawAsync(() => _http.PostAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/expire", null, cancellationToken), cancellationToken)).Dispose();
+
+    public Task<JsonElement> RenameNodeAsync(string id, string name, CancellationToken cancellationToken) =>
+        ReadAsync(() => _http.PostAsJsonAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/rename", new { name }, cancellationToken), cancellationToken);
+
     public Task<JsonElement> ApproveNodeAsync(string id, CancellationToken cancellationToken) =>
         ReadAsync(() => _http.PostAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/approve", null, cancellationToken), cancellationToken);
 

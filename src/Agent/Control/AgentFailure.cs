@@ -35,7 +35,7 @@ public sealed class AgentFailure(string code, string message, bool transient) : 
         "admin_key_required" => ExitCodes.Unauthorized,
         "agent_running" => ExitCodes.AlreadyRunning,
         "not_found" or "node_not_found" or "key_not_found" => ExitCodes.NotFound,
-        "ambiguous" or "auth_key_required" or "not_a_gateway" or "invalid_hostname" or "invalid_tag" or "invalid_expiry" or "invalid_description" or "invalid_tailnet" => ExitCodes.Usage,
+        "ambiguous" or "invalid_name" or "auth_key_required" or "not_a_gateway" or "invalid_hostname" or "invalid_tag" or "invalid_expiry" or "invalid_description" or "invalid_tailnet" => ExitCodes.Usage,
         "not_running" => ExitCodes.NotRunning,
         _ => ExitCodes.Refused,
     };

@@ -32,6 +32,14 @@ public interface INodeGrain : IGrainWithStringKey
     /// <summary>Removes the node at once (admin). False when no such node exists.</summary>
     Task<bool> Delete(string nodeId);
 
+    /// <summary>Ends the node's credentials (admin), as a logout would: an ephemeral node is removed at once, another
+    /// stays listed as logged out and must register again. False when no such node exists.</summary>
+    Task<bool> Expire(string nodeId);
+
+    /// <summary>Gives the node another name (admin; validated by the caller), unique in its tailnet. Null when no such
+    /// node exists.</summary>
+    Task<RenameResult?> Rename(string nodeId, string name);
+
     /// <summary>Marks the node authorized (admin). Null when no such node exists.</summary>
     Task<NodeEntry?> Approve(string nodeId);
 

@@ -41,6 +41,9 @@ public interface ITailnetGrain : IGrainWithStringKey
     /// <summary>Removes a node from the registry (idempotent).</summary>
     Task Remove(string nodeId);
 
+    /// <summary>Renames a node the registry holds, if no other node has <paramref name="name"/>; peers learn it as a change.</summary>
+    Task<RenameOutcome> Rename(string nodeId, string name);
+
     /// <summary>Every node of the tailnet.</summary>
     [ReadOnly]
     Task<TailnetSnapshot> GetSnapshot();

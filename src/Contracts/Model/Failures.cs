@@ -8,6 +8,7 @@ public enum FailureKind
     Forbidden,
     NotFound,
     Exhausted,
+    Conflict,
 }
 
 /// <summary>A refusal with a stable machine-readable code and a human-readable detail.</summary>
@@ -22,6 +23,7 @@ public sealed record Failure(
     public static Failure Forbidden(string code, string detail) => new(FailureKind.Forbidden, code, detail);
     public static Failure NotFound(string code, string detail) => new(FailureKind.NotFound, code, detail);
     public static Failure Exhausted(string code, string detail) => new(FailureKind.Exhausted, code, detail);
+    public static Failure Conflict(string code, string detail) => new(FailureKind.Conflict, code, detail);
 }
 
 /// <summary>Thrown by the application layer; the transports turn it into problem+json or a gRPC status.</summary>

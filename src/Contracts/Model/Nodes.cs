@@ -39,6 +39,20 @@ public enum RemovalReason
     Admin,
 }
 
+/// <summary>What renaming a node in its tailnet came to.</summary>
+public enum RenameOutcome
+{
+    Renamed,
+    NotFound,
+    Taken,
+}
+
+/// <summary>A rename's outcome and the node as it is after it.</summary>
+[GenerateSerializer, Immutable, Alias("RenameResult")]
+public sealed record RenameResult(
+    [property: Id(0)] RenameOutcome Outcome,
+    [property: Id(1)] NodeEntry Node);
+
 /// <summary>The outcome of asking an address lease for an address.</summary>
 public enum LeaseOutcome
 {

@@ -236,6 +236,31 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         return await grain.Delete(nodeId) ? entry : throw NodeNotFound(tailnet, nodeId);
     }
 
+    /// <summary>Ends a node's credentials as a logout would (an ephemeral node is removed); returns it as it was.</summary>
+    public async Task<NodeEntry> ExpireNodeAsync(string tailnet, string nodeId)
+    {
+        var (grain, entry) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
+        return await grain.Expire(nodeId) ? entry : throw NodeNotFound(tailnet, nodeId);
+    }
+
+    /// <summary>Renames a node; the name must be free in the tailnet.</summary>
+    public async Task<NodeEntry> RenameNodeAsync(string tailnet, string nodeId, string? name)
+    {
+        if (!Identifiers.IsNodeName(name))
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_name", "A node name is 1 to 63 of a-z, 0-9 and '-', not starting or ending with '-'."));
+        }
+
+        var (grain, _) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);
+        var result = await grain.Rename(nodeId, name!) ?? throw NodeNotFound(tailnet, nodeId);
+        return result.Outcome switch
+        {
+            RenameOutcome.Renamed => result.Node,
+            RenameOutcome.Taken => throw new ControlPlaneException(Failure.Conflict("name_taken", $"Another node in the tailnet is named '{name}'.")),
+            _ => throw NodeNotFound(tailnet, nodeId),
+        };
+    }
+
     public async Task<NodeEntry> ApproveNodeAsync(string tailnet, string nodeId)
     {
         var (grain, _) = await NodeGrainAsync(tailnet, nodeId) ?? throw NodeNotFound(tailnet, nodeId);

@@ -51,6 +51,15 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKe
     public override async Task<Node> ApproveNode(ApproveNodeRequest request, ServerCallContext context) =>
         (await controlPlane.ApproveNodeAsync(Authorize(context, request.Tailnet), request.Id)).ToProto();
 
+    public override async Task<ExpireNodeResponse> ExpireNode(ExpireNodeRequest request, ServerCallContext context)
+    {
+        await controlPlane.ExpireNodeAsync(Authorize(context, request.Tailnet), request.Id);
+        return new ExpireNodeResponse();
+    }
+
+    public override async Task<Node> RenameNode(RenameNodeRequest request, ServerCallContext context) =>
+        (await controlPlane.RenameNodeAsync(Authorize(context, request.Tailnet), request.Id, request.Name)).ToProto();
+
     public override async Task<Policy> GetPolicy(GetPolicyRequest request, ServerCallContext context) =>
         new() { PolicyJson = await controlPlane.GetPolicyAsync(Authorize(context, request.Tailnet)) };
 

@@ -20,6 +20,7 @@ public sealed partial class GrpcErrors(ILogger<GrpcErrors> logger) : Interceptor
         FailureKind.Forbidden => StatusCode.PermissionDenied,
         FailureKind.NotFound => StatusCode.NotFound,
         FailureKind.Exhausted => StatusCode.ResourceExhausted,
+        FailureKind.Conflict => StatusCode.AlreadyExists,
         _ => StatusCode.Internal,
     };
 

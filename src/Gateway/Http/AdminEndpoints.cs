@@ -8,6 +8,7 @@ namespace EphemeralOrleans.Gateway.Http;
 public static class AdminEndpoints
 {
     private sealed record SettingsPatch(bool? DeviceApproval);
+    private sealed record RenameRequest(string? Name);
 
     public static void MapAdminApi(this IEndpointRouteBuilder app)
     {
@@ -52,6 +53,16 @@ public static class AdminEndpoints
         });
         tailnets.MapPost("/nodes/{id}/approve", async (string tailnet, string id, ControlPlane controlPlane) =>
             Results.Ok(NodeView.From(await controlPlane.ApproveNodeAsync(Tailnet(tailnet), id))));
+        tailnets.MapPost("/nodes/{id}/expire", async (string tailnet, string id, ControlPlane controlPlane) =>
+        {
+            await controlPlane.ExpireNodeAsync(Tailnet(tailnet), id);
+            return Results.NoContent();
+        });
+        tailnets.MapPost("/nodes/{id}/rename", async (HttpContext context, string tailnet, string id, ControlPlane controlPlane) =>
+        {
+            var request = await RequestBodies.ReadAsync<RenameRequest>(context);
+            return Results.Ok(NodeView.From(await controlPlane.RenameNodeAsync(Tailnet(tailnet), id, request.Name)));
+        });
 
         tailnets.MapGet("/policy", async (string tailnet, ControlPlane controlPlane) =>
             Results.Content(await controlPlane.GetPolicyAsync(Tailnet(tailnet)), "application/json"));

@@ -14,6 +14,7 @@ public static partial class Problems
         FailureKind.Forbidden => StatusCodes.Status403Forbidden,
         FailureKind.NotFound => StatusCodes.Status404NotFound,
         FailureKind.Exhausted => StatusCodes.Status503ServiceUnavailable,
+        FailureKind.Conflict => StatusCodes.Status409Conflict,
         _ => StatusCodes.Status500InternalServerError,
     };
 

@@ -192,10 +192,51 @@ public sealed partial class NodeGrain(
             return false;
         }
 
+        await LogOutAsync(nodeId, RemovalReason.Logout);
+        return true;
+    }
+
+    public async Task<bool> Expire(string nodeId)
+    {
+        if (!IsCurrent(nodeId))
+        {
+            return false;
+        }
+
+        if (!State.LoggedOut)
+        {
+            await LogOutAsync(nodeId, RemovalReason.Admin);
+        }
+
+        return true;
+    }
+
+    public async Task<RenameResult?> Rename(string nodeId, string name)
+    {
+        if (!IsCurrent(nodeId))
+        {
+            return null;
+        }
+
+        // The tailnet owns names (unique there); the node keeps a copy, corrected at its next upsert should this
+        // call stop between the two writes.
+        var outcome = await Tailnet().Rename(nodeId, name);
+        if (outcome == RenameOutcome.Renamed && State.Name != name)
+        {
+            State.Name = name;
+            await node.WriteStateAsync();
+        }
+
+        return new RenameResult(outcome, Entry());
+    }
+
+    /// <summary>Ends the node's token and sessions: an ephemeral node goes, another stays listed as logged out.</summary>
+    private async Task LogOutAsync(string nodeId, RemovalReason reason)
+    {
         if (State.Ephemeral)
         {
-            await RemoveAsync(RemovalReason.Logout);
-            return true;
+            await RemoveAsync(reason);
+            return;
         }
 
         _sessions.Clear();
@@ -208,7 +249,6 @@ public sealed partial class NodeGrain(
         await node.WriteStateAsync();
         await Tailnet().Upsert(Entry());
         LogLoggedOut(nodeId);
-        return true;
     }
 
     public async Task<NodeEntry?> SetEndpoints(string nodeId, string tokenSecret, ValueList<IPEndPoint> endpoints)

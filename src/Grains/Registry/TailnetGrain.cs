@@ -184,6 +184,30 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         await _registryCommit.Request();
     }
 
+    public async Task<RenameOutcome> Rename(string nodeId, string name)
+    {
+        if (!_nodes.TryGetValue(nodeId, out var existing))
+        {
+            return RenameOutcome.NotFound;
+        }
+
+        if (existing.Record.Name == name)
+        {
+            return RenameOutcome.Renamed;
+        }
+
+        if (_idsByName.ContainsKey(name))
+        {
+            return RenameOutcome.Taken;
+        }
+
+        _idsByName.Remove(existing.Record.Name);
+        _idsByName[name] = nodeId;
+        Change(nodeId, existing with { Record = existing.Record with { Name = name } }, durable: true);
+        await _registryCommit.Request();
+        return RenameOutcome.Renamed;
+    }
+
     public Task<TailnetSnapshot> GetSnapshot() => Task.FromResult(Snapshot());
 
     public Task<TailnetSnapshot?> Subscribe(IMapObserver observer, long knownVersion)

@@ -102,6 +102,10 @@ public abstract class ApiClient : IDisposable
 
     public abstract Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-");
 
+    public abstract Task<Reply> ExpireNodeAsync(string nodeId, string tailnet = "-");
+
+    public abstract Task<Reply> RenameNodeAsync(string nodeId, string? name, string tailnet = "-");
+
     /// <summary>The tailnet's policy; the body is the policy document.</summary>
     public abstract Task<Reply> GetPolicyAsync(string tailnet = "-");
 

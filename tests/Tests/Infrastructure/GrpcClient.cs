@@ -124,6 +124,16 @@ public sealed class GrpcClient : ApiClient
     public override Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-") =>
         CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.ApproveNodeAsync(new ApproveNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders))));
 
+    public override Task<Reply> ExpireNodeAsync(string nodeId, string tailnet = "-") =>
+        CallAsync(async () =>
+        {
+            await _admin.ExpireNodeAsync(new ExpireNodeRequest { Tailnet = tailnet, Id = nodeId }, _adminHeaders);
+            return (HttpStatusCode.NoContent, default(JsonElement));
+        });
+
+    public override Task<Reply> RenameNodeAsync(string nodeId, string? name, string tailnet = "-") =>
+        CallAsync(async () => (HttpStatusCode.OK, ToJson(await _admin.RenameNodeAsync(new RenameNodeRequest { Tailnet = tailnet, Id = nodeId, Name = name ?? "" }, _adminHeaders))));
+
     public override Task<Reply> GetPolicyAsync(string tailnet = "-") =>
         CallAsync(async () => (HttpStatusCode.OK, JsonDocument.Parse(
             (await _admin.GetPolicyAsync(new GetPolicyRequest { Tailnet = tailnet }, _adminHeaders)).PolicyJson).RootElement.Clone()));
@@ -141,6 +151,7 @@ public sealed class GrpcClient : ApiClient
         StatusCode.Unauthenticated => HttpStatusCode.Unauthorized,
         StatusCode.PermissionDenied => HttpStatusCode.Forbidden,
         StatusCode.NotFound => HttpStatusCode.NotFound,
+        StatusCode.AlreadyExists => HttpStatusCode.Conflict,
         StatusCode.ResourceExhausted or StatusCode.Unavailable => HttpStatusCode.ServiceUnavailable,
         _ => HttpStatusCode.InternalServerError,
     };

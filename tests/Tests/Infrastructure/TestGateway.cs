@@ -107,6 +107,12 @@ public class GatewayClient : ApiClient
     public override async Task<Reply> ApproveNodeAsync(string nodeId, string tailnet = "-") =>
         await ReplyAsync(await Admin.PostAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}/approve", null));
 
+    public override async Task<Reply> ExpireNodeAsync(string nodeId, string tailnet = "-") =>
+        await ReplyAsync(await Admin.PostAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}/expire", null));
+
+    public override async Task<Reply> RenameNodeAsync(string nodeId, string? name, string tailnet = "-") =>
+        await ReplyAsync(await Admin.PostAsJsonAsync($"/api/v1/tailnets/{tailnet}/nodes/{nodeId}/rename", new { name }));
+
     public override async Task<Reply> GetPolicyAsync(string tailnet = "-") =>
         await ReplyAsync(await Admin.GetAsync($"/api/v1/tailnets/{tailnet}/policy"));
 
