@@ -29,6 +29,10 @@ public interface INodeGrain : IGrainWithStringKey
     /// agent call, so it counts as activity. Null for a bad token.</summary>
     Task<NodeEntry?> SetEndpoints(string nodeId, string tokenSecret, ValueList<System.Net.IPEndPoint> endpoints);
 
+    /// <summary>The node, when <paramref name="tokenSecret"/> is its current token (not logged out); else null. No side effects.</summary>
+    [AlwaysInterleave]
+    Task<NodeEntry?> Authenticate(string nodeId, string tokenSecret);
+
     /// <summary>Removes the node at once (admin). False when no such node exists.</summary>
     Task<bool> Delete(string nodeId);
 

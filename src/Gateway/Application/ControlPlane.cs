@@ -131,6 +131,18 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
     }
 
     /// <summary>Replaces the UDP endpoints of the token's node; peers that see it get them in their next delta.</summary>
+    /// <summary>The node a token belongs to (for the relay); refused like any bad token.</summary>
+    public async Task<NodeEntry> AuthenticateAsync(string? token)
+    {
+        if (NodeIds.TryToken(token, out var nodeId, out var secret) && NodeIds.TryGrainKey(nodeId, out var grainKey)
+            && await grains.GetGrain<INodeGrain>(grainKey).Authenticate(nodeId, secret) is { } node)
+        {
+            return node;
+        }
+
+        throw InvalidToken();
+    }
+
     public async Task<NodeEntry> SetEndpointsAsync(string? token, IReadOnlyCollection<string>? endpoints)
     {
         if (!NodeIds.TryToken(token, out var nodeId, out var secret) || !NodeIds.TryGrainKey(nodeId, out var grainKey))

@@ -3,6 +3,7 @@ using EphemeralOrleans.Gateway.Application;
 using EphemeralOrleans.Gateway.Grpc;
 using EphemeralOrleans.Gateway.Http;
 using EphemeralOrleans.Gateway.Map;
+using EphemeralOrleans.Gateway.Relay;
 using EphemeralOrleans.Gateway.WebConsole;
 using EphemeralOrleans.Grains.Hosting;
 using Grpc.AspNetCore.Server.Model;
@@ -80,6 +81,9 @@ public static partial class GatewayApp
         builder.Services.AddSingleton<ControlPlane>();
         builder.Services.AddSingleton<MapHub>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MapHub>());
+        builder.Services.AddOptions<RelayOptions>().Bind(configuration.GetSection("Relay"));
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<RelayHub>();
         builder.Services.AddSingleton<ClusterReadiness>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters()
             // Every scrape sees the current values (the exporter caches responses for 300 ms by default).
@@ -100,6 +104,8 @@ public static partial class GatewayApp
         app.UseGrpcOnlyOnGrpcPort();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        // The relay's WebSockets; pings keep NATs and proxies from closing an idle one.
+        app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(25) });
         app.UseAdminConsole();
         app.MapHealth();
         app.MapAgentApi();

@@ -3,6 +3,7 @@ using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Application;
 using EphemeralOrleans.Gateway.Hosting;
 using EphemeralOrleans.Gateway.Map;
+using EphemeralOrleans.Gateway.Relay;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 
@@ -58,6 +59,20 @@ public static class AgentEndpoints
             var body = await RequestBodies.ReadAsync<SetEndpointsBody>(context);
             var node = await controlPlane.SetEndpointsAsync(RequestBodies.Bearer(context), body.Endpoints ?? []);
             return Results.Ok(new { node = NodeView.From(node) });
+        });
+
+        machine.MapGet("/relay", async (HttpContext context, ControlPlane controlPlane, RelayHub relay) =>
+        {
+            if (!context.WebSockets.IsWebSocketRequest)
+            {
+                return Problems.Problem(StatusCodes.Status400BadRequest, "websocket_required",
+                    "The relay is a WebSocket: connect with Upgrade: websocket and the node token as bearer.");
+            }
+
+            var node = await controlPlane.AuthenticateAsync(RequestBodies.Bearer(context));
+            using var socket = await context.WebSockets.AcceptWebSocketAsync();
+            await relay.RunAsync(socket, node.Record.Tailnet, node.Record.Id, context.RequestAborted);
+            return Results.Empty;
         });
 
         machine.MapPost("/logout", async (HttpContext context, ControlPlane controlPlane) =>

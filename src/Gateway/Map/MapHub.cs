@@ -188,6 +188,10 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         }
     }
 
+    /// <summary>Whether the relay may carry packets between two nodes: this gateway follows their tailnet (the sender's
+    /// map stream is here) and the policy pairs them. Cheap enough for every packet.</summary>
+    public bool Pairs(string tailnet, string fromId, string toId) => _feeds.TryGetValue(tailnet, out var feed) && feed.Pairs(fromId, toId);
+
     private async Task<TailnetFeed> FeedAsync(string tailnet)
     {
         var feed = _feeds.GetOrAdd(tailnet, t => new TailnetFeed(t, _fanout));

@@ -35,6 +35,16 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
 
     public int StreamCount => Volatile.Read(ref _streamCount);
 
+    /// <summary>Whether the policy pairs two nodes of the tailnet — the test that puts each in the other's netmap. The
+    /// relay forwards only between such nodes.</summary>
+    public bool Pairs(string fromId, string toId)
+    {
+        lock (_gate)
+        {
+            return _classOf.TryGetValue(fromId, out var from) && _classOf.TryGetValue(toId, out var to) && _policy.Visible(from, to);
+        }
+    }
+
     /// <summary>Replaces the copy with a snapshot and resets every stream with a full map.</summary>
     public void Load(TailnetSnapshot snapshot)
     {

@@ -21,6 +21,28 @@ public static class GatewayMetrics
         "eo.gateway.change_delivery", "s", "From a registry change (silo clock) to its delta written to a stream (gateway clock).",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10] });
 
+    private static readonly UpDownCounter<long> RelayConnections = Meter.CreateUpDownCounter<long>(
+        "eo.gateway.relay_connections", "{connection}", "Relay connections open on this gateway.");
+
+    private static readonly Counter<long> RelayPackets = Meter.CreateCounter<long>(
+        "eo.gateway.relay_packets", "{packet}", "Packets the relay received, by outcome: delivered, or why dropped.");
+
+    private static readonly Counter<long> RelayBytes = Meter.CreateCounter<long>(
+        "eo.gateway.relay_bytes", "By", "Payload bytes the relay delivered.");
+
+    public static void RelayOpened() => RelayConnections.Add(1);
+
+    public static void RelayClosed() => RelayConnections.Add(-1);
+
+    public static void RelayPacket(string outcome, int bytes)
+    {
+        RelayPackets.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+        if (outcome == "delivered")
+        {
+            RelayBytes.Add(bytes);
+        }
+    }
+
     public static void Registration(string outcome) => Registrations.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
 
     public static void StreamOpened() => Streams.Add(1);

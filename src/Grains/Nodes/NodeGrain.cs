@@ -196,6 +196,9 @@ public sealed partial class NodeGrain(
         return true;
     }
 
+    public Task<NodeEntry?> Authenticate(string nodeId, string tokenSecret) =>
+        Task.FromResult(IsCurrent(nodeId) && !State.LoggedOut && Secrets.Matches(tokenSecret, State.TokenHash) ? Entry() : null);
+
     public async Task<bool> Expire(string nodeId)
     {
         if (!IsCurrent(nodeId))

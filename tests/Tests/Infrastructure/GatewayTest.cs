@@ -10,5 +10,5 @@ public abstract class GatewayTest : IAsyncLifetime
 
     public async Task InitializeAsync() => Gateway = await TestGateway.StartAsync(Settings);
 
-    public async Task DisposeAsync() => await Gateway.DisposeAsync();
+    public virtual async Task DisposeAsync() => await Gateway.DisposeAsync();
 }
