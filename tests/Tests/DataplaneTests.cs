@@ -87,6 +87,65 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
     }
 
     [NetworkFact]
+    public async Task Agents_with_no_direct_path_reach_each_other_through_the_gateways_relay_byte_for_byte()
+    {
+        var key = (await Gateway.CreateKeyAsync()).Str("key");
+        var (nsA, addressA) = Lab.AddHost();
+        var (nsB, addressB) = Lab.AddHost();
+        // Each reaches the gateway but not the other: what a NAT or a firewall does to two CI runners.
+        foreach (var (ns, other) in new[] { (nsA, addressB), (nsB, addressA) })
+        {
+            foreach (var command in new[] { "add table inet eo_test_block", "add chain inet eo_test_block out { type filter hook output priority 0 ; }", $"add rule inet eo_test_block out ip daddr {other} drop" })
+            {
+                var (exitCode, output) = NetworkLab.RunIn(ns, ["nft", .. command.Split(' ')]);
+                Assert.True(exitCode == 0, $"nft {command}: {output}");
+            }
+        }
+
+        var a = await UpAsync("a", key, host: (nsA, addressA));
+        var b = await UpAsync("b", key, host: (nsB, addressB));
+        var started = Stopwatch.StartNew();
+        await Poll.UntilAsync(() => CanConnectAsync(a, b.Ipv4, TimeSpan.FromMilliseconds(500)), Within, "A to reach B through the relay", everyMs: 50);
+        log.WriteLine($"A reached B through the relay {started.ElapsedMilliseconds} ms after both were up");
+
+        // A few MB each way, checksummed.
+        var (client, server) = await ConnectAsync(a, b.Ipv4, 5432);
+        using var _ = client;
+        using var __ = server;
+        foreach (var (from, to) in new[] { (client, server), (server, client) })
+        {
+            var data = System.Security.Cryptography.RandomNumberGenerator.GetBytes(2 * 1024 * 1024);
+            var sending = Task.Run(async () =>
+            {
+                for (var offset = 0; offset < data.Length; offset += 65536)
+                {
+                    await from.SendAsync(data.AsMemory(offset, Math.Min(65536, data.Length - offset)));
+                }
+            });
+            var received = new byte[data.Length];
+            for (var offset = 0; offset < received.Length;)
+            {
+                var read = await to.ReceiveAsync(received.AsMemory(offset)).AsTask().WaitAsync(Within);
+                Assert.True(read > 0, "the connection closed early");
+                offset += read;
+            }
+
+            await sending.WaitAsync(Within);
+            Assert.Equal(System.Security.Cryptography.SHA256.HashData(data), System.Security.Cryptography.SHA256.HashData(received));
+        }
+
+        // status says the peer is relayed, at both ends.
+        foreach (var (agent, peer) in new[] { (a, b), (b, a) })
+        {
+            var (exitCode, output) = await AgentProcess.RunAsync(["status", "--json", "--socket", agent.Socket], Within);
+            Assert.True(exitCode == 0, output);
+            var seen = Assert.Single(JsonDocument.Parse(output).RootElement.GetProperty("wireguard").GetProperty("peers").EnumerateArray());
+            Assert.Equal(peer.Ipv4.ToString(), seen.Str("ipv4"));
+            Assert.Equal("relayed", seen.Str("path"));
+        }
+    }
+
+    [NetworkFact]
     public async Task The_tunnel_lives_as_long_as_the_agent_not_as_long_as_the_thread_that_started_it()
     {
         // wireguard-go dies with the thread that started it (its parent-death signal); the runtime retires idle pool

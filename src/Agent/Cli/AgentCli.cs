@@ -123,9 +123,15 @@ public static partial class AgentCli
             Description = "The WireGuard interface to create (unique on the machine; needs root or CAP_NET_ADMIN and wireguard-go), or none for control only.",
             DefaultValueFactory = _ => "eo0",
         };
+        var relayAfter = new Option<TimeSpan>("--relay-after")
+        {
+            Description = "How long a peer that came online may go without a handshake on its direct endpoint before its packets go through the gateway's relay.",
+            DefaultValueFactory = _ => TimeSpan.FromSeconds(2),
+            CustomParser = Durations.Option,
+        };
         var up = new Command("up", "Join the tailnet and follow its netmap until stopped.\n\nExample:\n  EO_AUTH_KEY=eo-auth-… eo up --hostname build-42 --login-server https://eo.example.com")
         {
-            loginServer, authKey, hostname, state, json, transport, socket, connectTimeout, streamTimeout, listenPort, tun,
+            loginServer, authKey, hostname, state, json, transport, socket, connectTimeout, streamTimeout, listenPort, tun, relayAfter,
         };
         up.SetAction(parse => new UpCommand(new UpOptions(
             parse.GetValue(loginServer)!,
@@ -138,7 +144,8 @@ public static partial class AgentCli
             parse.GetValue(connectTimeout),
             parse.GetValue(streamTimeout),
             parse.GetValue(listenPort),
-            parse.GetValue(tun)!)).RunAsync());
+            parse.GetValue(tun)!,
+            parse.GetValue(relayAfter))).RunAsync());
 
         // logout, status, netmap: ask the agent that is up
         var logoutState = new Option<string?>("--state") { Description = "Log out the node saved in this state file (through its agent if it is up on --socket)." };

@@ -63,7 +63,9 @@ public static class Render
                     var seen = tunnel.GetValueOrDefault(peer.GetProperty("id").GetString()!);
                     var handshake = seen.ValueKind == JsonValueKind.Object && seen.GetProperty("lastHandshake") is { ValueKind: JsonValueKind.String } h ? $"{Ago(h.GetDateTimeOffset())} ago" : "-";
                     row.AddRange([
-                        seen.ValueKind == JsonValueKind.Object ? seen.GetProperty("endpoint").GetString() ?? "-" : "-",
+                        seen.ValueKind != JsonValueKind.Object ? "-"
+                            : seen.TryGetProperty("path", out var path) && path.GetString() == "relayed" ? "relay"
+                            : seen.GetProperty("endpoint").GetString() ?? "-",
                         handshake,
                         seen.ValueKind == JsonValueKind.Object ? Bytes(seen.GetProperty("rxBytes").GetInt64()) : "-",
                         seen.ValueKind == JsonValueKind.Object ? Bytes(seen.GetProperty("txBytes").GetInt64()) : "-",

@@ -17,7 +17,8 @@ public sealed record UpOptions(
     TimeSpan ConnectTimeout,
     TimeSpan StreamTimeout,
     int ListenPort,
-    string Tun)
+    string Tun,
+    TimeSpan RelayAfter)
 {
     public const string MemoryState = "mem:";
 
@@ -125,7 +126,7 @@ public sealed class UpCommand(UpOptions options)
             {
                 // The node key is the WireGuard key. The device comes up before the node registers, so a failure here
                 // leaves no node behind; it gets its peers from the first map.
-                _dataplane = new Reconciler(options.Tun, identity, options.ListenPort, wireguardGo, _output);
+                _dataplane = new Reconciler(options.Tun, identity, options.ListenPort, wireguardGo, _output) { RelayAfter = options.RelayAfter };
                 await _dataplane.UpAsync(_stopping.Token);
                 _ = _dataplane.Failed.ContinueWith(failed =>
                 {
@@ -143,6 +144,9 @@ public sealed class UpCommand(UpOptions options)
             {
                 return Stopped();
             }
+
+            var session = _session;
+            _dataplane?.StartRelay(options.LoginServer, () => session.NodeToken);
 
             var exitCode = await _session.FollowAsync(_stopping.Token);
             if (_dataplaneFailure is { } failure)

@@ -53,6 +53,9 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
     /// <summary>The endpoints the gateway has for this node; null when they must be sent again (a new node).</summary>
     private string[]? _reportedEndpoints;
 
+    /// <summary>The node's current token (for the relay); null until registered or resumed.</summary>
+    public string? NodeToken => _nodeToken;
+
     /// <summary>The latest netmap; null until the node is registered or resumed.</summary>
     public NetmapSnapshot? Netmap => _netmap;
 

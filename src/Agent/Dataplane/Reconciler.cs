@@ -44,6 +44,14 @@ public sealed class Reconciler : IAsyncDisposable
     private readonly Dictionary<string, string> _keyOfNode = new(StringComparer.Ordinal);
     private readonly HandshakeWatch _handshakes;
 
+    /// <summary>Peers (by key) to move to the relay when still without a session at the given time; and those moved.</summary>
+    private readonly Dictionary<string, DateTimeOffset> _relayChecks = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _relayed = new(StringComparer.Ordinal);
+    private RelayLink? _relay;
+
+    /// <summary>How long a peer that came online may go without a session on its direct endpoint before it is relayed.</summary>
+    public TimeSpan RelayAfter { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>How long a peer that came online may go without a first handshake before this side starts one afresh.</summary>
     public static readonly TimeSpan HandshakeCheckDelay = TimeSpan.FromMilliseconds(300);
 
@@ -108,6 +116,13 @@ public sealed class Reconciler : IAsyncDisposable
         _applying = Task.Run(() => ApplyLoopAsync(_stopping.Token), CancellationToken.None);
     }
 
+    /// <summary>Uses the gateway's relay for peers with no direct path (once the node has a token).</summary>
+    public void StartRelay(Uri loginServer, Func<string?> nodeToken)
+    {
+        _relay = new RelayLink(loginServer, nodeToken, _listenPort, _output);
+        _relay.Start();
+    }
+
     /// <summary>Hands over the netmap <paramref name="message"/> produced: what it changed is merged with what still
     /// waits, so the loop applies the latest map once, touching only what changed since the last apply.</summary>
     public void Offer(NetmapSnapshot netmap, MapResponse message)
@@ -163,6 +178,7 @@ public sealed class Reconciler : IAsyncDisposable
                     ipv6 = peer.Wire.Ipv6,
                     online = peer.Wire.Online,
                     endpoint = seen?.Endpoint,
+                    path = seen?.Endpoint is { } e && IPEndPoint.TryParse(e, out var at) && (_relay?.IsRelayed(at) ?? false) ? "relayed" : "direct",
                     lastHandshake = seen?.LastHandshake,
                     rxBytes = seen?.RxBytes ?? 0,
                     txBytes = seen?.TxBytes ?? 0,
@@ -175,6 +191,10 @@ public sealed class Reconciler : IAsyncDisposable
     {
         await _stopping.CancelAsync();
         await _applying;
+        if (_relay is not null)
+        {
+            await _relay.DisposeAsync();
+        }
         if (_wireGuard is not null)
         {
             await _wireGuard.DisposeAsync();
@@ -223,6 +243,11 @@ public sealed class Reconciler : IAsyncDisposable
                     {
                         await RestartStalledHandshakesAsync(due, cancellationToken);
                     }
+
+                    if (_relay is not null && TakeDueRelayChecks(DateTimeOffset.UtcNow) is { Count: > 0 } relayDue)
+                    {
+                        await RelayStalledPeersAsync(relayDue, cancellationToken);
+                    }
                 }
                 catch (Exception exception) when (exception is DataplaneException or IOException or System.Net.Sockets.SocketException)
                 {
@@ -246,10 +271,58 @@ public sealed class Reconciler : IAsyncDisposable
         }
     }
 
-    /// <summary>Until a netmap is offered or a handshake check is due.</summary>
+    private List<string> TakeDueRelayChecks(DateTimeOffset now)
+    {
+        var due = _relayChecks.Where(c => c.Value <= now).Select(c => c.Key).ToList();
+        foreach (var key in due)
+        {
+            _relayChecks.Remove(key);
+        }
+
+        return due;
+    }
+
+    /// <summary>Moves the due peers that still have no session to the relay: their endpoint becomes this node's loopback
+    /// socket for them (see <see cref="RelayLink"/>); the peer's device roams to the relay as the first packet arrives.</summary>
+    private async Task RelayStalledPeersAsync(IReadOnlyList<string> due, CancellationToken cancellationToken)
+    {
+        var stats = (await _wireGuard!.GetAsync(cancellationToken)).ToDictionary(p => p.PublicKeyHex, StringComparer.Ordinal);
+        var now = DateTimeOffset.UtcNow;
+        var lines = new List<string>();
+        var relayed = new List<string>();
+        foreach (var key in due)
+        {
+            if (_peers.TryGetValue(key, out var peer) && peer.Keepalive > 0 && !_relayed.Contains(key) && HandshakeWatch.Stalled(stats.GetValueOrDefault(key), now))
+            {
+                // Made afresh with the relay as its endpoint, so a handshake starts now rather than at WireGuard's next retry.
+                var relay = peer with { Endpoint = _relay!.EndpointFor(peer.NodeId) };
+                _relayed.Add(key);
+                _peers[key] = relay;
+                lines.Add($"public_key={key}");
+                lines.Add("remove=true");
+                AddPeerLines(lines, relay, applied: null);
+                relayed.Add(peer.Name);
+            }
+        }
+
+        if (lines.Count > 0)
+        {
+            await _wireGuard.SetAsync(lines, cancellationToken);
+            _output.Event("peers_relayed", new { peers = relayed }, $"no direct path to {string.Join(", ", relayed)}: relayed through the gateway");
+        }
+    }
+
+    /// <summary>Until a netmap is offered or a handshake or relay check is due.</summary>
     private async Task WaitForWorkAsync(CancellationToken cancellationToken)
     {
-        if (_handshakes.NextDue is not { } due)
+        DateTimeOffset? nextRelayCheck = _relay is not null && _relayChecks.Count > 0 ? _relayChecks.Values.Min() : null;
+        if ((_handshakes.NextDue, nextRelayCheck) switch
+            {
+                ({ } a, { } b) => a < b ? a : b,
+                ({ } a, null) => a,
+                (null, { } b) => b,
+                _ => (DateTimeOffset?)null,
+            } is not { } due)
         {
             await _wake.Reader.ReadAsync(cancellationToken);
             return;
@@ -336,6 +409,12 @@ public sealed class Reconciler : IAsyncDisposable
         foreach (var nodeId in touched)
         {
             var desired = netmap.Peers.TryGetValue(nodeId, out var node) ? ConfigCompiler.Peer(node, subnets.Value) : null;
+            if (desired is not null && _relayed.Contains(desired.PublicKeyHex))
+            {
+                // A relayed peer stays relayed: the netmap's direct endpoint did not work.
+                desired = desired with { Endpoint = _relay!.EndpointFor(desired.NodeId) };
+            }
+
             var applied = _keyOfNode.TryGetValue(nodeId, out var key) ? _peers[key] : null;
             if (applied is not null && (desired is null || desired.PublicKeyHex != applied.PublicKeyHex))
             {
@@ -370,6 +449,12 @@ public sealed class Reconciler : IAsyncDisposable
                 if (peer is null || peer.PublicKeyHex != oldKey || peer.Keepalive == 0)
                 {
                     _handshakes.Forget(oldKey);
+                    _relayChecks.Remove(oldKey);
+                }
+
+                if (peer is null || peer.PublicKeyHex != oldKey)
+                {
+                    _relayed.Remove(oldKey);
                 }
             }
 
@@ -381,6 +466,8 @@ public sealed class Reconciler : IAsyncDisposable
                 if (peer.Keepalive > 0 && (before is null || before.PublicKeyHex != peer.PublicKeyHex || before.Keepalive == 0))
                 {
                     _handshakes.Watch(peer.PublicKeyHex, now);
+                    // One side moves first (as with crossed handshakes); the other follows by roaming, or moves itself later.
+                    _relayChecks[peer.PublicKeyHex] = now + (_handshakes.Leads(peer.PublicKeyHex) ? RelayAfter : RelayAfter * 2);
                 }
             }
         }
