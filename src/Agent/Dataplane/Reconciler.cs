@@ -286,28 +286,17 @@ public sealed class Reconciler : IAsyncDisposable
     /// socket for them (see <see cref="RelayLink"/>); the peer's device roams to the relay as the first packet arrives.</summary>
     private async Task RelayStalledPeersAsync(IReadOnlyList<string> due, CancellationToken cancellationToken)
     {
-        var stats = (await _wireGuard!.GetAsync(cancellationToken)).ToDictionary(p => p.PublicKeyHex, StringComparer.Ordinal);
-        var now = DateTimeOffset.UtcNow;
-        var lines = new List<string>();
-        var relayed = new List<string>();
-        foreach (var key in due)
+        var relayed = await RemakeStalledPeersAsync(due, (key, peer) =>
         {
-            if (_peers.TryGetValue(key, out var peer) && peer.Keepalive > 0 && !_relayed.Contains(key) && HandshakeWatch.Stalled(stats.GetValueOrDefault(key), now))
+            if (!_relayed.Add(key))
             {
-                // Made afresh with the relay as its endpoint, so a handshake starts now rather than at WireGuard's next retry.
-                var relay = peer with { Endpoint = _relay!.EndpointFor(peer.NodeId) };
-                _relayed.Add(key);
-                _peers[key] = relay;
-                lines.Add($"public_key={key}");
-                lines.Add("remove=true");
-                AddPeerLines(lines, relay, applied: null);
-                relayed.Add(peer.Name);
+                return null;
             }
-        }
 
-        if (lines.Count > 0)
+            return peer with { Endpoint = _relay!.EndpointFor(peer.NodeId) };
+        }, cancellationToken);
+        if (relayed.Count > 0)
         {
-            await _wireGuard.SetAsync(lines, cancellationToken);
             _output.Event("peers_relayed", new { peers = relayed }, $"no direct path to {string.Join(", ", relayed)}: relayed through the gateway");
         }
     }
@@ -351,26 +340,41 @@ public sealed class Reconciler : IAsyncDisposable
     /// initiation at once (see <see cref="HandshakeWatch"/>).</summary>
     private async Task RestartStalledHandshakesAsync(IReadOnlyList<string> due, CancellationToken cancellationToken)
     {
+        var restarted = await RemakeStalledPeersAsync(due, (_, peer) => peer, cancellationToken);
+        if (restarted.Count > 0)
+        {
+            _output.Event("handshake_restart", new { peers = restarted }, $"WireGuard: no handshake yet with {string.Join(", ", restarted)}; started afresh");
+        }
+    }
+
+    /// <summary>Removes and adds again, in one UAPI transaction, each due peer that is online and still has no session,
+    /// as <paramref name="remake"/> says (null: leave it): a new peer on the device starts a handshake at once, where
+    /// the old one would wait for WireGuard's 5 s retry. Returns their names.</summary>
+    private async Task<List<string>> RemakeStalledPeersAsync(IReadOnlyList<string> due, Func<string, PeerConfig, PeerConfig?> remake, CancellationToken cancellationToken)
+    {
         var stats = (await _wireGuard!.GetAsync(cancellationToken)).ToDictionary(p => p.PublicKeyHex, StringComparer.Ordinal);
         var now = DateTimeOffset.UtcNow;
         var lines = new List<string>();
-        var restarted = new List<string>();
+        var names = new List<string>();
         foreach (var key in due)
         {
-            if (_peers.TryGetValue(key, out var peer) && peer.Keepalive > 0 && HandshakeWatch.Stalled(stats.GetValueOrDefault(key), now))
+            if (_peers.TryGetValue(key, out var peer) && peer.Keepalive > 0 && HandshakeWatch.Stalled(stats.GetValueOrDefault(key), now)
+                && remake(key, peer) is { } remade)
             {
+                _peers[key] = remade;
                 lines.Add($"public_key={key}");
                 lines.Add("remove=true");
-                AddPeerLines(lines, peer, applied: null);
-                restarted.Add(peer.Name);
+                AddPeerLines(lines, remade, applied: null);
+                names.Add(remade.Name);
             }
         }
 
         if (lines.Count > 0)
         {
             await _wireGuard.SetAsync(lines, cancellationToken);
-            _output.Event("handshake_restart", new { peers = restarted }, $"WireGuard: no handshake yet with {string.Join(", ", restarted)}; started afresh");
         }
+
+        return names;
     }
 
     /// <summary>The UAPI lines that turn <paramref name="applied"/> (null: absent) into <paramref name="desired"/>.</summary>
