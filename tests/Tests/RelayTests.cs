@@ -125,6 +125,27 @@ public sealed class RelayTests : GatewayTest
     }
 
     [Fact]
+    public async Task An_agent_that_vanishes_or_connects_again_leaves_no_connection_behind()
+    {
+        var relay = Gateway.Service<EphemeralOrleans.Gateway.Relay.RelayHub>();
+        var (a, b, _) = await TailnetAsync("relay-gone", policy: null);
+        Assert.Equal(3, relay.ConnectionCount);
+
+        // Killed: its socket just goes away (no close handshake).
+        a.Socket.Abort();
+        await Poll.UntilAsync(() => Task.FromResult(relay.ConnectionCount == 2), Within, "the dead connection to be dropped");
+        await SendAsync(b.Socket, a.Id, [1, 2, 3]); // nothing to deliver it to, and nothing breaks
+
+        // A second connection of the same node replaces its first.
+        var again = new ClientWebSocket();
+        _owned.Add(new SocketOwner(again));
+        again.Options.SetRequestHeader("Authorization", "Bearer " + b.Token);
+        await again.ConnectAsync(RelayUrl, CancellationToken.None);
+        await b.Pump.WaitAsync(Within);
+        Assert.Equal(2, relay.ConnectionCount);
+    }
+
+    [Fact]
     public async Task Oversized_and_malformed_frames_are_not_carried()
     {
         var (a, b, _) = await TailnetAsync("relay-bad", policy: null);
@@ -143,7 +164,7 @@ public sealed class RelayTests : GatewayTest
     private Uri RelayUrl => new(Gateway.Http.BaseAddress!.ToString().Replace("http://", "ws://", StringComparison.Ordinal) + "api/v1/machine/relay");
 
     /// <summary>A node's relay socket, read by one pump into <see cref="Inbox"/> (cancelling a WebSocket read would abort it).</summary>
-    private sealed record Peer(string Id, ClientWebSocket Socket, MapReader Map, Channel<(string From, byte[] Payload)> Inbox, Task Pump);
+    private sealed record Peer(string Id, string Token, ClientWebSocket Socket, MapReader Map, Channel<(string From, byte[] Payload)> Inbox, Task Pump);
 
     private readonly List<IAsyncDisposable> _owned = [];
 
@@ -192,7 +213,7 @@ public sealed class RelayTests : GatewayTest
         await socket.ConnectAsync(RelayUrl, CancellationToken.None);
         _owned.Add(new SocketOwner(socket));
         var inbox = Channel.CreateUnbounded<(string, byte[])>();
-        return new Peer(node.Str("id"), socket, map, inbox, PumpAsync(socket, inbox.Writer));
+        return new Peer(node.Str("id"), token, socket, map, inbox, PumpAsync(socket, inbox.Writer));
     }
 
     private static async Task PumpAsync(WebSocket socket, ChannelWriter<(string, byte[])> inbox)

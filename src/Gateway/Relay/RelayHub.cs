@@ -36,6 +36,9 @@ public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options
     private readonly ConcurrentDictionary<string, Connection> _connections = new(StringComparer.Ordinal);
     private readonly RelayOptions _options = options.Value;
 
+    /// <summary>Relay connections open on this gateway now.</summary>
+    public int ConnectionCount => _connections.Count;
+
     /// <summary>Runs one agent's relay connection until it closes; a newer connection of the same node replaces it.</summary>
     public async Task RunAsync(WebSocket socket, string tailnet, string nodeId, CancellationToken cancellationToken)
     {
