@@ -113,6 +113,52 @@ try
         await StopAsync(agent.Agent);
     }
 
+    // 2b. The same through the gateway's relay: two agents in namespaces that reach the gateway but not each other.
+    Console.WriteLine("measuring the relay…");
+    var relayKey = await CreateKeyAsync(ephemeral: true, "relay");
+    var (r1Ns, r1Address) = lab.AddHost();
+    var (r2Ns, r2Address) = lab.AddHost();
+    foreach (var (ns, other) in new[] { (r1Ns, r2Address), (r2Ns, r1Address) })
+    {
+        foreach (var command in new[] { "add table inet eo_bench_block", "add chain inet eo_bench_block out { type filter hook output priority 0 ; }", $"add rule inet eo_bench_block out ip daddr {other} drop" })
+        {
+            NetworkLab.RunIn(ns, ["nft", .. command.Split(' ')]);
+        }
+    }
+
+    var r1 = Start("r1", relayKey, r1Ns);
+    var r2 = Start("r2", relayKey, r2Ns);
+    var r2Ready = await r2.WaitForEventAsync("interface_ready", TimeSpan.FromSeconds(60));
+    await r1.WaitForEventAsync("interface_ready", TimeSpan.FromSeconds(60));
+    var r2Ipv4 = IPAddress.Parse(r2Ready.GetProperty("addresses")[0].GetString()!.Split('/')[0]);
+    var relayClock = Stopwatch.StartNew();
+    using (var probe = NetworkLab.TcpSocketIn(r2Ns, AddressFamily.InterNetwork))
+    {
+        probe.Bind(new IPEndPoint(r2Ipv4, 7300));
+        probe.Listen();
+        while (true)
+        {
+            using var attempt = NetworkLab.TcpSocketIn(r1Ns, AddressFamily.InterNetwork);
+            using var wait = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+            try
+            {
+                await attempt.ConnectAsync(new IPEndPoint(r2Ipv4, 7300), wait.Token);
+                break;
+            }
+            catch (Exception exception) when (exception is SocketException or OperationCanceledException && relayClock.Elapsed < TimeSpan.FromSeconds(30))
+            {
+            }
+        }
+    }
+
+    Console.WriteLine($"relay: first connection {relayClock.ElapsedMilliseconds} ms after both interfaces were up");
+    var relayThroughput = await ThroughputAsync(r1Ns, r2Ns, r2Ipv4, megabytes);
+    var relayRtt = await RoundTripsAsync(r1Ns, r2Ns, r2Ipv4, 2000);
+    Console.WriteLine($"relay throughput ({megabytes} MiB): {relayThroughput:F0} MiB/s, ratio to the direct tunnel {relayThroughput / tunnelThroughput:F2}");
+    Console.WriteLine($"relay round trip (2000): p50 {Percentile(relayRtt, 0.5):F3} ms p99 {Percentile(relayRtt, 0.99):F3} ms; p50 ratio to the direct tunnel {Percentile(relayRtt, 0.5) / Percentile(tunnelRtt, 0.5):F2}");
+    await StopAsync(r1);
+    await StopAsync(r2);
+
     // 3. Peer churn at one agent, at each tailnet size.
     foreach (var peers in peerCounts.Where(p => p > 0))
     {
