@@ -126,7 +126,7 @@ public sealed class UpCommand(UpOptions options)
             {
                 // The node key is the WireGuard key. The device comes up before the node registers, so a failure here
                 // leaves no node behind; it gets its peers from the first map.
-                _dataplane = new Reconciler(options.Tun, identity, options.ListenPort, wireguardGo, _output) { RelayAfter = options.RelayAfter };
+                _dataplane = new Reconciler(options.Tun, identity, options.ListenPort, wireguardGo, _output, options.RelayAfter);
                 await _dataplane.UpAsync(_stopping.Token);
                 _ = _dataplane.Failed.ContinueWith(failed =>
                 {

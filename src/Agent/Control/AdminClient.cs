@@ -22,13 +22,13 @@ public sealed class AdminClient : IDisposable
     private string Tailnet => $"/api/v1/tailnets/{_tailnet}";
 
     public Task<JsonElement> CreateKeyAsync(object body, CancellationToken cancellationToken) =>
-        ReadAsync(() => _http.PostAsJsonAsync($"{Tailnet}/keys", body, cancellationToken), cancellationToken);
+        HttpControlClient.SendAsync(() => _http.PostAsJsonAsync($"{Tailnet}/keys", body, cancellationToken), cancellationToken);
 
     public Task<JsonElement> ListKeysAsync(CancellationToken cancellationToken) =>
-        ReadAsync(() => _http.GetAsync($"{Tailnet}/keys", cancellationToken), cancellationToken);
+        HttpControlClient.SendAsync(() => _http.GetAsync($"{Tailnet}/keys", cancellationToken), cancellationToken);
 
     public Task<JsonElement> ListNodesAsync(CancellationToken cancellationToken) =>
-        ReadAsync(() => _http.GetAsync($"{Tailnet}/nodes", cancellationToken), cancellationToken);
+        HttpControlClient.SendAsync(() => _http.GetAsync($"{Tailnet}/nodes", cancellationToken), cancellationToken);
 
     public async Task RevokeKeyAsync(string id, CancellationToken cancellationToken) =>
         (await HttpControlClient.SendRawAsync(() => _http.DeleteAsync($"{Tailnet}/keys/{Uri.EscapeDataString(id)}", cancellationToken), cancellationToken)).Dispose();
@@ -40,10 +40,10 @@ public sealed class AdminClient : IDisposable
         (await HttpControlClient.SendRawAsync(() => _http.PostAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/expire", null, cancellationToken), cancellationToken)).Dispose();
 
     public Task<JsonElement> RenameNodeAsync(string id, string name, CancellationToken cancellationToken) =>
-        ReadAsync(() => _http.PostAsJsonAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/rename", new { name }, cancellationToken), cancellationToken);
+        HttpControlClient.SendAsync(() => _http.PostAsJsonAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/rename", new { name }, cancellationToken), cancellationToken);
 
     public Task<JsonElement> ApproveNodeAsync(string id, CancellationToken cancellationToken) =>
-        ReadAsync(() => _http.PostAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/approve", null, cancellationToken), cancellationToken);
+        HttpControlClient.SendAsync(() => _http.PostAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/approve", null, cancellationToken), cancellationToken);
 
     /// <summary>The node whose id or name is <paramref name="idOrName"/>.</summary>
     public async Task<JsonElement> FindNodeAsync(string idOrName, CancellationToken cancellationToken) =>
@@ -66,11 +66,5 @@ public sealed class AdminClient : IDisposable
             ([], []) => throw new AgentFailure("not_found", $"No {what} has the id or {nameProperty} '{idOrName}'.", transient: false),
             _ => throw new AgentFailure("ambiguous", $"{byName.Length} {what}s have the {nameProperty} '{idOrName}'; name one by its id.", transient: false),
         };
-    }
-
-    private static async Task<JsonElement> ReadAsync(Func<Task<HttpResponseMessage>> send, CancellationToken cancellationToken)
-    {
-        using var response = await HttpControlClient.SendRawAsync(send, cancellationToken);
-        return await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
     }
 }

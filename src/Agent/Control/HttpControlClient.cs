@@ -44,10 +44,6 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
         return new GatewayDiscovery(grpc, controlKey);
     }
 
-    /// <summary>Where the gateway behind <paramref name="loginServer"/> serves gRPC.</summary>
-    public static async Task<Uri> GrpcEndpointAsync(Uri loginServer, CancellationToken cancellationToken) =>
-        (await DiscoverAsync(loginServer, cancellationToken)).GrpcUrl ?? throw AgentFailure.Unreachable("The gateway named no gRPC endpoint.");
-
     public async Task<RegisterResponse> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
     {
         var json = await SendAsync(() => _http.PostAsJsonAsync("/api/v1/machine/register",
@@ -146,7 +142,8 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
             ? filter.EnumerateArray().Select(r => Parser.Parse<PacketFilterRule>(r.GetRawText())).ToArray()
             : null;
 
-    private static async Task<JsonElement> SendAsync(Func<Task<HttpResponseMessage>> send, CancellationToken cancellationToken)
+    /// <summary>Sends and reads the JSON answer; refusals as in <see cref="SendRawAsync"/>.</summary>
+    internal static async Task<JsonElement> SendAsync(Func<Task<HttpResponseMessage>> send, CancellationToken cancellationToken)
     {
         using var response = await SendRawAsync(send, cancellationToken);
         return await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);

@@ -44,23 +44,25 @@ public sealed class Reconciler : IAsyncDisposable
     private readonly Dictionary<string, string> _keyOfNode = new(StringComparer.Ordinal);
     private readonly HandshakeWatch _handshakes;
 
-    /// <summary>Peers (by key) to move to the relay when still without a session at the given time; and those moved.</summary>
-    private readonly Dictionary<string, DateTimeOffset> _relayChecks = new(StringComparer.Ordinal);
+    /// <summary>Peers to move to the relay when still without a session — the same schedule as the handshake checks, one
+    /// side first, with the relay's delay — and those moved.</summary>
+    private readonly HandshakeWatch _relayChecks;
     private readonly HashSet<string> _relayed = new(StringComparer.Ordinal);
     private RelayLink? _relay;
-
-    /// <summary>How long a peer that came online may go without a session on its direct endpoint before it is relayed.</summary>
-    public TimeSpan RelayAfter { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>How long a peer that came online may go without a first handshake before this side starts one afresh.</summary>
     public static readonly TimeSpan HandshakeCheckDelay = TimeSpan.FromMilliseconds(300);
 
-    public Reconciler(string device, NodeIdentity identity, int listenPort, string wireguardGo, AgentOutput output)
+    // relayAfter: how long a peer that came online may go without a session on its direct endpoint before it is
+    // relayed (the side with the greater key; the other after twice that).
+    public Reconciler(string device, NodeIdentity identity, int listenPort, string wireguardGo, AgentOutput output, TimeSpan relayAfter)
     {
         (_device, _privateKey, _listenPort, _wireguardGo, _output) = (device, identity.PrivateKey, listenPort, wireguardGo, output);
         _router = new Router(device);
         _filter = new PacketFilter();
-        _handshakes = new HandshakeWatch(identity.NodeKey[KeyText.NodeKeyPrefix.Length..], HandshakeCheckDelay);
+        var ownKey = identity.NodeKey[KeyText.NodeKeyPrefix.Length..];
+        _handshakes = new HandshakeWatch(ownKey, HandshakeCheckDelay);
+        _relayChecks = new HandshakeWatch(ownKey, relayAfter);
     }
 
     /// <summary>Completes when the data plane broke for good (the device died): the agent should stop.</summary>
@@ -244,7 +246,7 @@ public sealed class Reconciler : IAsyncDisposable
                         await RestartStalledHandshakesAsync(due, cancellationToken);
                     }
 
-                    if (_relay is not null && TakeDueRelayChecks(DateTimeOffset.UtcNow) is { Count: > 0 } relayDue)
+                    if (_relay is not null && _relayChecks.TakeDue(DateTimeOffset.UtcNow) is { Count: > 0 } relayDue)
                     {
                         await RelayStalledPeersAsync(relayDue, cancellationToken);
                     }
@@ -271,17 +273,6 @@ public sealed class Reconciler : IAsyncDisposable
         }
     }
 
-    private List<string> TakeDueRelayChecks(DateTimeOffset now)
-    {
-        var due = _relayChecks.Where(c => c.Value <= now).Select(c => c.Key).ToList();
-        foreach (var key in due)
-        {
-            _relayChecks.Remove(key);
-        }
-
-        return due;
-    }
-
     /// <summary>Moves the due peers that still have no session to the relay: their endpoint becomes this node's loopback
     /// socket for them (see <see cref="RelayLink"/>); the peer's device roams to the relay as the first packet arrives.</summary>
     private async Task RelayStalledPeersAsync(IReadOnlyList<string> due, CancellationToken cancellationToken)
@@ -304,14 +295,9 @@ public sealed class Reconciler : IAsyncDisposable
     /// <summary>Until a netmap is offered or a handshake or relay check is due.</summary>
     private async Task WaitForWorkAsync(CancellationToken cancellationToken)
     {
-        DateTimeOffset? nextRelayCheck = _relay is not null && _relayChecks.Count > 0 ? _relayChecks.Values.Min() : null;
-        if ((_handshakes.NextDue, nextRelayCheck) switch
-            {
-                ({ } a, { } b) => a < b ? a : b,
-                ({ } a, null) => a,
-                (null, { } b) => b,
-                _ => (DateTimeOffset?)null,
-            } is not { } due)
+        // Relay checks wait until the relay is up (the node has a token).
+        var nextRelayCheck = _relay is not null ? _relayChecks.NextDue : null;
+        if ((nextRelayCheck is { } r && (_handshakes.NextDue is not { } h || r < h) ? r : _handshakes.NextDue) is not { } due)
         {
             await _wake.Reader.ReadAsync(cancellationToken);
             return;
@@ -453,7 +439,7 @@ public sealed class Reconciler : IAsyncDisposable
                 if (peer is null || peer.PublicKeyHex != oldKey || peer.Keepalive == 0)
                 {
                     _handshakes.Forget(oldKey);
-                    _relayChecks.Remove(oldKey);
+                    _relayChecks.Forget(oldKey);
                 }
 
                 if (peer is null || peer.PublicKeyHex != oldKey)
@@ -471,7 +457,7 @@ public sealed class Reconciler : IAsyncDisposable
                 {
                     _handshakes.Watch(peer.PublicKeyHex, now);
                     // One side moves first (as with crossed handshakes); the other follows by roaming, or moves itself later.
-                    _relayChecks[peer.PublicKeyHex] = now + (_handshakes.Leads(peer.PublicKeyHex) ? RelayAfter : RelayAfter * 2);
+                    _relayChecks.Watch(peer.PublicKeyHex, now);
                 }
             }
         }

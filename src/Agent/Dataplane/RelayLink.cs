@@ -2,10 +2,10 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Net.WebSockets;
-using System.Text;
 using System.Threading.Channels;
 using EphemeralOrleans.Agent.Cli;
 using EphemeralOrleans.Agent.Control;
+using EphemeralOrleans.Protocol;
 
 namespace EphemeralOrleans.Agent.Dataplane;
 
@@ -121,12 +121,7 @@ public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int devi
         {
             await foreach (var (peerId, packet) in _outbound.Reader.ReadAllAsync(cancellationToken))
             {
-                var id = Encoding.ASCII.GetBytes(peerId);
-                var frame = new byte[1 + id.Length + packet.Length];
-                frame[0] = (byte)id.Length;
-                id.CopyTo(frame, 1);
-                packet.CopyTo(frame, 1 + id.Length);
-                await socket.SendAsync(frame, WebSocketMessageType.Binary, endOfMessage: true, cancellationToken);
+                await socket.SendAsync(RelayFrame.Encode(peerId, packet), WebSocketMessageType.Binary, endOfMessage: true, cancellationToken);
             }
         }
         catch (Exception exception) when (exception is WebSocketException or OperationCanceledException)
@@ -154,13 +149,13 @@ public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int devi
                 return;
             }
 
-            if (length < 1 || buffer[0] == 0 || length < 1 + buffer[0])
+            if (!RelayFrame.TryDecode(buffer.AsSpan(0, length), out var peerId, out _))
             {
                 continue;
             }
 
-            var peerId = Encoding.ASCII.GetString(buffer, 1, buffer[0]);
-            await Port(peerId).Socket.SendToAsync(buffer.AsMemory(1 + buffer[0], length - 1 - buffer[0]), SocketFlags.None, _device, cancellationToken);
+            var idLength = buffer[0];
+            await Port(peerId).Socket.SendToAsync(buffer.AsMemory(1 + idLength, length - 1 - idLength), SocketFlags.None, _device, cancellationToken);
         }
     }
 

@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Net.WebSockets;
-using System.Text;
 using System.Threading.Channels;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Gateway.Telemetry;
+using EphemeralOrleans.Protocol;
 using Microsoft.Extensions.Options;
 
 namespace EphemeralOrleans.Gateway.Relay;
@@ -27,8 +27,7 @@ public sealed class RelayOptions
 /// between nodes of one tailnet that the policy pairs (<see cref="MapHub.Pairs"/>, checked per packet, so a node
 /// removed or a permission withdrawn stops at once), through a bounded queue per receiver — a slow receiver loses its
 /// own packets and stalls nobody — with a size limit and a token bucket per sender. It never decrypts anything.
-/// <para>Frames, both ways: one byte n, n bytes of node id (ASCII), the payload. A sender names the receiver; the
-/// receiver gets the sender's id.</para>
+/// <para>Frames: <see cref="RelayFrame"/>.</para>
 /// <para>This step relays between agents connected to the same gateway; across gateways of a cluster is the next.</para>
 /// </summary>
 public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options, TimeProvider time, ILogger<RelayHub> logger)
@@ -103,20 +102,18 @@ public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options
 
     private void Forward(Connection from, ReadOnlySpan<byte> frame, WebSocketMessageType type)
     {
-        if (type != WebSocketMessageType.Binary || frame.Length < 1 || frame[0] == 0 || frame.Length < 1 + frame[0])
+        if (type != WebSocketMessageType.Binary || !RelayFrame.TryDecode(frame, out var toId, out var payload))
         {
             GatewayMetrics.RelayPacket("malformed", 0);
             return;
         }
 
-        var payload = frame[(1 + frame[0])..];
         if (!from.TakeToken())
         {
             GatewayMetrics.RelayPacket("rate_limited", payload.Length);
             return;
         }
 
-        var toId = Encoding.ASCII.GetString(frame.Slice(1, frame[0]));
         if (!maps.Pairs(from.Tailnet, from.NodeId, toId))
         {
             GatewayMetrics.RelayPacket("not_paired", payload.Length);
@@ -130,11 +127,7 @@ public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options
         }
 
         // Addressed by the sender's id for the receiver.
-        var delivery = new byte[1 + from.IdBytes.Length + payload.Length];
-        delivery[0] = (byte)from.IdBytes.Length;
-        from.IdBytes.CopyTo(delivery, 1);
-        payload.CopyTo(delivery.AsSpan(1 + from.IdBytes.Length));
-        GatewayMetrics.RelayPacket(to.Outbound.Writer.TryWrite(delivery) ? "delivered" : "queue_full", payload.Length);
+        GatewayMetrics.RelayPacket(to.Outbound.Writer.TryWrite(RelayFrame.Encode(from.NodeId, payload)) ? "delivered" : "queue_full", payload.Length);
     }
 
     private static async Task SendLoopAsync(Connection connection, CancellationToken cancellationToken)
@@ -167,8 +160,6 @@ public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options
         public string Tailnet { get; } = tailnet;
 
         public string NodeId { get; } = nodeId;
-
-        public byte[] IdBytes { get; } = Encoding.ASCII.GetBytes(nodeId);
 
         public WebSocket Socket { get; } = socket;
 
