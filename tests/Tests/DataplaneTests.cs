@@ -93,19 +93,13 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         var (nsA, addressA) = Lab.AddHost();
         var (nsB, addressB) = Lab.AddHost();
         // Each reaches the gateway but not the other: what a NAT or a firewall does to two CI runners.
-        foreach (var (ns, other) in new[] { (nsA, addressB), (nsB, addressA) })
-        {
-            foreach (var command in new[] { "add table inet eo_test_block", "add chain inet eo_test_block out { type filter hook output priority 0 ; }", $"add rule inet eo_test_block out ip daddr {other} drop" })
-            {
-                var (exitCode, output) = NetworkLab.RunIn(ns, ["nft", .. command.Split(' ')]);
-                Assert.True(exitCode == 0, $"nft {command}: {output}");
-            }
-        }
+        BlockDirectPath((nsA, addressA), (nsB, addressB));
 
         var a = await UpAsync("a", key, host: (nsA, addressA));
         var b = await UpAsync("b", key, host: (nsB, addressB));
         var started = Stopwatch.StartNew();
-        await Poll.UntilAsync(() => CanConnectAsync(a, b.Ipv4, TimeSpan.FromMilliseconds(500)), Within, "A to reach B through the relay", everyMs: 50);
+        await Poll.UntilAsync(() => CanConnectAsync(a, b.Ipv4, TimeSpan.FromMilliseconds(500)), Within, "A to reach B through the relay", everyMs: 50,
+            why: () => $"A: {a.Process.Output}\nB: {b.Process.Output}");
         log.WriteLine($"A reached B through the relay {started.ElapsedMilliseconds} ms after both were up");
 
         // A few MB each way, checksummed.
@@ -143,6 +137,52 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
             Assert.Equal(peer.Ipv4.ToString(), seen.Str("ipv4"));
             Assert.Equal("relayed", seen.Str("path"));
         }
+    }
+
+    [NetworkFact]
+    public async Task A_relayed_pair_moves_to_a_direct_path_that_opens_and_back_to_the_relay_when_it_closes_without_losing_a_byte()
+    {
+        var key = (await Gateway.CreateKeyAsync()).Str("key");
+        var hostA = Lab.AddHost();
+        var hostB = Lab.AddHost();
+        BlockDirectPath(hostA, hostB);
+        var a = await UpAsync("a", key, host: hostA);
+        var b = await UpAsync("b", key, host: hostB);
+        await Poll.UntilAsync(() => CanConnectAsync(a, b.Ipv4, TimeSpan.FromMilliseconds(500)), Within, "A to reach B through the relay", everyMs: 50);
+        Assert.Equal("relayed", await PathAsync(a));
+
+        // A steady stream from A to B (about 1 MB/s) while the direct path opens and closes again.
+        var (client, server) = await ConnectAsync(a, b.Ipv4, 5432);
+        using var _ = client;
+        using var __ = server;
+        using var stream = new SteadyStream(client, server);
+        await stream.WaitForBytesAsync(256 * 1024, Within);
+
+        UnblockDirectPath(hostA, hostB);
+        var opened = Stopwatch.StartNew();
+        await Poll.UntilAsync(async () => await PathAsync(a) == "direct" && await PathAsync(b) == "direct", Within, "A and B to move to the direct path", everyMs: 50);
+        log.WriteLine($"both direct {opened.ElapsedMilliseconds} ms after the path opened");
+        Assert.True(opened.Elapsed < TimeSpan.FromSeconds(5), $"direct only {opened.Elapsed} after the path opened");
+        var (aStatus, bStatus) = (await PeerStatusAsync(a), await PeerStatusAsync(b));
+        Assert.Equal($"{b.Address}:41641", aStatus.Str("endpoint"));
+        Assert.Equal($"{a.Address}:41641", bStatus.Str("endpoint"));
+        var afterOpen = stream.Received;
+        await stream.WaitForBytesAsync(afterOpen + 512 * 1024, Within);
+
+        BlockDirectPath(hostA, hostB);
+        var closed = Stopwatch.StartNew();
+        await Poll.UntilAsync(async () => await PathAsync(a) == "relayed", Within, "A to fall back to the relay", everyMs: 50);
+        var relayedAfter = closed.Elapsed;
+        var afterClose = stream.Received;
+        await stream.WaitForBytesAsync(afterClose + 512 * 1024, Within);
+        log.WriteLine($"A relayed {relayedAfter.TotalMilliseconds:F0} ms after the path closed; the stream resumed {closed.ElapsedMilliseconds} ms after; longest pause {stream.LongestPause.TotalMilliseconds:F0} ms");
+        Assert.True(relayedAfter < TimeSpan.FromSeconds(3), $"relayed only {relayedAfter} after the path closed");
+        // TCP's retransmission backoff adds to the switch; still no pause of 3 s.
+        Assert.True(stream.LongestPause < TimeSpan.FromSeconds(3), $"the stream paused {stream.LongestPause}");
+        Assert.Equal("relayed", await PathAsync(b));
+
+        // Every byte arrived, in order.
+        await stream.StopAndVerifyAsync(Within);
     }
 
     [NetworkFact]
@@ -320,6 +360,39 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
             return false;
         }
     }
+
+    /// <summary>Drops what each host gets from the other (nothing else): the agents still reach the gateway.</summary>
+    private static void BlockDirectPath((string Namespace, IPAddress Address) first, (string Namespace, IPAddress Address) second)
+    {
+        foreach (var (ns, other) in new[] { (first.Namespace, second.Address), (second.Namespace, first.Address) })
+        {
+            // Dropped on arrival, as a firewall on the way would: the sender's packets leave and vanish.
+            foreach (var command in new[] { "add table inet eo_test_block", "add chain inet eo_test_block in { type filter hook input priority 0 ; }", $"add rule inet eo_test_block in ip saddr {other} drop" })
+            {
+                var (exitCode, output) = NetworkLab.RunIn(ns, ["nft", .. command.Split(' ')]);
+                Assert.True(exitCode == 0, $"nft {command}: {output}");
+            }
+        }
+    }
+
+    private static void UnblockDirectPath((string Namespace, IPAddress Address) first, (string Namespace, IPAddress Address) second)
+    {
+        foreach (var ns in new[] { first.Namespace, second.Namespace })
+        {
+            var (exitCode, output) = NetworkLab.RunIn(ns, "nft", "delete", "table", "inet", "eo_test_block");
+            Assert.True(exitCode == 0, $"nft delete table: {output}");
+        }
+    }
+
+    /// <summary>The agent's one peer as <c>status --json</c> shows it.</summary>
+    private async Task<JsonElement> PeerStatusAsync(LabAgent agent)
+    {
+        var (exitCode, output) = await AgentProcess.RunAsync(["status", "--json", "--socket", agent.Socket], Within);
+        Assert.True(exitCode == 0, output);
+        return Assert.Single(JsonDocument.Parse(output).RootElement.GetProperty("wireguard").GetProperty("peers").EnumerateArray()).Clone();
+    }
+
+    private async Task<string?> PathAsync(LabAgent agent) => (await PeerStatusAsync(agent)).Str("path");
 
     private LabAgent Owner(IPAddress address) => _labAgents.Last(a => a.Ipv4.Equals(address) || a.Ipv6.Equals(address));
 

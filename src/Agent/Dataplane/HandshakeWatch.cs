@@ -30,6 +30,9 @@ public sealed class HandshakeWatch(string ownPublicKeyHex, TimeSpan delay)
     public void Watch(string peerPublicKeyHex, DateTimeOffset now) =>
         _due[peerPublicKeyHex] = now + (Leads(peerPublicKeyHex) ? delay : delay * 2);
 
+    /// <summary>Whether a check of the peer is still to come.</summary>
+    public bool IsWatched(string peerPublicKeyHex) => _due.ContainsKey(peerPublicKeyHex);
+
     /// <summary>Stops watching a peer (removed, or no longer online).</summary>
     public void Forget(string peerPublicKeyHex) => _due.Remove(peerPublicKeyHex);
 

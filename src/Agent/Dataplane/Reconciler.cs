@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Net;
@@ -49,6 +50,29 @@ public sealed class Reconciler : IAsyncDisposable
     private readonly HandshakeWatch _relayChecks;
     private readonly HashSet<string> _relayed = new(StringComparer.Ordinal);
     private RelayLink? _relay;
+
+    /// <summary>Per peer (by key): the endpoint the netmap gives it, and where it was heard directly when that differs
+    /// (behind a NAT): a later delta keeps a path that works.</summary>
+    private readonly Dictionary<string, IPEndPoint?> _netmapEndpoints = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IPEndPoint> _heardAt = new(StringComparer.Ordinal);
+
+    /// <summary>Relayed peers heard directly (from <see cref="RelayLink"/>'s sockets), to move to the direct path.</summary>
+    private readonly ConcurrentQueue<(string NodeId, IPEndPoint From)> _heardDirectly = new();
+    private readonly PathMonitor _paths = new(DirectSilence, DirectQuiet);
+    private DateTimeOffset _nextPathCheck;
+
+    /// <summary>How often the device's counters are read to follow each peer's path (see <see cref="FollowPathsAsync"/>):
+    /// every 250 ms up to 1,000 peers, less often beyond (reading them costs about as much per peer), so that following
+    /// paths stays a small share of a core.</summary>
+    public static TimeSpan PathCheckInterval(int peers) => TimeSpan.FromMilliseconds(Math.Max(250, peers / 4.0));
+
+    /// <summary>How long a direct path may leave this side's packets unanswered before the peer is relayed: with the
+    /// check interval, traffic is on the relay about a second after the path closes — before TCP's third
+    /// retransmission (1.4 s), so a connection's pause stays short.</summary>
+    public static readonly TimeSpan DirectSilence = TimeSpan.FromMilliseconds(750);
+
+    /// <summary>How long an online peer on a direct path may send nothing at all (it keeps alive every 25 s).</summary>
+    public static readonly TimeSpan DirectQuiet = TimeSpan.FromSeconds(ConfigCompiler.KeepaliveSeconds * 2 + 5);
 
     /// <summary>How long a peer that came online may go without a first handshake before this side starts one afresh.</summary>
     public static readonly TimeSpan HandshakeCheckDelay = TimeSpan.FromMilliseconds(300);
@@ -121,7 +145,11 @@ public sealed class Reconciler : IAsyncDisposable
     /// <summary>Uses the gateway's relay for peers with no direct path (once the node has a token).</summary>
     public void StartRelay(Uri loginServer, Func<string?> nodeToken)
     {
-        _relay = new RelayLink(loginServer, nodeToken, _listenPort, _output);
+        _relay = new RelayLink(loginServer, nodeToken, _listenPort, _output, (nodeId, from) =>
+        {
+            _heardDirectly.Enqueue((nodeId, from));
+            _wake.Writer.TryWrite(true);
+        });
         _relay.Start();
     }
 
@@ -250,6 +278,11 @@ public sealed class Reconciler : IAsyncDisposable
                     {
                         await RelayStalledPeersAsync(relayDue, cancellationToken);
                     }
+
+                    if (_relay is not null)
+                    {
+                        await FollowPathsAsync(cancellationToken);
+                    }
                 }
                 catch (Exception exception) when (exception is DataplaneException or IOException or System.Net.Sockets.SocketException)
                 {
@@ -284,7 +317,9 @@ public sealed class Reconciler : IAsyncDisposable
                 return null;
             }
 
-            return peer with { Endpoint = _relay!.EndpointFor(peer.NodeId) };
+            _heardAt.Remove(key);
+            _relay!.SetDirect(peer.NodeId, _netmapEndpoints.GetValueOrDefault(key));
+            return peer with { Endpoint = _relay.EndpointFor(peer.NodeId) };
         }, cancellationToken);
         if (relayed.Count > 0)
         {
@@ -292,18 +327,130 @@ public sealed class Reconciler : IAsyncDisposable
         }
     }
 
-    /// <summary>Until a netmap is offered or a handshake or relay check is due.</summary>
+    /// <summary>
+    /// Keeps each online peer on a path that works, as the device shows it. Direct packets heard from a relayed peer
+    /// move it to the direct path; a direct path that stops answering (<see cref="PathMonitor"/>) moves the peer to
+    /// the relay, keeping its session (only the endpoint changes; the peer's device roams after it), and direct tries
+    /// begin. Where the device roamed by itself — the peer moved first — the peer's state follows it.
+    /// </summary>
+    private async Task FollowPathsAsync(CancellationToken cancellationToken)
+    {
+        var lines = new List<string>();
+        var toDirect = new List<string>();
+        var toRelay = new List<string>();
+        while (_heardDirectly.TryDequeue(out var heard))
+        {
+            if (_keyOfNode.TryGetValue(heard.NodeId, out var key) && _peers[key] is { Keepalive: > 0 } peer
+                && (_relayed.Contains(key) || _relay!.IsRelayed(peer.Endpoint)))
+            {
+                lines.Add($"public_key={key}");
+                lines.Add($"endpoint={heard.From}");
+                _peers[key] = peer with { Endpoint = heard.From };
+                _relayed.Remove(key);
+                if (Equals(heard.From, _netmapEndpoints.GetValueOrDefault(key)))
+                {
+                    _heardAt.Remove(key);
+                }
+                else
+                {
+                    _heardAt[key] = heard.From;
+                }
+
+                _relay!.StopProbing(heard.NodeId);
+                _paths.Forget(key);
+                toDirect.Add(peer.Name);
+            }
+        }
+
+        var now = DateTimeOffset.UtcNow;
+        if (now >= _nextPathCheck && _peers.Count > 0)
+        {
+            _nextPathCheck = now + PathCheckInterval(_peers.Count);
+            foreach (var stats in await _wireGuard!.GetAsync(cancellationToken))
+            {
+                var key = stats.PublicKeyHex;
+                if (!_peers.TryGetValue(key, out var peer) || peer.Keepalive == 0 || _relayChecks.IsWatched(key))
+                {
+                    continue; // offline, or its first handshake is still being watched
+                }
+
+                var at = IPEndPoint.TryParse(stats.Endpoint ?? "", out var parsed) ? parsed : null;
+                if (_relay!.IsRelayed(at))
+                {
+                    if (_relayed.Add(key))
+                    {
+                        // The peer relays to this node: the device roamed to its relay socket. Try it directly too.
+                        _peers[key] = peer with { Endpoint = at };
+                        _heardAt.Remove(key);
+                        _relay.SetDirect(peer.NodeId, _netmapEndpoints.GetValueOrDefault(key));
+                    }
+
+                    continue;
+                }
+
+                if (_relayed.Remove(key))
+                {
+                    // The peer reached this node directly and the device roamed to it.
+                    _peers[key] = peer with { Endpoint = _heardAt.GetValueOrDefault(key) ?? _netmapEndpoints.GetValueOrDefault(key) };
+                    _relay.StopProbing(peer.NodeId);
+                    _paths.Forget(key);
+                    continue;
+                }
+
+                if (_paths.Broken(key, stats.RxBytes, stats.TxBytes, now))
+                {
+                    var relayed = _relay.EndpointFor(peer.NodeId);
+                    lines.Add($"public_key={key}");
+                    lines.Add($"endpoint={relayed}");
+                    _peers[key] = peer with { Endpoint = relayed };
+                    _relayed.Add(key);
+                    _heardAt.Remove(key);
+                    _relay.SetDirect(peer.NodeId, _netmapEndpoints.GetValueOrDefault(key) ?? at);
+                    _paths.Forget(key);
+                    toRelay.Add(peer.Name);
+                }
+            }
+        }
+
+        if (lines.Count > 0)
+        {
+            await _wireGuard!.SetAsync(lines, cancellationToken);
+        }
+
+        if (toDirect.Count > 0)
+        {
+            _output.Event("path_direct", new { peers = toDirect }, $"direct path to {string.Join(", ", toDirect)}: no longer relayed");
+        }
+
+        if (toRelay.Count > 0)
+        {
+            _output.Event("path_relayed", new { peers = toRelay }, $"direct path to {string.Join(", ", toRelay)} stopped answering: relayed through the gateway");
+        }
+    }
+
+    /// <summary>Until a netmap is offered, a direct packet is heard, or a handshake, relay or path check is due.</summary>
     private async Task WaitForWorkAsync(CancellationToken cancellationToken)
     {
-        // Relay checks wait until the relay is up (the node has a token).
-        var nextRelayCheck = _relay is not null ? _relayChecks.NextDue : null;
-        if ((nextRelayCheck is { } r && (_handshakes.NextDue is not { } h || r < h) ? r : _handshakes.NextDue) is not { } due)
+        // Relay and path checks wait until the relay is up (the node has a token).
+        DateTimeOffset? due = _handshakes.NextDue;
+        if (_relay is not null)
+        {
+            foreach (var next in new[] { _relayChecks.NextDue, _peers.Count > 0 ? _nextPathCheck : null })
+            {
+                if (next is { } n && (due is not { } d || n < d))
+                {
+                    due = n;
+                }
+            }
+        }
+
+        if (due is null)
         {
             await _wake.Reader.ReadAsync(cancellationToken);
             return;
         }
 
-        var wait = due - DateTimeOffset.UtcNow;
+        var wait = due.Value - DateTimeOffset.UtcNow;
         if (wait <= TimeSpan.Zero)
         {
             _wake.Reader.TryRead(out _);
@@ -399,10 +546,18 @@ public sealed class Reconciler : IAsyncDisposable
         foreach (var nodeId in touched)
         {
             var desired = netmap.Peers.TryGetValue(nodeId, out var node) ? ConfigCompiler.Peer(node, subnets.Value) : null;
-            if (desired is not null && _relayed.Contains(desired.PublicKeyHex))
+            if (desired is not null)
             {
-                // A relayed peer stays relayed: the netmap's direct endpoint did not work.
-                desired = desired with { Endpoint = _relay!.EndpointFor(desired.NodeId) };
+                _netmapEndpoints[desired.PublicKeyHex] = desired.Endpoint;
+                if (_relayed.Contains(desired.PublicKeyHex))
+                {
+                    // A relayed peer stays relayed until a direct path is heard (see FollowPathsAsync).
+                    desired = desired with { Endpoint = _relay!.EndpointFor(desired.NodeId) };
+                }
+                else if (_heardAt.TryGetValue(desired.PublicKeyHex, out var heardAt))
+                {
+                    desired = desired with { Endpoint = heardAt };
+                }
             }
 
             var applied = _keyOfNode.TryGetValue(nodeId, out var key) ? _peers[key] : null;
@@ -445,6 +600,14 @@ public sealed class Reconciler : IAsyncDisposable
                 if (peer is null || peer.PublicKeyHex != oldKey)
                 {
                     _relayed.Remove(oldKey);
+                    _heardAt.Remove(oldKey);
+                    _paths.Forget(oldKey);
+                    _netmapEndpoints.Remove(oldKey);
+                }
+
+                if (peer is null)
+                {
+                    _relay?.Remove(nodeId);
                 }
             }
 

@@ -16,10 +16,29 @@ namespace EphemeralOrleans.Agent.Dataplane;
 /// what the relay brings from a peer is handed to the device from that peer's socket — so the device sees an ordinary
 /// endpoint and encrypts and decrypts as always (the relay only ever sees WireGuard's ciphertext). A peer that starts
 /// relaying to this node gets its socket when its first packet arrives; the device then roams to it.
+/// <para>
+/// Relaying is kept only while no direct path works. A peer's socket listens on every address, and now and then
+/// (<see cref="ProbeInterval"/>, for <see cref="ProbeWindow"/>) the packets the device sends to a relayed peer also go
+/// straight to the peer's direct endpoint (<see cref="SetDirect"/>), each ahead of its copy through the relay. Where that path is open the peer's device
+/// takes the packet (the relayed copy arrives second and is dropped as a replay), roams to this socket and sends its
+/// next packets straight to it: a packet arriving from anywhere but loopback is proof that the path works both ways,
+/// and <c>directHeard</c> says so (the reconciler then points the device at the peer directly). It is handed to the
+/// device like a relayed one, so nothing is lost meanwhile; WireGuard authenticates it either way.
+/// </para>
 /// </summary>
-public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int deviceListenPort, AgentOutput output) : IAsyncDisposable
+public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int deviceListenPort, AgentOutput output, Action<string, IPEndPoint> directHeard) : IAsyncDisposable
 {
+    /// <summary>How often a relayed peer's direct endpoint is tried: often at first (a path that opens is used within a
+    /// second or so), less once the peer has been relayed a while.</summary>
+    public static TimeSpan ProbeInterval(TimeSpan relayedFor) => relayedFor < TimeSpan.FromSeconds(10) ? TimeSpan.FromMilliseconds(500) : TimeSpan.FromSeconds(2);
+
+    /// <summary>How long each try lasts: every packet to the peer meanwhile goes both ways. One copy alone would not do —
+    /// the peer's device roams back to the relay with the next relayed packet, before it has answered.</summary>
+    public static readonly TimeSpan ProbeWindow = TimeSpan.FromMilliseconds(100);
+
     private readonly ConcurrentDictionary<string, PeerPort> _ports = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<int, PeerPort> _portsByNumber = new();
+    private readonly Lock _portsLock = new();
     private readonly Channel<(string PeerId, byte[] Packet)> _outbound = Channel.CreateBounded<(string, byte[])>(
         new BoundedChannelOptions(1024) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
     private readonly CancellationTokenSource _stopping = new();
@@ -34,7 +53,31 @@ public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int devi
     /// <summary>The loopback endpoint the device should use for <paramref name="peerId"/> (made on first use).</summary>
     public IPEndPoint EndpointFor(string peerId) => Port(peerId).Local;
 
-    public bool IsRelayed(IPEndPoint? endpoint) => endpoint is not null && _ports.Values.Any(p => p.Local.Equals(endpoint));
+    public bool IsRelayed(IPEndPoint? endpoint) =>
+        endpoint is not null && IPAddress.IsLoopback(endpoint.Address) && _portsByNumber.TryGetValue(endpoint.Port, out var port) && port.Local.Equals(endpoint);
+
+    /// <summary>Closes <paramref name="peerId"/>'s socket: the peer left the netmap.</summary>
+    public void Remove(string peerId)
+    {
+        if (_ports.TryRemove(peerId, out var port))
+        {
+            _portsByNumber.TryRemove(port.Local.Port, out _);
+            port.Dispose();
+        }
+    }
+
+    /// <summary>Where to try <paramref name="peerId"/> directly while it is relayed (null: nowhere). Starts the tries
+    /// afresh, and a peer heard directly before may be heard again.</summary>
+    public void SetDirect(string peerId, IPEndPoint? direct) => Port(peerId).SetDirect(direct);
+
+    /// <summary>No more direct tries for <paramref name="peerId"/>: the device sends to it directly again.</summary>
+    public void StopProbing(string peerId)
+    {
+        if (_ports.TryGetValue(peerId, out var port))
+        {
+            port.SetDirect(null);
+        }
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -54,14 +97,32 @@ public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int devi
         }
     }
 
-    private PeerPort Port(string peerId) => _ports.GetOrAdd(peerId, id =>
+    private PeerPort Port(string peerId)
     {
-        var port = new PeerPort(id);
+        if (_ports.TryGetValue(peerId, out var port))
+        {
+            return port;
+        }
+
+        // Made once: the relay's receive loop and the reconciler may ask at the same moment.
+        lock (_portsLock)
+        {
+            if (_ports.TryGetValue(peerId, out port))
+            {
+                return port;
+            }
+
+            port = new PeerPort(peerId);
+            _portsByNumber[port.Local.Port] = port;
+            _ports[peerId] = port;
+        }
+
         _ = PumpFromDeviceAsync(port, _stopping.Token);
         return port;
-    });
+    }
 
-    /// <summary>Datagrams the device sends to a peer's loopback socket go to the relay.</summary>
+    /// <summary>Datagrams the device sends to a peer's socket go to the relay (and, when a try is due, straight to the
+    /// peer first); datagrams the peer sends to it directly go to the device.</summary>
     private async Task PumpFromDeviceAsync(PeerPort port, CancellationToken cancellationToken)
     {
         var buffer = new byte[65536];
@@ -69,8 +130,33 @@ public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int devi
         {
             while (true)
             {
-                var received = await port.Socket.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Loopback, 0), cancellationToken);
-                _outbound.Writer.TryWrite((port.PeerId, buffer[..received.ReceivedBytes]));
+                var received = await port.Socket.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Any, 0), cancellationToken);
+                var from = (IPEndPoint)received.RemoteEndPoint;
+                var packet = buffer.AsMemory(0, received.ReceivedBytes);
+                if (from.Equals(_device))
+                {
+                    if (port.ProbeDue(DateTimeOffset.UtcNow) is { } direct)
+                    {
+                        try
+                        {
+                            await port.Socket.SendToAsync(packet, SocketFlags.None, direct, cancellationToken);
+                        }
+                        catch (SocketException)
+                        {
+                            // No way there (a firewall refuses it, no route): that is what the try finds out.
+                        }
+                    }
+
+                    _outbound.Writer.TryWrite((port.PeerId, packet.ToArray()));
+                }
+                else if (!IPAddress.IsLoopback(from.Address))
+                {
+                    await port.Socket.SendToAsync(packet, SocketFlags.None, _device, cancellationToken);
+                    if (port.Heard(from))
+                    {
+                        directHeard(port.PeerId, from);
+                    }
+                }
             }
         }
         catch (Exception exception) when (exception is OperationCanceledException or SocketException or ObjectDisposedException)
@@ -161,19 +247,74 @@ public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int devi
 
     private sealed class PeerPort : IDisposable
     {
+        private readonly Lock _lock = new();
+        private IPEndPoint? _direct;
+        private DateTimeOffset _probingSince;
+        private DateTimeOffset _nextProbe;
+        private DateTimeOffset _probeUntil;
+        private IPEndPoint? _heardFrom;
+
         public PeerPort(string peerId)
         {
             PeerId = peerId;
             Socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-            Socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            Local = (IPEndPoint)Socket.LocalEndPoint!;
+            // Every address, not only loopback: the peer's device answers a direct try here.
+            Socket.Bind(new IPEndPoint(IPAddress.Any, 0));
+            Local = new IPEndPoint(IPAddress.Loopback, ((IPEndPoint)Socket.LocalEndPoint!).Port);
         }
 
         public string PeerId { get; }
 
         public Socket Socket { get; }
 
+        /// <summary>Where the device sends to this peer.</summary>
         public IPEndPoint Local { get; }
+
+        public void SetDirect(IPEndPoint? direct)
+        {
+            lock (_lock)
+            {
+                // IPv4 only: the socket is.
+                _direct = direct?.AddressFamily == AddressFamily.InterNetwork ? direct : null;
+                _probingSince = _nextProbe = DateTimeOffset.UtcNow;
+                _heardFrom = null;
+            }
+        }
+
+        /// <summary>Where to send a copy of the device's packet now, if a try is due.</summary>
+        public IPEndPoint? ProbeDue(DateTimeOffset now)
+        {
+            lock (_lock)
+            {
+                if (_direct is null)
+                {
+                    return null;
+                }
+
+                if (now >= _nextProbe)
+                {
+                    _probeUntil = now + ProbeWindow;
+                    _nextProbe = now + ProbeInterval(now - _probingSince);
+                }
+
+                return now < _probeUntil ? _direct : null;
+            }
+        }
+
+        /// <summary>Whether <paramref name="from"/> is news: the first direct packet since the tries started.</summary>
+        public bool Heard(IPEndPoint from)
+        {
+            lock (_lock)
+            {
+                if (from.Equals(_heardFrom))
+                {
+                    return false;
+                }
+
+                _heardFrom = from;
+                return true;
+            }
+        }
 
         public void Dispose() => Socket.Dispose();
     }
