@@ -39,10 +39,13 @@ public sealed class HostProcess : IAsyncDisposable
     public static async Task<HostProcess> StartGatewayAsync(IReadOnlyDictionary<string, string> settings, TimeSpan? readyWithin = null)
     {
         var all = new Dictionary<string, string>(settings);
-        var httpPort = all.TryGetValue("Kestrel:Endpoints:Http:Url", out var url) ? new Uri(url).Port : FreePort.Next();
-        all["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{httpPort}";
-        all.TryAdd("Kestrel:Endpoints:Grpc:Url", $"http://127.0.0.1:{FreePort.Next()}");
-        var gateway = Start(ProjectDll("Gateway"), all, new Uri($"http://127.0.0.1:{httpPort}"));
+        // A given address is kept (a network lab's bridge); a wildcard or none becomes loopback.
+        var given = all.TryGetValue("Kestrel:Endpoints:Http:Url", out var url) ? new Uri(url) : null;
+        var host = given is { Host: not ("0.0.0.0" or "+" or "*" or "[::]") } ? given.Host : "127.0.0.1";
+        var http = new Uri($"http://{host}:{given?.Port ?? FreePort.Next()}");
+        all["Kestrel:Endpoints:Http:Url"] = http.ToString().TrimEnd('/');
+        all.TryAdd("Kestrel:Endpoints:Grpc:Url", $"http://{host}:{FreePort.Next()}");
+        var gateway = Start(ProjectDll("Gateway"), all, http);
         await gateway.WaitReadyAsync(readyWithin ?? TimeSpan.FromSeconds(60), gateway.GatewayReadyAsync);
         return gateway;
     }

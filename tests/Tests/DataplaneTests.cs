@@ -140,6 +140,52 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
     }
 
     [NetworkFact]
+    public async Task Agents_on_different_gateways_of_a_cluster_reach_each_other_through_the_relay()
+    {
+        await using var postgres = await PostgresServer.StartAsync();
+        var common = new Dictionary<string, string>
+        {
+            ["Storage:Provider"] = "Postgres",
+            ["ConnectionStrings:Postgres"] = await postgres.CreateDatabaseAsync("relay"),
+            ["Cluster:Id"] = "relay-" + Guid.NewGuid().ToString("N"),
+            ["Admin:ApiKey"] = GatewayClient.AdminKey,
+        };
+        await using var silo = await HostProcess.StartSiloAsync(new Dictionary<string, string>(common)
+        {
+            ["Silo:AdvertisedAddress"] = "127.0.0.1",
+            ["Silo:Port"] = FreePort.Next().ToString(),
+            ["Silo:GatewayPort"] = FreePort.Next().ToString(),
+        });
+        // Two gateways in client mode on the lab's bridge, one agent on each.
+        Dictionary<string, string> OnBridge() => new(common) { ["Gateway:Mode"] = "Client", ["Kestrel:Endpoints:Http:Url"] = $"http://{Lab.HostAddress}:{FreePort.Next()}" };
+        await using var firstGateway = await HostProcess.StartGatewayAsync(OnBridge());
+        await using var secondGateway = await HostProcess.StartGatewayAsync(OnBridge());
+        using var first = new GatewayClient(firstGateway.HttpUrl);
+        using var second = new GatewayClient(secondGateway.HttpUrl);
+        var key = (await first.CreateKeyAsync()).Str("key");
+        var hostA = Lab.AddHost();
+        var hostB = Lab.AddHost();
+        BlockDirectPath(hostA, hostB);
+        var a = await UpAsync("a", key, host: hostA, gateway: first);
+        var b = await UpAsync("b", key, host: hostB, gateway: second);
+        var started = Stopwatch.StartNew();
+        await Poll.UntilAsync(() => CanConnectAsync(a, b.Ipv4, TimeSpan.FromMilliseconds(500)), Within, "A to reach B through the two gateways' relay", everyMs: 50,
+            why: () => $"A: {a.Process.Output}\nB: {b.Process.Output}");
+        log.WriteLine($"A reached B across gateways {started.ElapsedMilliseconds} ms after both were up");
+        await AssertTcpAsync(b, a.Ipv4);
+
+        // A steady stream across the cluster, checksummed.
+        var (client, server) = await ConnectAsync(a, b.Ipv4, 5432);
+        using var _c = client;
+        using var _s = server;
+        using var stream = new SteadyStream(client, server);
+        await stream.WaitForBytesAsync(1024 * 1024, Within);
+        await stream.StopAndVerifyAsync(Within);
+        Assert.Equal("relayed", await PathAsync(a));
+        Assert.Equal("relayed", await PathAsync(b));
+    }
+
+    [NetworkFact]
     public async Task A_relayed_pair_moves_to_a_direct_path_that_opens_and_back_to_the_relay_when_it_closes_without_losing_a_byte()
     {
         var key = (await Gateway.CreateKeyAsync()).Str("key");
@@ -286,12 +332,13 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
     }
 
     private async Task<LabAgent> UpAsync(string name, string key, bool waitForMap = true, (string Namespace, IPAddress Address)? host = null, string? tun = null,
-        IReadOnlyDictionary<string, string>? environment = null)
+        IReadOnlyDictionary<string, string>? environment = null, GatewayClient? gateway = null)
     {
+        gateway ??= Gateway;
         var (ns, address) = host ?? Lab.AddHost();
         tun ??= $"eo{Lab.Subnet}{name}";
         var socket = Path.Combine(Directory, $"{name}-{Guid.NewGuid():N}.sock");
-        var process = Track(AgentProcess.Start(["up", "--login-server", LoginServer, "--hostname", name, "--json",
+        var process = Track(AgentProcess.Start(["up", "--login-server", gateway.Http.BaseAddress!.ToString(), "--hostname", name, "--json",
             "--socket", socket, "--tun", tun, "--listen-port", "41641"], new Dictionary<string, string>(environment ?? new Dictionary<string, string>()) { ["EO_AUTH_KEY"] = key }, inNamespace: ns));
         var self = (await process.WaitForEventAsync("registered", Within)).GetProperty("node");
         if (waitForMap)
@@ -300,7 +347,7 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         }
 
         var agent = new LabAgent(process, ns, address, tun, socket, IPAddress.Parse(self.Str("ipv4")), IPAddress.Parse(self.Str("ipv6")),
-            (await Gateway.GetNodeAsync(self.Str("id")))!.Value.Str("nodeKey")["nodekey:".Length..]);
+            (await gateway.GetNodeAsync(self.Str("id")))!.Value.Str("nodeKey")["nodekey:".Length..]);
         _labAgents.Add(agent);
         return agent;
     }

@@ -84,6 +84,7 @@ public static partial class GatewayApp
         builder.Services.AddOptions<RelayOptions>().Bind(configuration.GetSection("Relay"));
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<RelayHub>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<RelayHub>());
         builder.Services.AddSingleton<ClusterReadiness>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters()
             // Every scrape sees the current values (the exporter caches responses for 300 ms by default).

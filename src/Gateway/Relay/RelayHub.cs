@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.WebSockets;
 using System.Threading.Channels;
+using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Gateway.Telemetry;
 using EphemeralOrleans.Protocol;
@@ -28,12 +29,70 @@ public sealed class RelayOptions
 /// removed or a permission withdrawn stops at once), through a bounded queue per receiver — a slow receiver loses its
 /// own packets and stalls nobody — with a size limit and a token bucket per sender. It never decrypts anything.
 /// <para>Frames: <see cref="RelayFrame"/>.</para>
-/// <para>This step relays between agents connected to the same gateway; across gateways of a cluster is the next.</para>
+/// <para>
+/// In a cluster the receiver's connection may be on another gateway. Each gateway has one <see cref="IRelayObserver"/>
+/// (this hub) and attaches it to the <see cref="IRelayRouteGrain"/> of every node connected here. A packet for a node
+/// not connected here, once the policy check passed, waits in a bounded queue for that node; one call at a time takes
+/// what has gathered to the node's route grain, which passes it one-way to the holding gateway — so batches grow with
+/// the load and order is kept. A node connected nowhere is remembered as such for a second (its packets dropped here,
+/// without a call).
+/// </para>
 /// </summary>
-public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options, TimeProvider time, ILogger<RelayHub> logger)
+public sealed partial class RelayHub(MapHub maps, IGrainFactory grains, IOptions<RelayOptions> options, TimeProvider time, ILogger<RelayHub> logger)
+    : IRelayObserver, IHostedService
 {
+    /// <summary>How often each connection's route is attached again (rebuilding it after a silo failure).</summary>
+    public static readonly TimeSpan AttachInterval = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long a node found connected nowhere gets no calls for its packets.</summary>
+    private static readonly TimeSpan AbsentFor = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a queue for a node on another gateway outlives its last packet.</summary>
+    private static readonly TimeSpan RouteIdle = TimeSpan.FromSeconds(30);
+
+    /// <summary>The most packets one cluster call carries.</summary>
+    private const int BatchPackets = 256;
+
     private readonly ConcurrentDictionary<string, Connection> _connections = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, RemoteRoute> _routes = new(StringComparer.Ordinal);
     private readonly RelayOptions _options = options.Value;
+    private readonly CancellationTokenSource _stopping = new();
+    private IRelayObserver? _reference;
+    private Task _attaching = Task.CompletedTask;
+
+    private IRelayObserver Reference => _reference ??= grains.CreateObjectReference<IRelayObserver>(this);
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _attaching = Task.Run(() => AttachLoopAsync(_stopping.Token), CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        await _attaching;
+        // Agents reconnect elsewhere and attach there; detaching here only spares a second of dropped packets.
+        await Task.WhenAll(_connections.Values.Select(c => DetachAsync(c)));
+    }
+
+    /// <summary>Packets from another gateway for agents connected here (the policy was checked there).</summary>
+    public Task Deliver(RelayBatch batch)
+    {
+        for (var i = 0; i < batch.Packets.Length; i++)
+        {
+            if (_connections.TryGetValue(batch.To, out var to) && to.Tailnet == batch.Tailnet)
+            {
+                GatewayMetrics.RelayPacket(to.Outbound.Writer.TryWrite(RelayFrame.Encode(batch.From[i], batch.Packets[i])) ? "delivered" : "queue_full", batch.Packets[i].Length);
+            }
+            else
+            {
+                GatewayMetrics.RelayPacket("no_route", batch.Packets[i].Length);
+            }
+        }
+
+        return Task.CompletedTask;
+    }
 
     /// <summary>Relay connections open on this gateway now.</summary>
     public int ConnectionCount => _connections.Count;
@@ -50,6 +109,7 @@ public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options
         _connections[nodeId] = connection;
         GatewayMetrics.RelayOpened();
         LogOpened(nodeId, tailnet);
+        await AttachAsync(connection);
         using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, connection.Closed);
         var sending = SendLoopAsync(connection, stopping.Token);
         try
@@ -62,7 +122,11 @@ public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options
         }
         finally
         {
-            _connections.TryRemove(new KeyValuePair<string, Connection>(nodeId, connection));
+            if (_connections.TryRemove(new KeyValuePair<string, Connection>(nodeId, connection)))
+            {
+                await DetachAsync(connection);
+            }
+
             connection.Close();
             await sending;
             GatewayMetrics.RelayClosed();
@@ -120,14 +184,161 @@ public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options
             return;
         }
 
-        if (!_connections.TryGetValue(toId, out var to))
+        if (_connections.TryGetValue(toId, out var to))
         {
-            GatewayMetrics.RelayPacket("no_route", payload.Length);
+            // Addressed by the sender's id for the receiver.
+            GatewayMetrics.RelayPacket(to.Outbound.Writer.TryWrite(RelayFrame.Encode(from.NodeId, payload)) ? "delivered" : "queue_full", payload.Length);
             return;
         }
 
-        // Addressed by the sender's id for the receiver.
-        GatewayMetrics.RelayPacket(to.Outbound.Writer.TryWrite(RelayFrame.Encode(from.NodeId, payload)) ? "delivered" : "queue_full", payload.Length);
+        ForwardToCluster(from, toId, payload);
+    }
+
+    /// <summary>Queues a packet for a node whose connection is not here (see the class summary).</summary>
+    private void ForwardToCluster(Connection from, string toId, ReadOnlySpan<byte> payload)
+    {
+        var key = from.Tailnet + "/" + toId;
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            var route = _routes.GetOrAdd(key, _ => StartRoute(from.Tailnet, toId, key));
+            if (time.GetTimestamp() < route.AbsentUntil)
+            {
+                GatewayMetrics.RelayPacket("no_route", payload.Length);
+                return;
+            }
+
+            if (route.Queue.Writer.TryWrite((from.NodeId, payload.ToArray())))
+            {
+                return;
+            }
+
+            if (!route.Closed)
+            {
+                GatewayMetrics.RelayPacket("queue_full", payload.Length);
+                return;
+            }
+
+            // The queue just closed for idleness: a new one takes the packet.
+        }
+    }
+
+    private RemoteRoute StartRoute(string tailnet, string toId, string key)
+    {
+        var route = new RemoteRoute(_options.QueuePackets);
+        _ = Task.Run(() => PumpRouteAsync(route, tailnet, toId, key, _stopping.Token), CancellationToken.None);
+        return route;
+    }
+
+    /// <summary>One call at a time, each with what has gathered, to the node's route grain.</summary>
+    private async Task PumpRouteAsync(RemoteRoute route, string tailnet, string toId, string key, CancellationToken cancellationToken)
+    {
+        var grain = grains.GetGrain<IRelayRouteGrain>(key);
+        var reader = route.Queue.Reader;
+        var from = new List<string>(BatchPackets);
+        var packets = new List<byte[]>(BatchPackets);
+        try
+        {
+            while (true)
+            {
+                if (!reader.TryPeek(out _))
+                {
+                    using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    idle.CancelAfter(RouteIdle);
+                    try
+                    {
+                        if (!await reader.WaitToReadAsync(idle.Token))
+                        {
+                            return; // closed and drained
+                        }
+                    }
+                    catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                    {
+                        _routes.TryRemove(new KeyValuePair<string, RemoteRoute>(key, route));
+                        route.Close();
+                        continue; // what slipped in meanwhile still goes
+                    }
+                }
+
+                from.Clear();
+                packets.Clear();
+                while (packets.Count < BatchPackets && reader.TryRead(out var item))
+                {
+                    from.Add(item.From);
+                    packets.Add(item.Packet);
+                }
+
+                bool delivered;
+                try
+                {
+                    delivered = await grain.Deliver(new RelayBatch(tailnet, toId, [.. from], [.. packets]));
+                }
+                catch (Exception exception) when (exception is not OperationCanceledException)
+                {
+                    LogClusterFailure(exception, toId);
+                    delivered = false;
+                }
+
+                foreach (var packet in packets)
+                {
+                    GatewayMetrics.RelayPacket(delivered ? "forwarded" : "no_route", packet.Length);
+                }
+
+                if (!delivered)
+                {
+                    route.AbsentUntil = time.GetTimestamp() + (long)(AbsentFor.TotalSeconds * time.TimestampFrequency);
+                    while (reader.TryRead(out var dropped))
+                    {
+                        GatewayMetrics.RelayPacket("no_route", dropped.Packet.Length);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task AttachLoopAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(AttachInterval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                foreach (var connection in _connections.Values)
+                {
+                    await AttachAsync(connection);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task AttachAsync(Connection connection)
+    {
+        try
+        {
+            await grains.GetGrain<IRelayRouteGrain>(connection.Tailnet + "/" + connection.NodeId).Attach(Reference);
+        }
+        catch (Exception exception)
+        {
+            // Agents on this gateway still reach it; others do once the next attach succeeds.
+            LogClusterFailure(exception, connection.NodeId);
+        }
+    }
+
+    private async Task DetachAsync(Connection connection)
+    {
+        try
+        {
+            await grains.GetGrain<IRelayRouteGrain>(connection.Tailnet + "/" + connection.NodeId).Detach(Reference);
+        }
+        catch (Exception exception)
+        {
+            LogClusterFailure(exception, connection.NodeId);
+        }
     }
 
     private static async Task SendLoopAsync(Connection connection, CancellationToken cancellationToken)
@@ -149,6 +360,27 @@ public sealed partial class RelayHub(MapHub maps, IOptions<RelayOptions> options
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Relay connection of node {NodeId} in {Tailnet} closed")]
     private partial void LogClosed(string nodeId, string tailnet);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Relay: the cluster call for node {NodeId} failed")]
+    private partial void LogClusterFailure(Exception exception, string nodeId);
+
+    /// <summary>Packets for one node connected to another gateway, waiting for the next cluster call.</summary>
+    private sealed class RemoteRoute(int capacity)
+    {
+        public Channel<(string From, byte[] Packet)> Queue { get; } = Channel.CreateBounded<(string, byte[])>(
+            new BoundedChannelOptions(capacity) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+
+        /// <summary>Until when (a <see cref="TimeProvider"/> timestamp) the node is taken to be connected nowhere.</summary>
+        public long AbsentUntil { get; set; }
+
+        public bool Closed { get; private set; }
+
+        public void Close()
+        {
+            Closed = true;
+            Queue.Writer.TryComplete();
+        }
+    }
 
     private sealed class Connection(string tailnet, string nodeId, WebSocket socket, RelayOptions options, TimeProvider time)
     {

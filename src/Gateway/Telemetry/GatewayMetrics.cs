@@ -25,7 +25,7 @@ public static class GatewayMetrics
         "eo.gateway.relay_connections", "{connection}", "Relay connections open on this gateway.");
 
     private static readonly Counter<long> RelayPackets = Meter.CreateCounter<long>(
-        "eo.gateway.relay_packets", "{packet}", "Packets the relay received, by outcome: delivered, or why dropped.");
+        "eo.gateway.relay_packets", "{packet}", "Packets the relay received, by outcome: delivered (to a connection here), forwarded (to another gateway), or why dropped.");
 
     private static readonly Counter<long> RelayBytes = Meter.CreateCounter<long>(
         "eo.gateway.relay_bytes", "By", "Payload bytes the relay delivered.");
