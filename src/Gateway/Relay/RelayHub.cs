@@ -18,7 +18,9 @@ public sealed class RelayOptions
     /// <summary>Packets waiting for one receiver; past it, that receiver's new packets are dropped (never anyone else's).</summary>
     public int QueuePackets { get; set; } = 512;
 
-    /// <summary>Packets per second one sender may relay (sustained); a burst of the same size is allowed.</summary>
+    /// <summary>Packets per second one sender may relay (sustained; a burst of the same size is allowed). Past it the
+    /// relay stops reading the sender's connection for a while: the sender is slowed by TCP, and its flood costs the
+    /// gateway no more than this rate.</summary>
     public int PacketsPerSecond { get; set; } = 20_000;
 }
 
@@ -161,6 +163,11 @@ public sealed partial class RelayHub(MapHub maps, IGrainFactory grains, IOptions
             }
 
             Forward(from, buffer.AsSpan(0, length), result.MessageType);
+            if (from.TakeToken() is { } wait)
+            {
+                GatewayMetrics.RelayThrottled();
+                await Task.Delay(wait, time, cancellationToken);
+            }
         }
     }
 
@@ -169,12 +176,6 @@ public sealed partial class RelayHub(MapHub maps, IGrainFactory grains, IOptions
         if (type != WebSocketMessageType.Binary || !RelayFrame.TryDecode(frame, out var toId, out var payload))
         {
             GatewayMetrics.RelayPacket("malformed", 0);
-            return;
-        }
-
-        if (!from.TakeToken())
-        {
-            GatewayMetrics.RelayPacket("rate_limited", payload.Length);
             return;
         }
 
@@ -385,7 +386,6 @@ public sealed partial class RelayHub(MapHub maps, IGrainFactory grains, IOptions
     private sealed class Connection(string tailnet, string nodeId, WebSocket socket, RelayOptions options, TimeProvider time)
     {
         private readonly CancellationTokenSource _closed = new();
-        private readonly Lock _bucketLock = new();
         private double _tokens = options.PacketsPerSecond;
         private long _refilledAt = time.GetTimestamp();
 
@@ -406,22 +406,16 @@ public sealed partial class RelayHub(MapHub maps, IGrainFactory grains, IOptions
             _closed.Cancel();
         }
 
-        /// <summary>The sender's token bucket: refilled at the configured rate, a burst of one second's worth.</summary>
-        public bool TakeToken()
+        /// <summary>The sender's token bucket (refilled at the configured rate, a burst of one second's worth): takes one
+        /// for the frame just read; when the bucket is empty, how long to stop reading — at least 10 ms, so the pause
+        /// outlasts the timer's resolution and lets a batch of tokens gather.</summary>
+        public TimeSpan? TakeToken()
         {
-            lock (_bucketLock)
-            {
-                var now = time.GetTimestamp();
-                _tokens = Math.Min(options.PacketsPerSecond, _tokens + time.GetElapsedTime(_refilledAt, now).TotalSeconds * options.PacketsPerSecond);
-                _refilledAt = now;
-                if (_tokens < 1)
-                {
-                    return false;
-                }
-
-                _tokens--;
-                return true;
-            }
+            var now = time.GetTimestamp();
+            _tokens = Math.Min(options.PacketsPerSecond, _tokens + time.GetElapsedTime(_refilledAt, now).TotalSeconds * options.PacketsPerSecond);
+            _refilledAt = now;
+            _tokens--;
+            return _tokens >= 0 ? null : TimeSpan.FromSeconds(Math.Max(0.010, -_tokens / options.PacketsPerSecond));
         }
     }
 }

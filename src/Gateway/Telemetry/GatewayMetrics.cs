@@ -27,10 +27,16 @@ public static class GatewayMetrics
     private static readonly Counter<long> RelayPackets = Meter.CreateCounter<long>(
         "eo.gateway.relay_packets", "{packet}", "Packets the relay received, by outcome: delivered (to a connection here), forwarded (to another gateway), or why dropped.");
 
+    private static readonly Counter<long> RelayThrottles = Meter.CreateCounter<long>(
+        "eo.gateway.relay_throttled", "{pause}", "Pauses in reading a relay connection whose sender exceeded its rate.");
+
     private static readonly Counter<long> RelayBytes = Meter.CreateCounter<long>(
         "eo.gateway.relay_bytes", "By", "Payload bytes the relay delivered.");
 
     public static void RelayOpened() => RelayConnections.Add(1);
+
+    /// <summary>A sender over its rate: its connection is not read for a while.</summary>
+    public static void RelayThrottled() => RelayThrottles.Add(1);
 
     public static void RelayClosed() => RelayConnections.Add(-1);
 

@@ -1,0 +1,374 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Net.WebSockets;
+using System.Security.Cryptography;
+using System.Text.Json;
+using EphemeralOrleans.Protocol;
+using EphemeralOrleans.Testing;
+
+// The relay, measured on the cluster topology as processes: PostgreSQL, one silo, two gateways in client mode on a
+// network lab's bridge, agents in namespaces with no direct path to each other (an nft drop on arrival).
+//   1. One TCP connection, same run: relayed through one gateway, relayed across the two gateways, and direct once the
+//      path opens (the agents move to it by themselves) — throughput and round trips.
+//   2. Gateway CPU per Gbit/s relayed (the gateway processes' CPU from /proc during the transfers; across gateways,
+//      both gateways and the silo).
+//   3. Relayed pairs one gateway carries at 1 Mbit/s each: relay clients of this process (WebSockets, 1,400-byte
+//      packets, paced), for 10 s per step, doubling while at least 99 % is delivered. The load generator shares the
+//      machine's cores with the gateway: the figure is a floor.
+//
+//   dotnet run -c Release --project bench/RelayBench -- [--megabytes 64] [--round-trips 2000] [--pairs 25,50,100,200,400,800]
+var megabytes = Argument("--megabytes", 64);
+var roundTrips = Argument("--round-trips", 2000);
+var pairSteps = ArgumentList("--pairs", [25, 50, 100, 200, 400, 800]);
+if ((NetworkLab.UnavailableReason() ?? PostgresServer.UnavailableReason()) is { } reason)
+{
+    Console.Error.WriteLine($"Cannot run: {reason}.");
+    return 2;
+}
+
+const string AdminKey = "bench-admin-key";
+await using var lab = await NetworkLab.CreateAsync();
+await using var postgres = await PostgresServer.StartAsync();
+var common = new Dictionary<string, string>
+{
+    ["Storage:Provider"] = "Postgres",
+    ["ConnectionStrings:Postgres"] = await postgres.CreateDatabaseAsync("relaybench"),
+    ["Cluster:Id"] = "relaybench-" + Guid.NewGuid().ToString("N"),
+    ["Admin:ApiKey"] = AdminKey,
+    ["Logging:LogLevel:Default"] = "Warning",
+};
+await using var silo = await HostProcess.StartSiloAsync(new Dictionary<string, string>(common)
+{
+    ["Silo:AdvertisedAddress"] = "127.0.0.1",
+    ["Silo:Port"] = FreePort.Next().ToString(CultureInfo.InvariantCulture),
+    ["Silo:GatewayPort"] = FreePort.Next().ToString(CultureInfo.InvariantCulture),
+});
+Dictionary<string, string> OnBridge() => new(common) { ["Gateway:Mode"] = "Client", ["Kestrel:Endpoints:Http:Url"] = $"http://{lab.HostAddress}:{FreePort.Next()}" };
+await using var first = await HostProcess.StartGatewayAsync(OnBridge(), TimeSpan.FromSeconds(120));
+await using var second = await HostProcess.StartGatewayAsync(OnBridge(), TimeSpan.FromSeconds(120));
+using var admin = new HttpClient { BaseAddress = first.HttpUrl };
+admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+var directory = Directory.CreateTempSubdirectory("eo-relay-bench-").FullName;
+var running = new List<AgentProcess>();
+Console.WriteLine($"{Environment.ProcessorCount} cores; lab 198.18.{lab.Subnet}.0/24; gateways {first.HttpUrl} and {second.HttpUrl}");
+try
+{
+    var key = await CreateKeyAsync();
+    var hostA = lab.AddHost();
+    var hostB = lab.AddHost();
+    var hostC = lab.AddHost();
+    foreach (var (ns, others) in new[] { (hostA.Namespace, new[] { hostB.Address, hostC.Address }), (hostB.Namespace, [hostA.Address]), (hostC.Namespace, [hostA.Address]) })
+    {
+        Nft(ns, "add table inet eo_bench_block");
+        Nft(ns, "add chain inet eo_bench_block in { type filter hook input priority 0 ; }");
+        foreach (var other in others)
+        {
+            Nft(ns, $"add rule inet eo_bench_block in ip saddr {other} drop");
+        }
+    }
+
+    // A on the first gateway; B on the first too; C on the second.
+    var a = await UpAsync("a", key, hostA.Namespace, first.HttpUrl);
+    var b = await UpAsync("b", key, hostB.Namespace, first.HttpUrl);
+    var c = await UpAsync("c", key, hostC.Namespace, second.HttpUrl);
+    await ReachableAsync(hostA.Namespace, hostB.Namespace, b.Ipv4);
+    await ReachableAsync(hostA.Namespace, hostC.Namespace, c.Ipv4);
+
+    var results = new List<(string Path, double MiBs, double P50, double P99, double GatewayCpuPerGbit)>();
+    async Task MeasureAsync(string path, string toNs, IPAddress to, int[] pids)
+    {
+        var before = pids.Select(Cpu).ToArray();
+        var mibs = await ThroughputAsync(hostA.Namespace, toNs, to, megabytes);
+        var cpu = pids.Select((pid, i) => Cpu(pid) - before[i]).Aggregate(TimeSpan.Zero, (x, y) => x + y);
+        var gbits = megabytes * 1048576.0 * 8 / 1e9;
+        var times = await RoundTripsAsync(hostA.Namespace, toNs, to, roundTrips);
+        results.Add((path, mibs, Percentile(times, 0.5), Percentile(times, 0.99), cpu.TotalSeconds / gbits));
+        Console.WriteLine($"{path}: {mibs:F1} MiB/s, round trip p50 {Percentile(times, 0.5):F3} ms p99 {Percentile(times, 0.99):F3} ms; gateway-side CPU {cpu.TotalSeconds:F2} s for {gbits:F2} Gbit");
+    }
+
+    await MeasureAsync("relayed, one gateway", hostB.Namespace, b.Ipv4, [first.Pid]);
+    await MeasureAsync("relayed, across two gateways", hostC.Namespace, c.Ipv4, [first.Pid, second.Pid, silo.Pid]);
+
+    // The path between A and B opens: they move to it by themselves.
+    Nft(hostA.Namespace, "delete table inet eo_bench_block");
+    Nft(hostB.Namespace, "delete table inet eo_bench_block");
+    var opened = Stopwatch.StartNew();
+    await a.Agent.WaitForEventAsync("path_direct", TimeSpan.FromSeconds(30));
+    Console.WriteLine($"A moved to the direct path {opened.ElapsedMilliseconds} ms after it opened");
+    await Task.Delay(TimeSpan.FromSeconds(1));
+    await MeasureAsync("direct", hostB.Namespace, b.Ipv4, [first.Pid]);
+
+    var direct = results.Single(r => r.Path == "direct");
+    Console.WriteLine();
+    Console.WriteLine("| path | TCP MiB/s | of direct | round trip p50 / p99 ms | p50 against direct | gateway-side CPU s per Gbit |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    foreach (var r in results)
+    {
+        Console.WriteLine($"| {r.Path} | {r.MiBs:F1} | {r.MiBs / direct.MiBs:F2} | {r.P50:F3} / {r.P99:F3} | {r.P50 / direct.P50:F2}× | {(r.Path == "direct" ? "-" : r.GatewayCpuPerGbit.ToString("F1", CultureInfo.InvariantCulture))} |");
+    }
+
+    // 3. Relayed pairs at 1 Mbit/s each through the first gateway.
+    Console.WriteLine();
+    Console.WriteLine("| pairs | offered Mbit/s | delivered | gateway CPU (cores) |");
+    Console.WriteLine("|---|---|---|---|");
+    var relayUrl = new Uri(first.HttpUrl.ToString().Replace("http://", "ws://", StringComparison.Ordinal).TrimEnd('/') + "/api/v1/machine/relay");
+    var nodes = new List<(string Id, ClientWebSocket Socket)>();
+    var carried = 0;
+    foreach (var pairs in pairSteps)
+    {
+        while (nodes.Count < pairs * 2)
+        {
+            var (id, token) = await RegisterAsync(key, $"r{nodes.Count}");
+            var socket = new ClientWebSocket();
+            socket.Options.SetRequestHeader("Authorization", "Bearer " + token);
+            await socket.ConnectAsync(relayUrl, CancellationToken.None);
+            nodes.Add((id, socket));
+        }
+
+        var (sent, received, cores) = await PairsAsync(nodes.Take(pairs * 2).ToList(), first.Pid, TimeSpan.FromSeconds(10));
+        var delivered = sent == 0 ? 0 : (double)received / sent;
+        Console.WriteLine($"| {pairs} | {pairs} | {delivered:P1} | {cores:F2} |");
+        if (delivered < 0.99)
+        {
+            break;
+        }
+
+        carried = pairs;
+    }
+
+    Console.WriteLine($"relayed pairs at 1 Mbit/s carried by one gateway with at least 99 % delivered: {carried}{(carried == pairSteps[^1] ? " (the largest step tried)" : "")}");
+    foreach (var (_, socket) in nodes)
+    {
+        socket.Abort();
+        socket.Dispose();
+    }
+}
+finally
+{
+    foreach (var agent in running.Where(a => !a.HasExited))
+    {
+        await agent.TerminateAsync();
+        try
+        {
+            await agent.WaitForExitAsync(TimeSpan.FromSeconds(20));
+        }
+        catch (TimeoutException)
+        {
+            await agent.KillAsync();
+        }
+
+        await agent.DisposeAsync();
+    }
+
+    Directory.Delete(directory, recursive: true);
+}
+
+return 0;
+
+// Each pair's first node sends its second 1 Mbit/s (89 packets of 1,400 bytes a second, paced every 20 ms); every
+// second node reads and counts. Returns packets sent, packets received, and the gateway's CPU in cores.
+static async Task<(long Sent, long Received, double Cores)> PairsAsync(List<(string Id, ClientWebSocket Socket)> nodes, int gatewayPid, TimeSpan duration)
+{
+    long sent = 0;
+    long received = 0;
+    using var stop = new CancellationTokenSource();
+    var receivers = new List<Task>();
+    var senders = new List<Task>();
+    for (var i = 0; i + 1 < nodes.Count; i += 2)
+    {
+        var (from, to) = (nodes[i], nodes[i + 1]);
+        receivers.Add(Task.Run(async () =>
+        {
+            var buffer = new byte[4096];
+            try
+            {
+                while (true)
+                {
+                    var result = await to.Socket.ReceiveAsync(buffer, stop.Token);
+                    if (result.EndOfMessage)
+                    {
+                        Interlocked.Increment(ref received);
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }));
+        var frame = RelayFrame.Encode(to.Id, new byte[1400]);
+        senders.Add(Task.Run(async () =>
+        {
+            const double PerSecond = 1_000_000 / 8.0 / 1400;
+            var clock = Stopwatch.StartNew();
+            using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(20));
+            long mine = 0;
+            try
+            {
+                while (await timer.WaitForNextTickAsync(stop.Token))
+                {
+                    while (mine < clock.Elapsed.TotalSeconds * PerSecond)
+                    {
+                        await from.Socket.SendAsync(frame, WebSocketMessageType.Binary, endOfMessage: true, CancellationToken.None);
+                        mine++;
+                        Interlocked.Increment(ref sent);
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }));
+    }
+
+    var cpu = Cpu(gatewayPid);
+    var wall = Stopwatch.StartNew();
+    await Task.Delay(duration);
+    await stop.CancelAsync();
+    await Task.WhenAll(senders);
+    var sentTotal = Interlocked.Read(ref sent);
+    // What is still on its way arrives within a second.
+    await Task.Delay(TimeSpan.FromSeconds(1));
+    var cores = (Cpu(gatewayPid) - cpu).TotalSeconds / wall.Elapsed.TotalSeconds;
+    var receivedTotal = Interlocked.Read(ref received);
+    return (sentTotal, receivedTotal, cores);
+}
+
+void Nft(string ns, string command)
+{
+    var (exitCode, output) = NetworkLab.RunIn(ns, ["nft", .. command.Split(' ')]);
+    if (exitCode != 0)
+    {
+        throw new InvalidOperationException($"nft {command}: {output}");
+    }
+}
+
+async Task<string> CreateKeyAsync()
+{
+    using var response = await admin.PostAsJsonAsync("/api/v1/tailnets/-/keys", new { reusable = true, ephemeral = false, preauthorized = true });
+    response.EnsureSuccessStatusCode();
+    return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!;
+}
+
+async Task<(string Id, string Token)> RegisterAsync(string authKey, string hostname)
+{
+    var nodeKey = "nodekey:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+    using var response = await admin.PostAsJsonAsync("/api/v1/machine/register", new { authKey, nodeKey, hostname });
+    response.EnsureSuccessStatusCode();
+    var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+    return (body.GetProperty("node").GetProperty("id").GetString()!, body.GetProperty("nodeToken").GetString()!);
+}
+
+async Task<(AgentProcess Agent, IPAddress Ipv4)> UpAsync(string name, string authKey, string ns, Uri loginServer)
+{
+    var agent = AgentProcess.Start(["up", "--login-server", loginServer.ToString(), "--hostname", name, "--json", "--socket", Path.Combine(directory, name + ".sock"),
+        "--tun", $"eor{lab.Subnet}{name}", "--listen-port", "41641"], new Dictionary<string, string> { ["EO_AUTH_KEY"] = authKey }, inNamespace: ns);
+    running.Add(agent);
+    var ready = await agent.WaitForEventAsync("interface_ready", TimeSpan.FromSeconds(60));
+    return (agent, IPAddress.Parse(ready.GetProperty("addresses")[0].GetString()!.Split('/')[0]));
+}
+
+static async Task ReachableAsync(string fromNs, string toNs, IPAddress to)
+{
+    using var listener = NetworkLab.TcpSocketIn(toNs, to.AddressFamily);
+    listener.Bind(new IPEndPoint(to, 7300));
+    listener.Listen();
+    var deadline = Stopwatch.StartNew();
+    while (true)
+    {
+        using var client = NetworkLab.TcpSocketIn(fromNs, to.AddressFamily);
+        using var attempt = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+        try
+        {
+            await client.ConnectAsync(new IPEndPoint(to, 7300), attempt.Token);
+            return;
+        }
+        catch (Exception exception) when (exception is SocketException or OperationCanceledException && deadline.Elapsed < TimeSpan.FromSeconds(30))
+        {
+        }
+    }
+}
+
+static async Task<double> ThroughputAsync(string fromNs, string toNs, IPAddress to, int mebibytes)
+{
+    using var listener = NetworkLab.TcpSocketIn(toNs, to.AddressFamily);
+    listener.Bind(new IPEndPoint(to, 7100));
+    listener.Listen();
+    var receiving = Task.Run(async () =>
+    {
+        using var connection = await listener.AcceptAsync();
+        var buffer = new byte[1 << 16];
+        long total = 0;
+        int read;
+        while ((read = await connection.ReceiveAsync(buffer)) > 0)
+        {
+            total += read;
+        }
+
+        return total;
+    });
+    using var client = NetworkLab.TcpSocketIn(fromNs, to.AddressFamily);
+    await client.ConnectAsync(new IPEndPoint(to, 7100)).WaitAsync(TimeSpan.FromSeconds(30));
+    var chunk = new byte[1 << 16];
+    var clock = Stopwatch.StartNew();
+    for (long sent = 0; sent < (long)mebibytes << 20; sent += chunk.Length)
+    {
+        await client.SendAsync(chunk);
+    }
+
+    client.Shutdown(SocketShutdown.Send);
+    var received = await receiving.WaitAsync(TimeSpan.FromSeconds(60));
+    return received / (1024.0 * 1024) / clock.Elapsed.TotalSeconds;
+}
+
+static async Task<List<double>> RoundTripsAsync(string fromNs, string toNs, IPAddress to, int count)
+{
+    using var listener = NetworkLab.TcpSocketIn(toNs, to.AddressFamily);
+    listener.Bind(new IPEndPoint(to, 7200));
+    listener.Listen();
+    var echo = Task.Run(async () =>
+    {
+        using var connection = await listener.AcceptAsync();
+        connection.NoDelay = true;
+        var buffer = new byte[1];
+        while (await connection.ReceiveAsync(buffer) > 0)
+        {
+            await connection.SendAsync(buffer);
+        }
+    });
+    using var client = NetworkLab.TcpSocketIn(fromNs, to.AddressFamily);
+    client.NoDelay = true;
+    await client.ConnectAsync(new IPEndPoint(to, 7200)).WaitAsync(TimeSpan.FromSeconds(30));
+    var times = new List<double>(count);
+    var one = new byte[1];
+    for (var i = 0; i < count; i++)
+    {
+        var clock = Stopwatch.StartNew();
+        await client.SendAsync(one);
+        await client.ReceiveAsync(one).WaitAsync(TimeSpan.FromSeconds(10));
+        times.Add(clock.Elapsed.TotalMilliseconds);
+    }
+
+    client.Shutdown(SocketShutdown.Both);
+    await echo.WaitAsync(TimeSpan.FromSeconds(10));
+    times.Sort();
+    return times;
+}
+
+static double Percentile(List<double> sorted, double p) => sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
+
+static TimeSpan Cpu(int pid)
+{
+    var fields = File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+    var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+    return TimeSpan.FromSeconds(ticks / 100.0);
+}
+
+int Argument(string name, int fallback) =>
+    Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
+
+int[] ArgumentList(string name, int[] fallback) =>
+    Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1].Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray() : fallback;
