@@ -39,7 +39,6 @@ var common = new Dictionary<string, string>
     ["ConnectionStrings:Postgres"] = await postgres.CreateDatabaseAsync("relaybench"),
     ["Cluster:Id"] = "relaybench-" + Guid.NewGuid().ToString("N"),
     ["Admin:ApiKey"] = AdminKey,
-    ["Logging:LogLevel:Default"] = "Warning",
 };
 await using var silo = await HostProcess.StartSiloAsync(new Dictionary<string, string>(common)
 {
@@ -47,7 +46,13 @@ await using var silo = await HostProcess.StartSiloAsync(new Dictionary<string, s
     ["Silo:Port"] = FreePort.Next().ToString(CultureInfo.InvariantCulture),
     ["Silo:GatewayPort"] = FreePort.Next().ToString(CultureInfo.InvariantCulture),
 });
-Dictionary<string, string> OnBridge() => new(common) { ["Gateway:Mode"] = "Client", ["Kestrel:Endpoints:Http:Url"] = $"http://{lab.HostAddress}:{FreePort.Next()}" };
+// (The silo logs at its default level: its readiness is read from "Application started".)
+Dictionary<string, string> OnBridge() => new(common)
+{
+    ["Gateway:Mode"] = "Client",
+    ["Kestrel:Endpoints:Http:Url"] = $"http://{lab.HostAddress}:{FreePort.Next()}",
+    ["Logging:LogLevel:Default"] = "Warning",
+};
 await using var first = await HostProcess.StartGatewayAsync(OnBridge(), TimeSpan.FromSeconds(120));
 await using var second = await HostProcess.StartGatewayAsync(OnBridge(), TimeSpan.FromSeconds(120));
 using var admin = new HttpClient { BaseAddress = first.HttpUrl };

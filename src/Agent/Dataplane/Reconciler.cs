@@ -71,6 +71,10 @@ public sealed class Reconciler : IAsyncDisposable
     /// retransmission (1.4 s), so a connection's pause stays short.</summary>
     public static readonly TimeSpan DirectSilence = TimeSpan.FromMilliseconds(750);
 
+    /// <summary>Seconds between keepalives to a relayed peer: the direct tries ride on what the device sends, so an idle
+    /// relayed pair still tries its direct path every few seconds (a keepalive through the relay is 32 bytes).</summary>
+    public const int RelayedKeepaliveSeconds = 5;
+
     /// <summary>How long an online peer on a direct path may send nothing at all (it keeps alive every 25 s).</summary>
     public static readonly TimeSpan DirectQuiet = TimeSpan.FromSeconds(ConfigCompiler.KeepaliveSeconds * 2 + 5);
 
@@ -319,7 +323,7 @@ public sealed class Reconciler : IAsyncDisposable
 
             _heardAt.Remove(key);
             _relay!.SetDirect(peer.NodeId, _netmapEndpoints.GetValueOrDefault(key));
-            return peer with { Endpoint = _relay.EndpointFor(peer.NodeId) };
+            return peer with { Endpoint = _relay.EndpointFor(peer.NodeId), Keepalive = RelayedKeepaliveSeconds };
         }, cancellationToken);
         if (relayed.Count > 0)
         {
@@ -345,7 +349,8 @@ public sealed class Reconciler : IAsyncDisposable
             {
                 lines.Add($"public_key={key}");
                 lines.Add($"endpoint={heard.From}");
-                _peers[key] = peer with { Endpoint = heard.From };
+                lines.Add($"persistent_keepalive_interval={ConfigCompiler.KeepaliveSeconds}");
+                _peers[key] = peer with { Endpoint = heard.From, Keepalive = ConfigCompiler.KeepaliveSeconds };
                 _relayed.Remove(key);
                 if (Equals(heard.From, _netmapEndpoints.GetValueOrDefault(key)))
                 {
@@ -380,7 +385,9 @@ public sealed class Reconciler : IAsyncDisposable
                     if (_relayed.Add(key))
                     {
                         // The peer relays to this node: the device roamed to its relay socket. Try it directly too.
-                        _peers[key] = peer with { Endpoint = at };
+                        lines.Add($"public_key={key}");
+                        lines.Add($"persistent_keepalive_interval={RelayedKeepaliveSeconds}");
+                        _peers[key] = peer with { Endpoint = at, Keepalive = RelayedKeepaliveSeconds };
                         _heardAt.Remove(key);
                         _relay.SetDirect(peer.NodeId, _netmapEndpoints.GetValueOrDefault(key));
                     }
@@ -391,7 +398,9 @@ public sealed class Reconciler : IAsyncDisposable
                 if (_relayed.Remove(key))
                 {
                     // The peer reached this node directly and the device roamed to it.
-                    _peers[key] = peer with { Endpoint = _heardAt.GetValueOrDefault(key) ?? _netmapEndpoints.GetValueOrDefault(key) };
+                    lines.Add($"public_key={key}");
+                    lines.Add($"persistent_keepalive_interval={ConfigCompiler.KeepaliveSeconds}");
+                    _peers[key] = peer with { Endpoint = _heardAt.GetValueOrDefault(key) ?? _netmapEndpoints.GetValueOrDefault(key), Keepalive = ConfigCompiler.KeepaliveSeconds };
                     _relay.StopProbing(peer.NodeId);
                     _paths.Forget(key);
                     continue;
@@ -402,7 +411,8 @@ public sealed class Reconciler : IAsyncDisposable
                     var relayed = _relay.EndpointFor(peer.NodeId);
                     lines.Add($"public_key={key}");
                     lines.Add($"endpoint={relayed}");
-                    _peers[key] = peer with { Endpoint = relayed };
+                    lines.Add($"persistent_keepalive_interval={RelayedKeepaliveSeconds}");
+                    _peers[key] = peer with { Endpoint = relayed, Keepalive = RelayedKeepaliveSeconds };
                     _relayed.Add(key);
                     _heardAt.Remove(key);
                     _relay.SetDirect(peer.NodeId, _netmapEndpoints.GetValueOrDefault(key) ?? at);
@@ -552,7 +562,7 @@ public sealed class Reconciler : IAsyncDisposable
                 if (_relayed.Contains(desired.PublicKeyHex))
                 {
                     // A relayed peer stays relayed until a direct path is heard (see FollowPathsAsync).
-                    desired = desired with { Endpoint = _relay!.EndpointFor(desired.NodeId) };
+                    desired = desired with { Endpoint = _relay!.EndpointFor(desired.NodeId), Keepalive = desired.Keepalive > 0 ? RelayedKeepaliveSeconds : 0 };
                 }
                 else if (_heardAt.TryGetValue(desired.PublicKeyHex, out var heardAt))
                 {
