@@ -122,6 +122,7 @@ try
     Console.WriteLine("|---|---|---|---|");
     var relayUrl = new Uri(first.HttpUrl.ToString().Replace("http://", "ws://", StringComparison.Ordinal).TrimEnd('/') + "/api/v1/machine/relay");
     var nodes = new List<(string Id, ClientWebSocket Socket)>();
+    var receivedFrames = new long[1];
     var carried = 0;
     foreach (var pairs in pairSteps)
     {
@@ -132,9 +133,33 @@ try
             socket.Options.SetRequestHeader("Authorization", "Bearer " + token);
             await socket.ConnectAsync(relayUrl, CancellationToken.None);
             nodes.Add((id, socket));
+            // Every node reads for as long as the bench runs (cancelling a WebSocket read would abort the socket).
+            _ = Task.Run(async () =>
+            {
+                var buffer = new byte[4096];
+                try
+                {
+                    while (true)
+                    {
+                        var result = await socket.ReceiveAsync(buffer, CancellationToken.None);
+                        if (result.MessageType == WebSocketMessageType.Close)
+                        {
+                            return;
+                        }
+
+                        if (result.EndOfMessage)
+                        {
+                            Interlocked.Increment(ref receivedFrames[0]);
+                        }
+                    }
+                }
+                catch (Exception exception) when (exception is WebSocketException or ObjectDisposedException)
+                {
+                }
+            });
         }
 
-        var (sent, received, cores) = await PairsAsync(nodes.Take(pairs * 2).ToList(), first.Pid, TimeSpan.FromSeconds(10));
+        var (sent, received, cores) = await PairsAsync(nodes.Take(pairs * 2).ToList(), receivedFrames, first.Pid, TimeSpan.FromSeconds(10));
         var delivered = sent == 0 ? 0 : (double)received / sent;
         Console.WriteLine($"| {pairs} | {pairs} | {delivered:P1} | {cores:F2} |");
         if (delivered < 0.99)
@@ -175,35 +200,16 @@ finally
 return 0;
 
 // Each pair's first node sends its second 1 Mbit/s (89 packets of 1,400 bytes a second, paced every 20 ms); every
-// second node reads and counts. Returns packets sent, packets received, and the gateway's CPU in cores.
-static async Task<(long Sent, long Received, double Cores)> PairsAsync(List<(string Id, ClientWebSocket Socket)> nodes, int gatewayPid, TimeSpan duration)
+// node's reader counts into receivedFrames. Returns packets sent, packets received, and the gateway's CPU in cores.
+static async Task<(long Sent, long Received, double Cores)> PairsAsync(List<(string Id, ClientWebSocket Socket)> nodes, long[] receivedFrames, int gatewayPid, TimeSpan duration)
 {
     long sent = 0;
-    long received = 0;
+    var receivedBefore = Interlocked.Read(ref receivedFrames[0]);
     using var stop = new CancellationTokenSource();
-    var receivers = new List<Task>();
     var senders = new List<Task>();
     for (var i = 0; i + 1 < nodes.Count; i += 2)
     {
         var (from, to) = (nodes[i], nodes[i + 1]);
-        receivers.Add(Task.Run(async () =>
-        {
-            var buffer = new byte[4096];
-            try
-            {
-                while (true)
-                {
-                    var result = await to.Socket.ReceiveAsync(buffer, stop.Token);
-                    if (result.EndOfMessage)
-                    {
-                        Interlocked.Increment(ref received);
-                    }
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }));
         var frame = RelayFrame.Encode(to.Id, new byte[1400]);
         senders.Add(Task.Run(async () =>
         {
@@ -238,7 +244,7 @@ static async Task<(long Sent, long Received, double Cores)> PairsAsync(List<(str
     // What is still on its way arrives within a second.
     await Task.Delay(TimeSpan.FromSeconds(1));
     var cores = (Cpu(gatewayPid) - cpu).TotalSeconds / wall.Elapsed.TotalSeconds;
-    var receivedTotal = Interlocked.Read(ref received);
+    var receivedTotal = Interlocked.Read(ref receivedFrames[0]) - receivedBefore;
     return (sentTotal, receivedTotal, cores);
 }
 

@@ -54,6 +54,10 @@ public static partial class AgentCli
 
         // up
         var authKey = new Option<string?>("--auth-key") { Description = "eo-auth-… key to register with (env EO_AUTH_KEY keeps it out of ps)." };
+        var idTokenFile = new Option<string?>("--id-token-file") { Description = "Register with the OIDC ID token in this file instead of an auth key (env EO_ID_TOKEN holds one too): a trust policy of --tailnet must accept it." };
+        var idTokenGitHub = new Option<bool>("--id-token-github") { Description = "Register with this GitHub Actions job's OIDC token (the job needs `permissions: id-token: write`)." };
+        var idTokenAudience = new Option<string?>("--id-token-audience") { Description = "The audience to ask GitHub for (default: the --login-server URL)." };
+        var tailnetName = new Option<string?>("--tailnet") { Description = "The tailnet whose trust policies judge the ID token (default -)." };
         var hostname = new Option<string>("--hostname") { Description = "The device's name.", DefaultValueFactory = _ => Environment.MachineName };
         var state = new Option<string>("--state")
         {
@@ -131,7 +135,8 @@ public static partial class AgentCli
         };
         var up = new Command("up", "Join the tailnet and follow its netmap until stopped.\n\nExample:\n  EO_AUTH_KEY=eo-auth-… eo up --hostname build-42 --login-server https://eo.example.com")
         {
-            loginServer, authKey, hostname, state, json, transport, socket, connectTimeout, streamTimeout, listenPort, tun, relayAfter,
+            loginServer, authKey, idTokenFile, idTokenGitHub, idTokenAudience, tailnetName, hostname, state, json, transport, socket, connectTimeout,
+            streamTimeout, listenPort, tun, relayAfter,
         };
         up.SetAction(parse => new UpCommand(new UpOptions(
             parse.GetValue(loginServer)!,
@@ -145,7 +150,14 @@ public static partial class AgentCli
             parse.GetValue(streamTimeout),
             parse.GetValue(listenPort),
             parse.GetValue(tun)!,
-            parse.GetValue(relayAfter))).RunAsync());
+            parse.GetValue(relayAfter))
+        {
+            IdTokenFile = parse.GetValue(idTokenFile),
+            IdToken = Environment.GetEnvironmentVariable("EO_ID_TOKEN") is { Length: > 0 } token ? token : null,
+            IdTokenGitHub = parse.GetValue(idTokenGitHub),
+            IdTokenAudience = parse.GetValue(idTokenAudience),
+            Tailnet = parse.GetValue(tailnetName),
+        }).RunAsync());
 
         // logout, status, netmap: ask the agent that is up
         var logoutState = new Option<string?>("--state") { Description = "Log out the node saved in this state file (through its agent if it is up on --socket)." };

@@ -15,7 +15,7 @@ public static class CliErrors
     private static readonly string[] SecretFlags = ["--auth-key", "--admin-key"];
 
     /// <summary>Environment variables whose values are secrets.</summary>
-    private static readonly string[] SecretVariables = ["EO_AUTH_KEY", "EO_ADMIN_KEY"];
+    private static readonly string[] SecretVariables = ["EO_AUTH_KEY", "EO_ADMIN_KEY", "EO_ID_TOKEN"];
 
     /// <summary>The one line for the first parse error of <paramref name="parsed"/>.</summary>
     public static string Describe(ParseResult parsed, IReadOnlyList<string> args)

@@ -27,6 +27,19 @@ public sealed record UpOptions(
 
     public bool ControlOnly => Tun == NoTun;
 
+    /// <summary><c>--id-token-file</c>: register with the OIDC ID token in this file.</summary>
+    public string? IdTokenFile { get; init; }
+
+    /// <summary><c>EO_ID_TOKEN</c>: register with this OIDC ID token.</summary>
+    public string? IdToken { get; init; }
+
+    /// <summary><c>--id-token-github</c>: register with the GitHub Actions job's OIDC token.</summary>
+    public bool IdTokenGitHub { get; init; }
+
+    public string? IdTokenAudience { get; init; }
+
+    public string? Tailnet { get; init; }
+
     /// <summary><c>--state mem:</c>: nothing on disk, the node is ephemeral and goes when the agent exits.</summary>
     public bool InMemory => State == MemoryState;
 }
@@ -97,10 +110,36 @@ public sealed class UpCommand(UpOptions options)
             return ExitCodes.Usage;
         }
 
-        if (saved is null && string.IsNullOrEmpty(options.AuthKey))
+        var ways = new[] { !string.IsNullOrEmpty(options.AuthKey), options.IdTokenFile is not null, options.IdToken is not null, options.IdTokenGitHub }.Count(given => given);
+        if (ways > 1)
         {
-            _output.Error("auth_key_required", "An auth key is needed to register: --auth-key or EO_AUTH_KEY.");
+            _output.Error("credential_conflict", "Give one way to register: --auth-key (EO_AUTH_KEY), --id-token-file, EO_ID_TOKEN or --id-token-github.");
             return ExitCodes.Usage;
+        }
+
+        if (saved is null && ways == 0)
+        {
+            _output.Error("auth_key_required", "An auth key or an ID token is needed to register: --auth-key or EO_AUTH_KEY; --id-token-file, EO_ID_TOKEN or --id-token-github.");
+            return ExitCodes.Usage;
+        }
+
+        IdTokenSource? idToken = null;
+        if (options.IdTokenGitHub)
+        {
+            (idToken, var missing) = IdTokenSource.FromGitHubActions(options.IdTokenAudience ?? options.LoginServer.ToString().TrimEnd('/'));
+            if (missing is not null)
+            {
+                _output.Error("id_token_unavailable", missing);
+                return ExitCodes.Usage;
+            }
+        }
+        else if (options.IdTokenFile is { } file)
+        {
+            idToken = IdTokenSource.FromFile(file);
+        }
+        else if (options.IdToken is { } token)
+        {
+            idToken = IdTokenSource.FromValue(token);
         }
 
         // Before anything is made or registered: a machine that cannot have the interface gets one line.
@@ -138,7 +177,11 @@ public sealed class UpCommand(UpOptions options)
             _session = new ControlSession(
                 new ControlSessionOptions(options.LoginServer, options.AuthKey, options.Hostname, options.Transport, options.ConnectTimeout,
                     options.StreamTimeout, Ephemeral: options.InMemory, StateFile: options.InMemory ? null : options.State,
-                    ListenPort: options.ControlOnly ? null : options.ListenPort, EndpointCheckInterval: TimeSpan.FromSeconds(5)),
+                    ListenPort: options.ControlOnly ? null : options.ListenPort, EndpointCheckInterval: TimeSpan.FromSeconds(5))
+                {
+                    IdToken = idToken,
+                    Tailnet = options.Tailnet,
+                },
                 identity, saved, _output, _dataplane is { } dataplane ? dataplane.Offer : null);
             if (!await _session.StartAsync(_stopping.Token))
             {

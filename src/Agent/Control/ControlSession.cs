@@ -24,7 +24,14 @@ public sealed record ControlSessionOptions(
     bool Ephemeral,
     string? StateFile,
     int? ListenPort,
-    TimeSpan EndpointCheckInterval);
+    TimeSpan EndpointCheckInterval)
+{
+    /// <summary>Instead of <see cref="AuthKey"/>: where to get an OIDC ID token for a trust policy of <see cref="Tailnet"/>.</summary>
+    public IdTokenSource? IdToken { get; init; }
+
+    /// <summary>The tailnet whose trust policies judge <see cref="IdToken"/> (null: the default tailnet).</summary>
+    public string? Tailnet { get; init; }
+}
 
 /// <summary>A logout's outcome: done, or why not.</summary>
 public sealed record LogoutOutcome(string NodeId, AgentFailure? Failure);
@@ -176,7 +183,7 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
                     // Still unreachable: the next round tries again.
                 }
             }
-            catch (AgentFailure failure) when (failure.Code == "invalid_token" && resumed && !everConnected && !string.IsNullOrEmpty(options.AuthKey))
+            catch (AgentFailure failure) when (failure.Code == "invalid_token" && resumed && !everConnected && (!string.IsNullOrEmpty(options.AuthKey) || options.IdToken is not null))
             {
                 // The saved node is gone (removed while this agent was down) or its token was replaced: register again.
                 output.Event("expired", null, "the saved node's token no longer works; registering again");
@@ -225,14 +232,14 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
     /// <summary>Registers with the auth key, retrying while the gateway cannot be reached, and saves the state.</summary>
     private async Task<Node?> RegisterAsync(CancellationToken stopping)
     {
-        if (string.IsNullOrEmpty(options.AuthKey))
+        if (string.IsNullOrEmpty(options.AuthKey) && options.IdToken is null)
         {
-            throw new AgentFailure("auth_key_required", "An auth key is needed to register (--auth-key or EO_AUTH_KEY).", transient: false);
+            throw new AgentFailure("auth_key_required", "An auth key or an ID token is needed to register (--auth-key or EO_AUTH_KEY; --id-token-file, EO_ID_TOKEN or --id-token-github).", transient: false);
         }
 
-        // Each attempt gets a fresh proof: the gateway accepts a proof's time once, and a retry may follow an attempt
-        // that registered the node although its answer was lost.
-        var response = await RetryAsync(ct => _client!.RegisterAsync(RegisterRequest(), ct), stopping);
+        // Each attempt gets a fresh proof (the gateway accepts a proof's time once, and a retry may follow an attempt
+        // that registered the node although its answer was lost) and a freshly read ID token.
+        var response = await RetryAsync(async ct => await _client!.RegisterAsync(await RegisterRequestAsync(ct), ct), stopping);
         if (response is null)
         {
             return null;
@@ -252,16 +259,27 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
 
     /// <summary>A registration of this node, with a proof of possession made now when the gateway's control key is
     /// known (gateways that publish none do not ask for one).</summary>
-    private RegisterRequest RegisterRequest()
+    private async Task<RegisterRequest> RegisterRequestAsync(CancellationToken cancellationToken)
     {
-        var request = new RegisterRequest { AuthKey = options.AuthKey, NodeKey = identity.NodeKey, Hostname = options.Hostname, Ephemeral = options.Ephemeral };
+        var request = new RegisterRequest { NodeKey = identity.NodeKey, Hostname = options.Hostname, Ephemeral = options.Ephemeral };
+        string credential;
+        if (options.IdToken is { } source)
+        {
+            credential = request.IdToken = await source.GetAsync(cancellationToken);
+            request.Tailnet = options.Tailnet ?? "";
+        }
+        else
+        {
+            credential = request.AuthKey = options.AuthKey!;
+        }
+
         if (_controlKey is not null)
         {
             Protocol.RegistrationProof proof;
             try
             {
                 proof = Protocol.RegistrationProof.Create(identity.PrivateKey, _controlKey,
-                    new RegistrationFields(options.AuthKey!, identity.NodeKey, options.Hostname, options.Ephemeral), DateTimeOffset.UtcNow);
+                    new RegistrationFields(credential, identity.NodeKey, options.Hostname, options.Ephemeral), DateTimeOffset.UtcNow);
             }
             catch (ArgumentException exception)
             {

@@ -49,7 +49,8 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
         var json = await SendAsync(() => _http.PostAsJsonAsync("/api/v1/machine/register",
             new
             {
-                authKey = request.AuthKey, nodeKey = request.NodeKey, hostname = request.Hostname, ephemeral = request.Ephemeral,
+                authKey = request.AuthKey.Length > 0 ? request.AuthKey : null, nodeKey = request.NodeKey, hostname = request.Hostname, ephemeral = request.Ephemeral,
+                idToken = request.IdToken.Length > 0 ? request.IdToken : null, tailnet = request.Tailnet.Length > 0 ? request.Tailnet : null,
                 proof = request.Proof is { } proof ? new { timestamp = proof.Timestamp, mac = proof.Mac.ToBase64() } : null,
             },
             cancellationToken), cancellationToken);

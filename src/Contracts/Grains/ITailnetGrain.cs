@@ -44,6 +44,16 @@ public interface ITailnetGrain : IGrainWithStringKey
     /// <summary>Renames a node the registry holds, if no other node has <paramref name="name"/>; peers learn it as a change.</summary>
     Task<RenameOutcome> Rename(string nodeId, string name);
 
+    /// <summary>The tailnet's trust policies (workload identity), oldest first.</summary>
+    [ReadOnly, AlwaysInterleave]
+    Task<TrustPolicy[]> ListTrustPolicies();
+
+    /// <summary>Adds or replaces a trust policy (by id). Completes once it is durable.</summary>
+    Task PutTrustPolicy(TrustPolicy policy);
+
+    /// <summary>Deletes a trust policy: no new registrations through it; its nodes stay. False when there was none.</summary>
+    Task<bool> DeleteTrustPolicy(string policyId);
+
     /// <summary>Every node of the tailnet.</summary>
     [ReadOnly]
     Task<TailnetSnapshot> GetSnapshot();

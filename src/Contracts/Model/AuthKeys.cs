@@ -31,14 +31,16 @@ public sealed record CreatedAuthKey(
     [property: Id(0)] AuthKeyInfo Info,
     [property: Id(1)] string Key);
 
-/// <summary>What a successfully redeemed key grants to the node it registers.</summary>
+/// <summary>What a successfully redeemed key (or a trust policy, for an OIDC token: <c>trust:&lt;policy id&gt;</c> as
+/// <see cref="KeyId"/>, with the token's <see cref="Subject"/>) grants to the node it registers.</summary>
 [GenerateSerializer, Immutable]
 public sealed record KeyGrant(
     [property: Id(0)] string KeyId,
     [property: Id(1)] string Tailnet,
     [property: Id(2)] bool Ephemeral,
     [property: Id(3)] bool Preauthorized,
-    [property: Id(4)] string[] Tags);
+    [property: Id(4)] string[] Tags,
+    [property: Id(5)] string? Subject = null);
 
 /// <summary>The outcome of redeeming a key: a grant, or why not.</summary>
 [GenerateSerializer, Immutable]

@@ -9,6 +9,9 @@ public enum FailureKind
     NotFound,
     Exhausted,
     Conflict,
+
+    /// <summary>Something the call depends on outside the cluster (an OIDC issuer) did not answer: try again later.</summary>
+    Dependency,
 }
 
 /// <summary>A refusal with a stable machine-readable code and a human-readable detail.</summary>

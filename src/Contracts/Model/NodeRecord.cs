@@ -28,6 +28,10 @@ public sealed record NodeRecord(
     /// <summary>The UDP endpoints the node's WireGuard listens on, as its agent last reported them (peers dial these).</summary>
     [Id(14)]
     public ValueList<IPEndPoint> Endpoints { get; init; } = ValueList<IPEndPoint>.Empty;
+
+    /// <summary>For a node registered with an OIDC token (<see cref="KeyId"/> <c>trust:&lt;policy id&gt;</c>): the token's subject.</summary>
+    [Id(15)]
+    public string? Subject { get; init; }
 }
 
 /// <summary>What changes without a write: whether the node has a map stream, and when it was last seen.</summary>

@@ -21,6 +21,10 @@ public sealed record NodeView(
     string[] Endpoints,
     string[] AllowedIps)
 {
+    /// <summary>The subject of the OIDC token that registered the node, for operators (peers' netmaps leave it out).</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Subject { get; init; }
+
     public static NodeView From(NodeEntry entry)
     {
         var node = entry.Record;
@@ -41,6 +45,9 @@ public sealed record NodeView(
             node.KeyId,
             node.Tailnet,
             node.Endpoints.Select(Validation.Endpoints.Format).ToArray(),
-            [$"{node.Ipv4}/32", $"{node.Ipv6}/128"]);
+            [$"{node.Ipv4}/32", $"{node.Ipv6}/128"])
+        {
+            Subject = node.Subject,
+        };
     }
 }

@@ -3,14 +3,21 @@ using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Policy;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Gateway.Hosting;
+using EphemeralOrleans.Gateway.Identity;
 using EphemeralOrleans.Gateway.Telemetry;
 using EphemeralOrleans.Protocol;
 using Microsoft.Extensions.Options;
 
 namespace EphemeralOrleans.Gateway.Application;
 
-/// <summary>A registration as agents send it.</summary>
-public sealed record RegisterRequest(string? AuthKey, string? NodeKey, string? Hostname, bool Ephemeral, ProofRequest? Proof = null);
+/// <summary>A registration as agents send it: with an auth key, or with an OIDC ID token (workload identity) for a
+/// trust policy of <see cref="Tailnet"/> (default <c>-</c>).</summary>
+public sealed record RegisterRequest(string? AuthKey, string? NodeKey, string? Hostname, bool Ephemeral, ProofRequest? Proof = null,
+    string? IdToken = null, string? Tailnet = null);
+
+/// <summary>A trust policy as operators write it (see <see cref="TrustPolicySpec"/>).</summary>
+public sealed record TrustPolicyRequest(string? Issuer, string[]? Audiences, string? Subject, Dictionary<string, string>? Claims, string[]? Tags,
+    bool NeedsApproval, string? Description);
 
 /// <summary>A registration's proof of possession of its node key (see <see cref="RegistrationProof"/>): Unix
 /// milliseconds and the MAC, base64.</summary>
@@ -23,10 +30,11 @@ public sealed record CreateKeyRequest(bool Reusable, bool Ephemeral, bool Preaut
 /// The application layer: every rule of the agent and admin APIs, called by each transport. Refusals are thrown as
 /// <see cref="ControlPlaneException"/>; the transports only translate.
 /// </summary>
-public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options, ControlKey controlKey, TimeProvider time)
+public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options, ControlKey controlKey, IdTokenValidator idTokens, TimeProvider time)
 {
     private const int MaxHostnameLength = 255;
     private const int MaxDescriptionLength = 512;
+    private const int MaxIdTokenLength = 16 * 1024;
     private static readonly TimeSpan MaxExpiry = TimeSpan.FromDays(3650);
 
     private readonly SemaphoreSlim _registrations = new(options.Value.MaxConcurrentRegistrations);
@@ -52,21 +60,37 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             throw new ControlPlaneException(Failure.Invalid("invalid_hostname", $"hostname must be 1 to {MaxHostnameLength} printable characters."));
         }
 
-        if (!Identifiers.TryAuthKey(request.AuthKey, out var keyId, out var secret))
+        string? keyId = null, secret = null;
+        if (request.IdToken is null && !Identifiers.TryAuthKey(request.AuthKey, out keyId, out secret))
         {
             throw new ControlPlaneException(Failure.Unauthenticated("invalid_key", "The auth key is unknown or its secret is wrong."));
         }
 
-        // Checked before the key is redeemed: a proof that fails here costs the key no use.
+        if (request.IdToken is { } idToken && (request.AuthKey is not null || idToken.Length is 0 or > MaxIdTokenLength))
+        {
+            throw new ControlPlaneException(Failure.Invalid("token_malformed", $"Give either an auth key or an ID token (a JWT of at most {MaxIdTokenLength} characters), not both."));
+        }
+
+        // Checked before the key is redeemed: a proof that fails here costs the key no use. The credential it covers is
+        // the auth key or the ID token, whichever the agent holds.
         var provenAt = request.Proof is { } proof
-            ? await VerifyProofAsync(proof, nodeKey, new RegistrationFields(request.AuthKey!, nodeKey, request.Hostname!, request.Ephemeral), cancellationToken)
+            ? await VerifyProofAsync(proof, nodeKey, new RegistrationFields(request.AuthKey ?? request.IdToken!, nodeKey, request.Hostname!, request.Ephemeral), cancellationToken)
             : (DateTimeOffset?)null;
 
         await _registrations.WaitAsync(cancellationToken);
         try
         {
-            var redeemed = await grains.GetGrain<IAuthKeyGrain>(keyId).Redeem(secret);
-            var grant = redeemed.Grant ?? throw Refused(redeemed.Failure!);
+            KeyGrant grant;
+            if (request.IdToken is { } token)
+            {
+                grant = await RedeemIdTokenAsync(token, Tailnet(request.Tailnet), nodeKey, cancellationToken);
+            }
+            else
+            {
+                var redeemed = await grains.GetGrain<IAuthKeyGrain>(keyId!).Redeem(secret!);
+                grant = redeemed.Grant ?? throw Refused(redeemed.Failure!);
+            }
+
             var result = await grains.GetGrain<INodeGrain>(NodeIds.GrainKeyFor(grant.Tailnet, nodeKey))
                 .Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant) { ProvenAt = provenAt, NodeToken = nodeToken });
             if (result.Failure is { } failure)
@@ -80,6 +104,66 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         finally
         {
             _registrations.Release();
+        }
+    }
+
+    /// <summary>
+    /// What an OIDC ID token grants: the token must satisfy a trust policy of <paramref name="tailnet"/>
+    /// (<see cref="IdTokenValidator"/>), and not have registered another node key (a token registers one node; the same
+    /// node key may come back with it). Nodes so registered are always ephemeral.
+    /// </summary>
+    private async Task<KeyGrant> RedeemIdTokenAsync(string token, string tailnet, string nodeKey, CancellationToken cancellationToken)
+    {
+        var policies = await grains.GetGrain<ITailnetGrain>(tailnet).ListTrustPolicies();
+        var validated = await idTokens.ValidateAsync(token, policies, cancellationToken);
+        if (!await grains.GetGrain<ITokenReplayGrain>(validated.ReplayKey).Claim(nodeKey, validated.ExpiresAt))
+        {
+            throw Refused(Failure.Unauthenticated("token_replayed", "This ID token already registered another node; each token registers one."));
+        }
+
+        var policy = validated.Policy;
+        return new KeyGrant(TrustKeyPrefix + policy.Id, tailnet, Ephemeral: true, Preauthorized: !policy.Spec.NeedsApproval, [.. policy.Spec.Tags], validated.Subject);
+    }
+
+    /// <summary>How a node registered through a trust policy shows it in <c>keyId</c>.</summary>
+    public const string TrustKeyPrefix = "trust:";
+
+    public async Task<TrustPolicy[]> ListTrustPoliciesAsync(string tailnet) => await grains.GetGrain<ITailnetGrain>(tailnet).ListTrustPolicies();
+
+    public async Task<TrustPolicy> GetTrustPolicyAsync(string tailnet, string policyId) =>
+        (await ListTrustPoliciesAsync(tailnet)).FirstOrDefault(p => p.Id == policyId)
+        ?? throw new ControlPlaneException(Failure.NotFound("trust_policy_not_found", $"No trust policy '{policyId}' in tailnet '{tailnet}'."));
+
+    /// <summary>Creates a trust policy (<paramref name="policyId"/> null) or replaces one.</summary>
+    public async Task<TrustPolicy> PutTrustPolicyAsync(string tailnet, string? policyId, TrustPolicyRequest request)
+    {
+        var existing = policyId is null ? null : await GetTrustPolicyAsync(tailnet, policyId);
+        var (spec, failure) = TrustPolicyRules.Normalize(request.Issuer, request.Audiences, request.Subject, request.Claims, request.Tags, request.NeedsApproval, request.Description);
+        if (failure is not null)
+        {
+            throw new ControlPlaneException(failure);
+        }
+
+        if (spec!.Tags.Length > 0 && await PolicyAsync(tailnet) is var acl && spec.Tags.FirstOrDefault(t => !acl.Allows(t)) is { } unowned)
+        {
+            throw new ControlPlaneException(Failure.Invalid("tag_not_owned", $"'{unowned}' is not in the policy's tagOwners."));
+        }
+
+        await grains.GetGrain<ITailnetDirectoryGrain>(ITailnetDirectoryGrain.Key).Add(tailnet);
+        var now = time.GetUtcNow();
+        var policy = existing is null
+            ? new TrustPolicy("tp" + Secrets.Base62(12), tailnet, spec, now, now)
+            : existing with { Spec = spec, UpdatedAt = now };
+        await grains.GetGrain<ITailnetGrain>(tailnet).PutTrustPolicy(policy);
+        return policy;
+    }
+
+    /// <summary>Deletes a trust policy: no new registrations through it; nodes it registered stay.</summary>
+    public async Task DeleteTrustPolicyAsync(string tailnet, string policyId)
+    {
+        if (!await grains.GetGrain<ITailnetGrain>(tailnet).DeleteTrustPolicy(policyId))
+        {
+            throw new ControlPlaneException(Failure.NotFound("trust_policy_not_found", $"No trust policy '{policyId}' in tailnet '{tailnet}'."));
         }
     }
 

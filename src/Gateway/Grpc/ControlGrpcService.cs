@@ -17,7 +17,9 @@ public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IO
     {
         var proof = request.Proof is { } p ? new ProofRequest(p.Timestamp, p.Mac.ToBase64()) : null;
         var (node, token) = await controlPlane.RegisterAsync(
-            new Application.RegisterRequest(request.AuthKey, request.NodeKey, request.Hostname, request.Ephemeral, proof),
+            // proto3 strings are never null: empty means not given.
+            new Application.RegisterRequest(request.IdToken.Length > 0 && request.AuthKey.Length == 0 ? null : request.AuthKey, request.NodeKey, request.Hostname,
+                request.Ephemeral, proof, request.IdToken.Length > 0 ? request.IdToken : null, request.Tailnet.Length > 0 ? request.Tailnet : null),
             GrpcCredentials.Bearer(context), context.CancellationToken);
         return new RegisterResponse { Node = node.ToProto(), NodeToken = token };
     }

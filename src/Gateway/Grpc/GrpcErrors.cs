@@ -21,6 +21,7 @@ public sealed partial class GrpcErrors(ILogger<GrpcErrors> logger) : Interceptor
         FailureKind.NotFound => StatusCode.NotFound,
         FailureKind.Exhausted => StatusCode.ResourceExhausted,
         FailureKind.Conflict => StatusCode.AlreadyExists,
+        FailureKind.Dependency => StatusCode.Unavailable,
         _ => StatusCode.Internal,
     };
 

@@ -2,6 +2,7 @@ using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Gateway.Application;
 using EphemeralOrleans.Gateway.Grpc;
 using EphemeralOrleans.Gateway.Http;
+using EphemeralOrleans.Gateway.Identity;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Gateway.Relay;
 using EphemeralOrleans.Gateway.WebConsole;
@@ -79,6 +80,8 @@ public static partial class GatewayApp
         builder.Services.AddSingleton(new AdminKey(adminKey!));
         builder.Services.AddSingleton<ControlKey>();
         builder.Services.AddSingleton<ControlPlane>();
+        builder.Services.Configure<IdentityOptions>(configuration.GetSection(IdentityOptions.Section));
+        builder.Services.AddSingleton<IdTokenValidator>();
         builder.Services.AddSingleton<MapHub>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MapHub>());
         builder.Services.AddOptions<RelayOptions>().Bind(configuration.GetSection("Relay"));

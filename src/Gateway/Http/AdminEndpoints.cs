@@ -42,6 +42,23 @@ public static class AdminEndpoints
             return Results.NoContent();
         });
 
+        tailnets.MapPost("/trust-policies", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
+        {
+            var policy = await controlPlane.PutTrustPolicyAsync(Tailnet(tailnet), null, await RequestBodies.ReadAsync<TrustPolicyRequest>(context));
+            return Results.Created($"/api/v1/tailnets/{policy.Tailnet}/trust-policies/{policy.Id}", TrustPolicyView.From(policy));
+        });
+        tailnets.MapGet("/trust-policies", async (string tailnet, ControlPlane controlPlane) =>
+            Results.Ok(new { trustPolicies = (await controlPlane.ListTrustPoliciesAsync(Tailnet(tailnet))).Select(TrustPolicyView.From) }));
+        tailnets.MapGet("/trust-policies/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
+            Results.Ok(TrustPolicyView.From(await controlPlane.GetTrustPolicyAsync(Tailnet(tailnet), id))));
+        tailnets.MapPut("/trust-policies/{id}", async (HttpContext context, string tailnet, string id, ControlPlane controlPlane) =>
+            Results.Ok(TrustPolicyView.From(await controlPlane.PutTrustPolicyAsync(Tailnet(tailnet), id, await RequestBodies.ReadAsync<TrustPolicyRequest>(context)))));
+        tailnets.MapDelete("/trust-policies/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
+        {
+            await controlPlane.DeleteTrustPolicyAsync(Tailnet(tailnet), id);
+            return Results.NoContent();
+        });
+
         tailnets.MapGet("/nodes", async (string tailnet, ControlPlane controlPlane) =>
             Results.Ok(new { nodes = (await controlPlane.ListNodesAsync(Tailnet(tailnet))).Select(NodeView.From) }));
         tailnets.MapGet("/nodes/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>

@@ -15,6 +15,7 @@ public static partial class Problems
         FailureKind.NotFound => StatusCodes.Status404NotFound,
         FailureKind.Exhausted => StatusCodes.Status503ServiceUnavailable,
         FailureKind.Conflict => StatusCodes.Status409Conflict,
+        FailureKind.Dependency => StatusCodes.Status424FailedDependency,
         _ => StatusCodes.Status500InternalServerError,
     };
 

@@ -59,5 +59,5 @@ internal sealed class NodeEntryAsApiNode : JsonConverter<NodeEntry>
         throw new NotSupportedException("Map messages are only written.");
 
     public override void Write(Utf8JsonWriter writer, NodeEntry value, JsonSerializerOptions options) =>
-        JsonSerializer.Serialize(writer, NodeView.From(value), options);
+        JsonSerializer.Serialize(writer, NodeView.From(value) with { Subject = null }, options);
 }

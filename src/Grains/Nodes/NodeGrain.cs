@@ -124,6 +124,7 @@ public sealed partial class NodeGrain(
             Authorized = command.Grant.Preauthorized || !(await settings).DeviceApproval,
             Created = now,
             KeyId = command.Grant.KeyId,
+            Subject = command.Grant.Subject,
             TokenHash = Secrets.Hash(secret),
             LastSeen = now,
             LastProofAt = command.ProvenAt,
@@ -384,6 +385,7 @@ public sealed partial class NodeGrain(
         State.LoggedOut = false;
         State.LastProofAt = command.ProvenAt ?? State.LastProofAt;
         State.KeyId = command.Grant.KeyId;
+        State.Subject = command.Grant.Subject;
         State.Tags = command.Grant.Tags;
         State.Authorized |= command.Grant.Preauthorized;
         CountAsActivity();
@@ -638,6 +640,7 @@ public sealed partial class NodeGrain(
             State.SessionEpoch)
         {
             Endpoints = new ValueList<IPEndPoint>(State.Endpoints),
+            Subject = State.Subject,
         },
         new NodePresence(Online, State.LastSeen));
 

@@ -35,4 +35,7 @@ public sealed class NodeState
 
     /// <summary>The UDP endpoints the node's WireGuard listens on, as its agent last reported them.</summary>
     [Id(18)] public System.Net.IPEndPoint[] Endpoints { get; set; } = [];
+
+    /// <summary>The subject of the OIDC token that registered the node (null for an auth key).</summary>
+    [Id(19)] public string? Subject { get; set; }
 }

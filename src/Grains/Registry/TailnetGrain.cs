@@ -19,6 +19,7 @@ public sealed class TailnetSettingsState
     [Id(0)] public bool DeviceApproval { get; set; }
     [Id(1)] public ImmutableList<string> KeyIds { get; set; } = [];
     [Id(2)] public string? PolicyJson { get; set; }
+    [Id(3)] public ImmutableList<TrustPolicy> TrustPolicies { get; set; } = [];
 }
 
 /// <summary>
@@ -139,6 +140,30 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     }
 
     public Task<string[]> ListKeyIds() => Task.FromResult(_settings.State.KeyIds.ToArray());
+
+    public Task<TrustPolicy[]> ListTrustPolicies() => Task.FromResult(_settings.State.TrustPolicies.ToArray());
+
+    public async Task PutTrustPolicy(TrustPolicy policy)
+    {
+        var policies = _settings.State.TrustPolicies;
+        var index = policies.FindIndex(p => p.Id == policy.Id);
+        _settings.State.TrustPolicies = index >= 0 ? policies.SetItem(index, policy) : policies.Add(policy);
+        await _settingsCommit.Request();
+    }
+
+    public async Task<bool> DeleteTrustPolicy(string policyId)
+    {
+        var policies = _settings.State.TrustPolicies;
+        var remaining = policies.RemoveAll(p => p.Id == policyId);
+        if (remaining.Count == policies.Count)
+        {
+            return false;
+        }
+
+        _settings.State.TrustPolicies = remaining;
+        await _settingsCommit.Request();
+        return true;
+    }
 
     public async Task<string> Upsert(NodeEntry node)
     {

@@ -61,6 +61,14 @@ public sealed class GrpcClient : ApiClient
             return (HttpStatusCode.OK, Serialize(new { node = ToJson(response.Node), nodeToken = response.NodeToken }));
         });
 
+    /// <summary>Registers with an OIDC ID token instead of an auth key (gRPC).</summary>
+    public Task<Reply> TryRegisterWithTokenAsync(string idToken, string? nodeKey = null, string hostname = "host", string? tailnet = null) =>
+        CallAsync(async () =>
+        {
+            var response = await _control.RegisterAsync(new RegisterRequest { IdToken = idToken, NodeKey = nodeKey ?? NewNodeKey(), Hostname = hostname, Tailnet = tailnet ?? "" });
+            return (HttpStatusCode.OK, Serialize(new { node = ToJson(response.Node), nodeToken = response.NodeToken }));
+        });
+
     public override async Task<string> ControlKeyAsync() => (await _control.EndpointsAsync(new EndpointsRequest())).ControlKey;
 
     public override async Task<HttpStatusCode> LogoutAsync(string token) =>

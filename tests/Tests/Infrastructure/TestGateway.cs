@@ -45,6 +45,25 @@ public class GatewayClient : ApiClient
         return Http.SendAsync(request);
     }
 
+    /// <summary>Registers with an OIDC ID token instead of an auth key (HTTP).</summary>
+    public async Task<Reply> TryRegisterWithTokenAsync(string idToken, string? nodeKey = null, string hostname = "host", string? tailnet = null, string? nodeToken = null)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machine/register")
+        {
+            Content = JsonContent.Create(new { idToken, nodeKey = nodeKey ?? NewNodeKey(), hostname, tailnet }),
+        };
+        if (nodeToken is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", nodeToken);
+        }
+
+        return await ReplyAsync(await Http.SendAsync(request));
+    }
+
+    /// <summary>Creates a trust policy (HTTP admin API); the body is the API's.</summary>
+    public async Task<Reply> TryCreateTrustPolicyAsync(object body, string tailnet = "-") =>
+        await ReplyAsync(await Admin.PostAsJsonAsync($"/api/v1/tailnets/{tailnet}/trust-policies", body));
+
     public override async Task<string> ControlKeyAsync() =>
         (await Http.GetFromJsonAsync<JsonElement>("/api/v1/machine/endpoints")).Str("controlKey");
 
