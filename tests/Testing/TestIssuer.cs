@@ -120,6 +120,18 @@ public sealed class TestIssuer : IAsyncDisposable
         return new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(payload, credentials);
     }
 
+    /// <summary>A copy of the current RSA signing key, for minting on many threads at once (pass it as <c>signWith</c>
+    /// with <see cref="RsaKid"/>): one key object is not for concurrent use.</summary>
+    public RSA CloneSigningKey()
+    {
+        lock (_published)
+        {
+            var copy = RSA.Create();
+            copy.ImportParameters(((RSA)_published.Last(k => k.Key is RSA).Key).ExportParameters(includePrivateParameters: true));
+            return copy;
+        }
+    }
+
     /// <summary>An unsigned token (<c>alg: none</c>).</summary>
     public string MintUnsigned(string subject, string audience) =>
         Base64Url("""{"alg":"none","typ":"JWT"}""") + "." + Base64Url(Payload(subject, audience, null, null, null)) + ".";

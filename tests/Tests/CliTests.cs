@@ -40,7 +40,7 @@ public sealed partial class CliTests(ITestOutputHelper log) : GatewayTest, IDisp
             ("another scheme", ["up", "--tun", "none", "--state", "file:x", "--auth-key", secret, "--login-server", LoginServer, "--socket", Sock("e")], null, 2, "--state takes mem:"),
             ("upper-case transport", ["up", "--tun", "none", "--transport", "GRPC", "--socket", Sock("f")], null, 2, "--transport takes grpc or http"),
             ("bad login server", ["up", "--tun", "none", "--login-server", "ftp://x", "--socket", Sock("g")], null, 2, "--login-server must be an http"),
-            ("no auth key", ["up", "--tun", "none", "--login-server", LoginServer, "--socket", Sock("h")], new() { ["EO_AUTH_KEY"] = "" }, 2, "auth key is needed"),
+            ("no auth key", ["up", "--tun", "none", "--login-server", LoginServer, "--socket", Sock("h")], new() { ["EO_AUTH_KEY"] = "" }, 2, "An auth key or an ID token is needed"),
             ("bad hostname", ["up", "--tun", "none", "--hostname", "bad\u0001name", "--auth-key", secret, "--login-server", LoginServer, "--socket", Sock("i")], null, 2, "--hostname"),
             ("bad tag", ["keys", "create", "--tags", "ci", .. admin], null, 2, "--tags"),
             ("too long an expiry", ["keys", "create", "--expiry", "600w", .. admin], null, 2, "--expiry"),

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Http.Json;
 using EphemeralOrleans.Testing;
 using EphemeralOrleans.Tests.Infrastructure;
 
@@ -100,6 +101,35 @@ public sealed class ClusterModeTests : PostgresTest
         using var page = await other.SendAsync(request);
         Assert.Equal(HttpStatusCode.OK, page.StatusCode);
         Assert.Contains("<h1>Devices</h1>", await page.Content.ReadAsStringAsync());
+    }
+
+    [PostgresFact]
+    public async Task Nodes_join_with_OIDC_tokens_through_a_client_mode_gateway_and_trust_policies_survive_a_full_restart()
+    {
+        await using var issuer = await TestIssuer.StartAsync();
+        await using var topology = await ClusterTopology.StartAsync(await NewDatabaseAsync("trust"),
+            new Dictionary<string, string> { ["Admin:ApiKey"] = GatewayClient.AdminKey }, silos: 2);
+        using var client = new GatewayClient(topology.HttpUrl);
+        var created = await client.TryCreateTrustPolicyAsync(new { issuer = issuer.Issuer, audiences = new[] { "eo" }, subject = "repo:acme/*" });
+        Assert.Equal(HttpStatusCode.Created, created.Status);
+        var used = issuer.Mint("repo:acme/api", "eo");
+        var joined = await client.TryRegisterWithTokenAsync(used, hostname: "ci");
+        Assert.True(joined.Status == HttpStatusCode.OK, $"{joined.Status} {joined.Code} {joined.Detail}");
+        Assert.Equal("trust:" + created.Body.Str("id"), joined.Body.GetProperty("node").Str("keyId"));
+
+        // Every process stopped and started again on the same database.
+        await topology.StopGatewayAsync();
+        await topology.StopSiloAsync(1);
+        await topology.StopSiloAsync(0);
+        await topology.StartSiloAsync(0);
+        await topology.StartSiloAsync(1);
+        await topology.StartGatewayAsync();
+
+        var policies = await client.Admin.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/v1/tailnets/-/trust-policies");
+        Assert.Equal(created.Body.Str("id"), Assert.Single(policies.GetProperty("trustPolicies").EnumerateArray()).Str("id"));
+        Assert.Equal("token_replayed", (await client.TryRegisterWithTokenAsync(used)).Code);
+        var again = await client.TryRegisterWithTokenAsync(issuer.Mint("repo:acme/web", "eo"), hostname: "ci");
+        Assert.True(again.Status == HttpStatusCode.OK, $"{again.Status} {again.Code} {again.Detail}");
     }
 
     /// <summary>Signs in to the console as a browser would (form, anti-forgery token); returns the session cookie.</summary>

@@ -196,6 +196,37 @@ public sealed class IdentityTests : GatewayTest, IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_admin_cli_creates_lists_and_deletes_trust_policies()
+    {
+        var login = Gateway.Http.BaseAddress!.ToString();
+        var admin = new Dictionary<string, string> { ["EO_ADMIN_KEY"] = GatewayClient.AdminKey };
+        var within = TimeSpan.FromSeconds(30);
+        var (exitCode, output) = await AgentProcess.RunAsync(["trust-policies", "create", "--login-server", login, "--issuer", _issuer.Issuer, "--audience", Audience,
+            "--subject", "repo:acme/*", "--claim", "repository_owner=acme", "--tags", "tag:ci", "--description", "api-ci"], within, admin);
+        Assert.True(exitCode == 0, output);
+        var id = output.Trim();
+        Assert.StartsWith("tp", id);
+
+        (exitCode, output) = await AgentProcess.RunAsync(["trust-policies", "list", "--login-server", login], within, admin);
+        Assert.True(exitCode == 0, output);
+        Assert.Matches($@"(?m)^{id} +{System.Text.RegularExpressions.Regex.Escape(_issuer.Issuer)} +{System.Text.RegularExpressions.Regex.Escape(Audience)} +repo:acme/\* +repository_owner=acme +tag:ci +- +api-ci", output);
+        Assert.Equal(HttpStatusCode.OK, (await Gateway.TryRegisterWithTokenAsync(_issuer.Mint("repo:acme/x", Audience, claims: new Dictionary<string, object?> { ["repository_owner"] = "acme" }))).Status);
+
+        (exitCode, output) = await AgentProcess.RunAsync(["trust-policies", "create", "--login-server", login, "--issuer", _issuer.Issuer, "--audience", Audience,
+            "--subject", "x", "--claim", "no-equals-sign"], within, admin);
+        Assert.Equal(2, exitCode);
+        Assert.Contains("--claim takes name=value", output);
+        (exitCode, output) = await AgentProcess.RunAsync(["trust-policies", "create", "--login-server", login, "--issuer", "http://issuer.example", "--audience", Audience,
+            "--subject", "x"], within, admin);
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("invalid_issuer", output);
+
+        (exitCode, output) = await AgentProcess.RunAsync(["trust-policies", "delete", "api-ci", "--login-server", login], within, admin);
+        Assert.True(exitCode == 0, output);
+        Assert.Empty((await Gateway.Admin.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/v1/tailnets/-/trust-policies")).GetProperty("trustPolicies").EnumerateArray());
+    }
+
+    [Fact]
     public async Task Trust_policies_are_validated_listed_updated_and_deleted()
     {
         foreach (var (body, code) in new (object, string)[]

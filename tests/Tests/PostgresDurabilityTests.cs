@@ -100,6 +100,13 @@ public sealed class PostgresDurabilityTests : PostgresTest
         var stream = await client.OpenMapAsync(connectedToken);
         await stream.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "full map");
 
+        // A trust policy, and a token that registered a node through it.
+        await using var issuer = await TestIssuer.StartAsync();
+        var trust = await client.TryCreateTrustPolicyAsync(new { issuer = issuer.Issuer, audiences = new[] { "eo" }, subject = "repo:acme/*", description = "CI" });
+        Assert.Equal(HttpStatusCode.Created, trust.Status);
+        var usedToken = issuer.Mint("repo:acme/api", "eo");
+        Assert.Equal(HttpStatusCode.OK, (await client.TryRegisterWithTokenAsync(usedToken, hostname: "ci")).Status);
+
         if (kill)
         {
             await first.KillAsync();
@@ -112,6 +119,13 @@ public sealed class PostgresDurabilityTests : PostgresTest
         await stream.DisposeAsync();
         await using var second = await HostProcess.StartGatewayAsync(settings);
         var recovered = Stopwatch.StartNew();
+
+        // The trust policy is still there; the token that registered a node still registers no other.
+        var policies = await client.Admin.GetFromJsonAsync<JsonElement>("/api/v1/tailnets/-/trust-policies");
+        var policy = Assert.Single(policies.GetProperty("trustPolicies").EnumerateArray());
+        Assert.Equal((trust.Body.Str("id"), issuer.Issuer, "repo:acme/*", "CI"), (policy.Str("id"), policy.Str("issuer"), policy.Str("subject"), policy.Str("description")));
+        Assert.Equal("token_replayed", (await client.TryRegisterWithTokenAsync(usedToken)).Code);
+        Assert.Equal(HttpStatusCode.OK, (await client.TryRegisterWithTokenAsync(issuer.Mint("repo:acme/web", "eo"), hostname: "ci")).Status);
 
         // Keys: still there, with their uses; the used single-use key stays used.
         var unusedKey = await client.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/tailnets/-/keys/{unused.Str("id")}");

@@ -91,6 +91,38 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
         Print(approved, $"approved {approved.GetProperty("name").GetString()} ({approved.GetProperty("id").GetString()})");
     });
 
+    public Task<int> CreateTrustPolicyAsync(string issuer, string[] audiences, string subject, IReadOnlyDictionary<string, string> claims, string[] tags,
+        bool needsApproval, string? description) => CallAsync(async (admin, ct) =>
+    {
+        var created = await admin.CreateTrustPolicyAsync(new { issuer, audiences, subject, claims, tags, needsApproval, description }, ct);
+        Print(created, created.GetProperty("id").GetString()!);
+    });
+
+    public Task<int> ListTrustPoliciesAsync() => CallAsync(async (admin, ct) =>
+    {
+        var policies = await admin.ListTrustPoliciesAsync(ct);
+        Print(policies, Render.Table(["ID", "ISSUER", "AUDIENCES", "SUBJECT", "CLAIMS", "TAGS", "APPROVAL", "DESCRIPTION"],
+            policies.GetProperty("trustPolicies").EnumerateArray().Select(p => new[]
+            {
+                p.GetProperty("id").GetString()!,
+                p.GetProperty("issuer").GetString()!,
+                string.Join(',', p.GetProperty("audiences").EnumerateArray().Select(a => a.GetString())),
+                p.GetProperty("subject").GetString()!,
+                p.GetProperty("claims").EnumerateObject().Any() ? string.Join(',', p.GetProperty("claims").EnumerateObject().Select(c => $"{c.Name}={c.Value.GetString()}")) : "-",
+                Render.Tags(p),
+                p.GetProperty("needsApproval").GetBoolean() ? "needed" : "-",
+                p.TryGetProperty("description", out var d) && d.GetString() is { Length: > 0 } text ? text : "-",
+            })));
+    });
+
+    public Task<int> DeleteTrustPolicyAsync(string idOrDescription) => CallAsync(async (admin, ct) =>
+    {
+        var policy = await admin.FindTrustPolicyAsync(idOrDescription, ct);
+        var id = policy.GetProperty("id").GetString()!;
+        await admin.DeleteTrustPolicyAsync(id, ct);
+        Print(new { deleted = id }, $"deleted trust policy {id}; nodes it registered stay");
+    });
+
     private void Print(object data, string text) => Console.Out.WriteLine(json ? JsonSerializer.Serialize(data, AgentOutput.Json) : text);
 
     private async Task<int> CallAsync(Func<AdminClient, CancellationToken, Task> call)

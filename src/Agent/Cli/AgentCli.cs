@@ -251,15 +251,43 @@ public static partial class AgentCli
         nodesApprove.Arguments.Add(id);
         nodesApprove.SetAction(parse => Admin(parse)?.ApproveNodeAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
 
+        var issuer = new Option<string>("--issuer") { Description = "The OIDC issuer URL (https; http only on loopback).", Required = true };
+        var audiences = new Option<string>("--audience") { Description = "Accepted audiences, comma-separated.", Required = true };
+        var subject = new Option<string>("--subject") { Description = "The token subject to accept: exact, or a glob with * and ?.", Required = true };
+        var claims = new Option<string[]>("--claim") { Description = "name=value a token's claim must have exactly (repeatable).", AllowMultipleArgumentsPerToken = false };
+        var needsApproval = new Option<bool>("--needs-approval") { Description = "With device approval on, an admin approves each node." };
+        var trustCreate = AdminCommand("create", "Let tokens of an OIDC issuer join (workload identity); prints the policy's id.\n\nExample:\n  eo trust-policies create --issuer https://token.actions.githubusercontent.com --audience https://eo.example.com \\\n    --subject 'repo:acme/api:ref:refs/heads/*' --claim repository_owner=acme --tags tag:ci --description api-ci",
+            issuer, audiences, subject, claims, tags, needsApproval, description);
+        trustCreate.SetAction(parse =>
+        {
+            var pairs = (parse.GetValue(claims) ?? []).Select(c => c.Split('=', 2)).ToArray();
+            if (pairs.FirstOrDefault(p => p.Length != 2 || p[0].Length == 0) is { } bad)
+            {
+                Console.Error.WriteLine($"error: --claim takes name=value, not '{string.Join('=', bad)}' (usage)");
+                return Task.FromResult(ExitCodes.Usage);
+            }
+
+            return Admin(parse)?.CreateTrustPolicyAsync(parse.GetValue(issuer)!,
+                parse.GetValue(audiences)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), parse.GetValue(subject)!,
+                pairs.ToDictionary(p => p[0], p => p[1]), (parse.GetValue(tags) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                parse.GetValue(needsApproval), parse.GetValue(description)) ?? Task.FromResult(ExitCodes.Unauthorized);
+        });
+        var trustList = AdminCommand("list", "List trust policies: issuer, audiences, subject, claims, tags.\n\nExample:\n  eo trust-policies list");
+        trustList.SetAction(parse => Admin(parse)?.ListTrustPoliciesAsync() ?? Task.FromResult(ExitCodes.Unauthorized));
+        var trustDelete = AdminCommand("delete", "Delete a trust policy (by id or description): no new nodes join through it; its nodes stay.\n\nExample:\n  eo trust-policies delete api-ci");
+        trustDelete.Arguments.Add(id);
+        trustDelete.SetAction(parse => Admin(parse)?.DeleteTrustPolicyAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
+
         var helpTopic = new Argument<string[]>("command") { Arity = ArgumentArity.ZeroOrMore, Description = "The command to explain, e.g. keys create." };
         var helpCommand = new Command("help", "Explain eo or one of its commands.") { helpTopic };
         var version = new Command("version", "Print eo's version.") { json };
         var verbose = new Option<bool>("--verbose") { Description = "On an unexpected error, print its details.", Recursive = true };
-        var root = new RootCommand("eo: join a tailnet (up), inspect it (status, netmap), leave it (logout), administer it (keys, nodes).")
+        var root = new RootCommand("eo: join a tailnet (up), inspect it (status, netmap), leave it (logout), administer it (keys, nodes, trust-policies).")
         {
             up, logout, status, netmap,
             new Command("keys", "Auth keys (admin).") { keysCreate, keysList, keysRevoke },
             new Command("nodes", "Nodes (admin).") { nodesList, nodesDelete, nodesExpire, nodesRename, nodesApprove },
+            new Command("trust-policies", "Who may join with an OIDC token instead of an auth key (admin).") { trustCreate, trustList, trustDelete },
             helpCommand, version, verbose,
         };
         helpCommand.SetAction(parse => root.Parse([.. parse.GetValue(helpTopic) ?? [], "--help"]).Invoke());

@@ -45,6 +45,19 @@ public sealed class AdminClient : IDisposable
     public Task<JsonElement> ApproveNodeAsync(string id, CancellationToken cancellationToken) =>
         HttpControlClient.SendAsync(() => _http.PostAsync($"{Tailnet}/nodes/{Uri.EscapeDataString(id)}/approve", null, cancellationToken), cancellationToken);
 
+    public Task<JsonElement> CreateTrustPolicyAsync(object body, CancellationToken cancellationToken) =>
+        HttpControlClient.SendAsync(() => _http.PostAsJsonAsync($"{Tailnet}/trust-policies", body, cancellationToken), cancellationToken);
+
+    public Task<JsonElement> ListTrustPoliciesAsync(CancellationToken cancellationToken) =>
+        HttpControlClient.SendAsync(() => _http.GetAsync($"{Tailnet}/trust-policies", cancellationToken), cancellationToken);
+
+    public async Task DeleteTrustPolicyAsync(string id, CancellationToken cancellationToken) =>
+        (await HttpControlClient.SendRawAsync(() => _http.DeleteAsync($"{Tailnet}/trust-policies/{Uri.EscapeDataString(id)}", cancellationToken), cancellationToken)).Dispose();
+
+    /// <summary>The trust policy whose id or description is <paramref name="idOrName"/>.</summary>
+    public async Task<JsonElement> FindTrustPolicyAsync(string idOrName, CancellationToken cancellationToken) =>
+        Single((await ListTrustPoliciesAsync(cancellationToken)).GetProperty("trustPolicies"), idOrName, "description", "trust policy");
+
     /// <summary>The node whose id or name is <paramref name="idOrName"/>.</summary>
     public async Task<JsonElement> FindNodeAsync(string idOrName, CancellationToken cancellationToken) =>
         Single((await ListNodesAsync(cancellationToken)).GetProperty("nodes"), idOrName, "name", "node");

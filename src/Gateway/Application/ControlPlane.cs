@@ -98,7 +98,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
                 throw Refused(failure);
             }
 
-            GatewayMetrics.Registration("ok");
+            GatewayMetrics.Registration("ok", request.IdToken is null ? "key" : "token");
             return (result.Node!, result.NodeToken!);
         }
         finally
@@ -115,10 +115,21 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
     private async Task<KeyGrant> RedeemIdTokenAsync(string token, string tailnet, string nodeKey, CancellationToken cancellationToken)
     {
         var policies = await grains.GetGrain<ITailnetGrain>(tailnet).ListTrustPolicies();
-        var validated = await idTokens.ValidateAsync(token, policies, cancellationToken);
+        ValidatedIdToken validated;
+        try
+        {
+            validated = await idTokens.ValidateAsync(token, policies, cancellationToken);
+        }
+        catch (ControlPlaneException refused)
+        {
+            GatewayMetrics.Registration(refused.Failure.Code, "token");
+            throw;
+        }
+
         if (!await grains.GetGrain<ITokenReplayGrain>(validated.ReplayKey).Claim(nodeKey, validated.ExpiresAt))
         {
-            throw Refused(Failure.Unauthenticated("token_replayed", "This ID token already registered another node; each token registers one."));
+            GatewayMetrics.Registration("token_replayed", "token");
+            throw new ControlPlaneException(Failure.Unauthenticated("token_replayed", "This ID token already registered another node; each token registers one."));
         }
 
         var policy = validated.Policy;

@@ -1,6 +1,7 @@
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Application;
 using CreateKeyRequest = EphemeralOrleans.Protocol.V1.CreateKeyRequest;
+using TrustPolicy = EphemeralOrleans.Protocol.V1.TrustPolicy;
 using EphemeralOrleans.Protocol.V1;
 using Grpc.Core;
 
@@ -81,4 +82,29 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKe
         adminKey.Matches(GrpcCredentials.Bearer(context))
             ? ControlPlane.Tailnet(tailnet)
             : throw GrpcErrors.From(Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …)."));
+
+    public override async Task<TrustPolicy> CreateTrustPolicy(PutTrustPolicyRequest request, ServerCallContext context) =>
+        (await controlPlane.PutTrustPolicyAsync(Authorize(context, request.Tailnet), null, TrustPolicyRequest(request))).ToProto();
+
+    public override async Task<ListTrustPoliciesResponse> ListTrustPolicies(ListTrustPoliciesRequest request, ServerCallContext context)
+    {
+        var policies = await controlPlane.ListTrustPoliciesAsync(Authorize(context, request.Tailnet));
+        return new ListTrustPoliciesResponse { TrustPolicies = { policies.Select(p => p.ToProto()) } };
+    }
+
+    public override async Task<TrustPolicy> GetTrustPolicy(GetTrustPolicyRequest request, ServerCallContext context) =>
+        (await controlPlane.GetTrustPolicyAsync(Authorize(context, request.Tailnet), request.Id)).ToProto();
+
+    public override async Task<TrustPolicy> UpdateTrustPolicy(PutTrustPolicyRequest request, ServerCallContext context) =>
+        (await controlPlane.PutTrustPolicyAsync(Authorize(context, request.Tailnet), request.Id, TrustPolicyRequest(request))).ToProto();
+
+    public override async Task<DeleteTrustPolicyResponse> DeleteTrustPolicy(DeleteTrustPolicyRequest request, ServerCallContext context)
+    {
+        await controlPlane.DeleteTrustPolicyAsync(Authorize(context, request.Tailnet), request.Id);
+        return new DeleteTrustPolicyResponse();
+    }
+
+    private static Application.TrustPolicyRequest TrustPolicyRequest(PutTrustPolicyRequest request) => new(
+        request.Issuer, [.. request.Audiences], request.Subject, new Dictionary<string, string>(request.Claims), [.. request.Tags], request.NeedsApproval,
+        string.IsNullOrEmpty(request.Description) ? null : request.Description);
 }

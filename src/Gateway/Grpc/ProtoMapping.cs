@@ -6,6 +6,7 @@ using EphemeralOrleans.Protocol.V1;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using AuthKey = EphemeralOrleans.Protocol.V1.AuthKey;
+using TrustPolicy = EphemeralOrleans.Protocol.V1.TrustPolicy;
 using KeepAlive = EphemeralOrleans.Protocol.V1.KeepAlive;
 
 namespace EphemeralOrleans.Gateway.Grpc;
@@ -44,6 +45,25 @@ internal static class ProtoMapping
         proto.Endpoints.AddRange(node.Endpoints.Select(Endpoints.Format));
         proto.AllowedIps.Add($"{node.Ipv4}/32");
         proto.AllowedIps.Add($"{node.Ipv6}/128");
+        return proto;
+    }
+
+    public static TrustPolicy ToProto(this Contracts.Model.TrustPolicy policy)
+    {
+        var proto = new TrustPolicy
+        {
+            Id = policy.Id,
+            Tailnet = policy.Tailnet,
+            Issuer = policy.Spec.Issuer,
+            Subject = policy.Spec.Subject,
+            NeedsApproval = policy.Spec.NeedsApproval,
+            Description = policy.Spec.Description ?? "",
+            Created = Timestamp.FromDateTimeOffset(policy.CreatedAt),
+            Updated = Timestamp.FromDateTimeOffset(policy.UpdatedAt),
+        };
+        proto.Audiences.AddRange(policy.Spec.Audiences);
+        proto.Tags.AddRange(policy.Spec.Tags);
+        proto.Claims.Add(policy.Spec.Claims);
         return proto;
     }
 

@@ -49,7 +49,9 @@ public static class GatewayMetrics
         }
     }
 
-    public static void Registration(string outcome) => Registrations.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+    /// <summary>A registration's outcome ("ok" or the refusal's code), by credential: an auth key or an OIDC token.</summary>
+    public static void Registration(string outcome, string credential = "key") =>
+        Registrations.Add(1, new KeyValuePair<string, object?>("outcome", outcome), new KeyValuePair<string, object?>("credential", credential));
 
     public static void StreamOpened() => Streams.Add(1);
 
