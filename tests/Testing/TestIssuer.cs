@@ -34,6 +34,15 @@ public sealed class TestIssuer : IAsyncDisposable
     /// <summary>The issuer as tokens carry it (<c>http://127.0.0.1:port</c>).</summary>
     public string Issuer => $"http://127.0.0.1:{_port}";
 
+    /// <summary>The bearer a job's token request must carry (<c>ACTIONS_ID_TOKEN_REQUEST_TOKEN</c>).</summary>
+    public string ActionsRequestToken { get; } = Guid.NewGuid().ToString("N");
+
+    /// <summary><c>ACTIONS_ID_TOKEN_REQUEST_URL</c> for jobs of this issuer.</summary>
+    public string ActionsRequestUrl => Issuer + "/actions-token?api-version=2.0";
+
+    /// <summary>The subject of the tokens the Actions endpoint mints.</summary>
+    public string ActionsSubject { get; set; } = "repo:acme/api:ref:refs/heads/main";
+
     /// <summary>Discovery and JWKS requests served so far.</summary>
     public int Requests => Volatile.Read(ref _requests);
 
@@ -67,6 +76,18 @@ public sealed class TestIssuer : IAsyncDisposable
                 ["subject_types_supported"] = new JsonArray("public"),
                 ["id_token_signing_alg_values_supported"] = new JsonArray("RS256", "ES256"),
             }.ToJsonString(), "application/json");
+        });
+        // GitHub Actions' token endpoint as a job sees it: ACTIONS_ID_TOKEN_REQUEST_URL with the bearer
+        // ACTIONS_ID_TOKEN_REQUEST_TOKEN, the audience as a query parameter; {"value": token}.
+        app.MapGet("/actions-token", (HttpContext context) =>
+        {
+            if (context.Request.Headers.Authorization.ToString() != "Bearer " + ActionsRequestToken)
+            {
+                return Results.Unauthorized();
+            }
+
+            var audience = context.Request.Query["audience"].ToString();
+            return Results.Json(new { value = Mint(ActionsSubject, audience.Length > 0 ? audience : "https://github.com/acme") });
         });
         app.MapGet("/jwks", () =>
         {

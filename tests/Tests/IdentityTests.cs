@@ -188,8 +188,29 @@ public sealed class IdentityTests : GatewayTest, IAsyncLifetime
             Directory.Delete(directory, recursive: true);
         }
 
+        // In a GitHub Actions job: the agent asks the job's token endpoint for a token with the login server as audience.
+        using var githubPolicy = await Gateway.Admin.PostAsJsonAsync("/api/v1/tailnets/-/trust-policies",
+            new { issuer = _issuer.Issuer, audiences = new[] { Gateway.Http.BaseAddress!.ToString().TrimEnd('/') }, subject = _issuer.ActionsSubject });
+        Assert.Equal(HttpStatusCode.Created, githubPolicy.StatusCode);
+        var socket = Path.Combine(Path.GetTempPath(), $"eo-gh-{Guid.NewGuid():N}.sock");
+        await using (var job = AgentProcess.Start(["up", "--tun", "none", "--login-server", Gateway.Http.BaseAddress!.ToString(), "--hostname", "gha", "--json",
+            "--socket", socket, "--transport", transport, "--id-token-github"],
+            new Dictionary<string, string> { ["ACTIONS_ID_TOKEN_REQUEST_URL"] = _issuer.ActionsRequestUrl, ["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = _issuer.ActionsRequestToken }))
+        {
+            var node = (await job.WaitForEventAsync("registered", TimeSpan.FromSeconds(30))).GetProperty("node");
+            Assert.Equal(_issuer.ActionsSubject, (await Gateway.GetNodeAsync(node.Str("id")))!.Value.Str("subject"));
+            await job.TerminateAsync();
+            Assert.Equal(0, await job.WaitForExitAsync(TimeSpan.FromSeconds(20)));
+        }
+
+        // Outside a job: one line, nothing registered.
+        var (exitCode, output) = await AgentProcess.RunAsync(["up", "--tun", "none", "--login-server", Gateway.Http.BaseAddress!.ToString(), "--id-token-github"],
+            TimeSpan.FromSeconds(20), new Dictionary<string, string> { ["ACTIONS_ID_TOKEN_REQUEST_URL"] = "", ["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = "" });
+        Assert.Equal(2, exitCode);
+        Assert.Contains("permissions: id-token: write", output);
+
         // A token and an auth key at once: one line, a usage exit, nothing registered.
-        var (exitCode, output) = await AgentProcess.RunAsync(["up", "--tun", "none", "--login-server", Gateway.Http.BaseAddress!.ToString(), "--auth-key", "eo-auth-x-y",
+        (exitCode, output) = await AgentProcess.RunAsync(["up", "--tun", "none", "--login-server", Gateway.Http.BaseAddress!.ToString(), "--auth-key", "eo-auth-x-y",
             "--id-token-github"], TimeSpan.FromSeconds(20));
         Assert.Equal(2, exitCode);
         Assert.Contains("one way to register", output);

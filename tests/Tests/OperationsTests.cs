@@ -29,8 +29,8 @@ public sealed class OperationsTests : GatewayTest
 
         var after = await ScrapeAsync();
         double Grew(string series) => after.GetValueOrDefault(series) - before.GetValueOrDefault(series);
-        Assert.Equal(3, Grew("eo_gateway_registrations_total{outcome=\"ok\"}"));
-        Assert.Equal(1, Grew("eo_gateway_registrations_total{outcome=\"invalid_key\"}"));
+        Assert.Equal(3, Grew("eo_gateway_registrations_total{credential=\"key\",outcome=\"ok\"}"));
+        Assert.Equal(1, Grew("eo_gateway_registrations_total{credential=\"key\",outcome=\"invalid_key\"}"));
         Assert.Equal(3, Grew("eo_node_registrations_total{again=\"false\",ephemeral=\"true\"}"));
         Assert.Equal(1, Grew("eo_node_removals_total{reason=\"logout\"}"));
         Assert.Equal(1, Grew("eo_node_removals_total{reason=\"admin\"}"));
