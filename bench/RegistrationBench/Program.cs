@@ -12,13 +12,14 @@ using Npgsql;
 // measured twice: registering with an auth key, and with an OIDC ID token (workload identity) from an issuer of this
 // process (RS256, minted before the measurement), whose requests during the run are counted.
 //
-//   dotnet run -c Release --project bench/RegistrationBench -- [--clients 32] [--seconds 10] [--rounds 2] [--tokens 30000]
+//   dotnet run -c Release --project bench/RegistrationBench -- [--clients 32] [--seconds 10] [--rounds 2]
 var clients = Argument("--clients", 32);
 var seconds = Argument("--seconds", 10);
 var rounds = Argument("--rounds", 2);
 var duration = TimeSpan.FromSeconds(seconds);
 var warmup = TimeSpan.FromSeconds(Argument("--warmup", 5));
-var tokenPool = Argument("--tokens", 30000);
+// Tokens minted per token run: the same storage's rate with keys, times the run's length, with room to spare.
+double tokenHeadroom = Argument("--token-headroom-percent", 300) / 100.0;
 
 if (PostgresServer.UnavailableReason() is { } reason)
 {
@@ -33,16 +34,16 @@ var results = new List<(string Name, double PerSecond)>();
 for (var round = 1; round <= rounds; round++)
 {
     var baseline = await BaselineAsync(await postgres.CreateDatabaseAsync($"baseline{round}"));
-    var memory = await RegistrationsAsync(new Dictionary<string, string?> { ["Storage:Provider"] = "Memory" }, withTokens: false);
-    var memoryTokens = await RegistrationsAsync(new Dictionary<string, string?> { ["Storage:Provider"] = "Memory" }, withTokens: true);
+    var memory = await RegistrationsAsync(new Dictionary<string, string?> { ["Storage:Provider"] = "Memory" }, tokens: 0);
+    var memoryTokens = await RegistrationsAsync(new Dictionary<string, string?> { ["Storage:Provider"] = "Memory" }, TokensFor(memory));
     Dictionary<string, string?> Postgres(string name) => new()
     {
         ["Storage:Provider"] = "Postgres",
         ["ConnectionStrings:Postgres"] = postgres.CreateDatabaseAsync(name).GetAwaiter().GetResult(),
         ["Silo:AdvertisedAddress"] = "127.0.0.1",
     };
-    var durable = await RegistrationsAsync(Postgres($"gateway{round}"), withTokens: false);
-    var durableTokens = await RegistrationsAsync(Postgres($"tokens{round}"), withTokens: true);
+    var durable = await RegistrationsAsync(Postgres($"gateway{round}"), tokens: 0);
+    var durableTokens = await RegistrationsAsync(Postgres($"tokens{round}"), TokensFor(durable));
     Console.WriteLine($"round {round}: baseline {baseline:F0} commits/s; memory {memory:F0} reg/s with keys, {memoryTokens:F0} with tokens ({memoryTokens / memory:F2}); postgres {durable:F0} with keys, {durableTokens:F0} with tokens ({durableTokens / durable:F2})");
     results.Add(("baseline", baseline));
     results.Add(("memory", memory));
@@ -92,17 +93,21 @@ async Task<double> BaselineAsync(string connectionString)
     });
 }
 
-async Task<double> RegistrationsAsync(Dictionary<string, string?> settings, bool withTokens)
+int TokensFor(double keyRate) => (int)(keyRate * (warmup + duration).TotalSeconds * tokenHeadroom) + 1000;
+
+// With tokens > 0, registers with that many OIDC tokens (minted first) instead of an auth key.
+async Task<double> RegistrationsAsync(Dictionary<string, string?> settings, int tokens)
 {
+    var withTokens = tokens > 0;
     settings["Admin:ApiKey"] = "bench-admin";
     // Minted before the gateway starts, on every core: signing is the issuer's work, not the gateway's.
-    var tokens = new System.Collections.Concurrent.ConcurrentQueue<string>();
+    var pool = new System.Collections.Concurrent.ConcurrentQueue<string>();
     if (withTokens)
     {
         var kid = issuer.RsaKid;
-        Parallel.For(0, tokenPool, issuer.CloneSigningKey, (_, _, signingKey) =>
+        Parallel.For(0, tokens, issuer.CloneSigningKey, (_, _, signingKey) =>
         {
-            tokens.Enqueue(issuer.Mint("repo:acme/api:ref:refs/heads/main", "bench", signWith: signingKey, kid: kid));
+            pool.Enqueue(issuer.Mint("repo:acme/api:ref:refs/heads/main", "bench", signWith: signingKey, kid: kid));
             return signingKey;
         }, signingKey => signingKey.Dispose());
     }
@@ -125,7 +130,7 @@ async Task<double> RegistrationsAsync(Dictionary<string, string?> settings, bool
         (await http.SendAsync(createPolicy)).EnsureSuccessStatusCode();
 
         Task Register() => withTokens
-            ? tokens.TryDequeue(out var token) ? RegisterWithTokenAsync(http, token) : throw new InvalidOperationException($"the {tokenPool} tokens ran out: raise --tokens")
+            ? pool.TryDequeue(out var token) ? RegisterWithTokenAsync(http, token) : throw new InvalidOperationException($"the {tokens} tokens ran out: raise --token-headroom-percent")
             : RegisterAsync(http, key!);
 
         // Warm up first: tiered JIT and the grains on the path need a few seconds of load to settle.

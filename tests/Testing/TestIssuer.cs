@@ -138,6 +138,8 @@ public sealed class TestIssuer : IAsyncDisposable
             };
         }
 
+        // No cached signature providers: they are keyed by key id, and copies of one key (CloneSigningKey) share it.
+        credentials.CryptoProviderFactory = new CryptoProviderFactory { CacheSignatureProviders = false };
         return new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(payload, credentials);
     }
 

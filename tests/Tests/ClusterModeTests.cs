@@ -10,6 +10,7 @@ namespace EphemeralOrleans.Tests;
 /// The split deployment as real processes on PostgreSQL: a standalone silo (<c>src/Silo</c>) and a gateway in client
 /// mode (<c>Gateway:Mode=Client</c>) that finds it through ADO.NET clustering.
 /// </summary>
+[Collection(TimingCollection.Name)]
 public sealed class ClusterModeTests : PostgresTest
 {
     [PostgresFact]

@@ -11,6 +11,7 @@ namespace EphemeralOrleans.Tests;
 /// discovery and JWKS, RSA and EC keys) through a trust policy, and every kind of bad token is refused with its code,
 /// registering nothing.
 /// </summary>
+[Collection(TimingCollection.Name)]
 public sealed class IdentityTests : GatewayTest, IAsyncLifetime
 {
     private const string Audience = "https://eo.test/ci";

@@ -349,7 +349,7 @@ public sealed class Reconciler : IAsyncDisposable
             {
                 lines.Add($"public_key={key}");
                 lines.Add($"endpoint={heard.From}");
-                lines.Add($"persistent_keepalive_interval={ConfigCompiler.KeepaliveSeconds}");
+                KeepaliveNow(lines, ConfigCompiler.KeepaliveSeconds);
                 _peers[key] = peer with { Endpoint = heard.From, Keepalive = ConfigCompiler.KeepaliveSeconds };
                 _relayed.Remove(key);
                 if (Equals(heard.From, _netmapEndpoints.GetValueOrDefault(key)))
@@ -390,6 +390,7 @@ public sealed class Reconciler : IAsyncDisposable
                         _peers[key] = peer with { Endpoint = at, Keepalive = RelayedKeepaliveSeconds };
                         _heardAt.Remove(key);
                         _relay.SetDirect(peer.NodeId, _netmapEndpoints.GetValueOrDefault(key));
+                        toRelay.Add(peer.Name);
                     }
 
                     continue;
@@ -397,12 +398,14 @@ public sealed class Reconciler : IAsyncDisposable
 
                 if (_relayed.Remove(key))
                 {
-                    // The peer reached this node directly and the device roamed to it.
+                    // The peer reached this node directly and the device roamed to it. A keepalive at once answers there:
+                    // the peer hears this side directly even when neither has anything to send.
                     lines.Add($"public_key={key}");
-                    lines.Add($"persistent_keepalive_interval={ConfigCompiler.KeepaliveSeconds}");
+                    KeepaliveNow(lines, ConfigCompiler.KeepaliveSeconds);
                     _peers[key] = peer with { Endpoint = _heardAt.GetValueOrDefault(key) ?? _netmapEndpoints.GetValueOrDefault(key), Keepalive = ConfigCompiler.KeepaliveSeconds };
                     _relay.StopProbing(peer.NodeId);
                     _paths.Forget(key);
+                    toDirect.Add(peer.Name);
                     continue;
                 }
 
@@ -411,7 +414,7 @@ public sealed class Reconciler : IAsyncDisposable
                     var relayed = _relay.EndpointFor(peer.NodeId);
                     lines.Add($"public_key={key}");
                     lines.Add($"endpoint={relayed}");
-                    lines.Add($"persistent_keepalive_interval={RelayedKeepaliveSeconds}");
+                    KeepaliveNow(lines, RelayedKeepaliveSeconds);
                     _peers[key] = peer with { Endpoint = relayed, Keepalive = RelayedKeepaliveSeconds };
                     _relayed.Add(key);
                     _heardAt.Remove(key);
@@ -434,8 +437,17 @@ public sealed class Reconciler : IAsyncDisposable
 
         if (toRelay.Count > 0)
         {
-            _output.Event("path_relayed", new { peers = toRelay }, $"direct path to {string.Join(", ", toRelay)} stopped answering: relayed through the gateway");
+            _output.Event("path_relayed", new { peers = toRelay }, $"no direct path to {string.Join(", ", toRelay)}: relayed through the gateway");
         }
+    }
+
+    /// <summary>Sets the peer's keepalive interval so that the device sends a keepalive at once (WireGuard does when the
+    /// interval turns on): the path just changed, and the other side learns the new one from it — an idle pair too,
+    /// whose keepalives the other side's would otherwise keep putting off.</summary>
+    private static void KeepaliveNow(List<string> lines, int seconds)
+    {
+        lines.Add("persistent_keepalive_interval=0");
+        lines.Add($"persistent_keepalive_interval={seconds}");
     }
 
     /// <summary>Until a netmap is offered, a direct packet is heard, or a handshake, relay or path check is due.</summary>
