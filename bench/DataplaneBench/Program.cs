@@ -7,6 +7,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
 using EphemeralOrleans.Testing;
+using static EphemeralOrleans.Testing.LabMeasure;
 
 // The data plane, measured with real agents in network namespaces (root, wireguard-go, nft):
 //   1. join-to-reachable: with --agents up, --joins agents join one after another; from a joiner's process start to
@@ -45,7 +46,7 @@ var stuckStops = 0;
 Console.WriteLine($"{Environment.ProcessorCount} cores; lab 198.18.{lab.Subnet}.0/24");
 try
 {
-    var key = await CreateKeyAsync(ephemeral: true);
+    var key = await admin.CreateKeyAsync(ephemeral: true);
 
     // 1. Join-to-reachable.
     var existing = new List<(AgentProcess Agent, string Namespace, IPAddress Ipv4)>();
@@ -115,7 +116,7 @@ try
 
     // 2b. The same through the gateway's relay: two agents in namespaces that reach the gateway but not each other.
     Console.WriteLine("measuring the relay…");
-    var relayKey = await CreateKeyAsync(ephemeral: true, "relay");
+    var relayKey = await admin.CreateKeyAsync(ephemeral: true, "relay");
     var (r1Ns, r1Address) = lab.AddHost();
     var (r2Ns, r2Address) = lab.AddHost();
     foreach (var (ns, other) in new[] { (r1Ns, r2Address), (r2Ns, r1Address) })
@@ -132,24 +133,7 @@ try
     await r1.WaitForEventAsync("interface_ready", TimeSpan.FromSeconds(60));
     var r2Ipv4 = IPAddress.Parse(r2Ready.GetProperty("addresses")[0].GetString()!.Split('/')[0]);
     var relayClock = Stopwatch.StartNew();
-    using (var probe = NetworkLab.TcpSocketIn(r2Ns, AddressFamily.InterNetwork))
-    {
-        probe.Bind(new IPEndPoint(r2Ipv4, 7300));
-        probe.Listen();
-        while (true)
-        {
-            using var attempt = NetworkLab.TcpSocketIn(r1Ns, AddressFamily.InterNetwork);
-            using var wait = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
-            try
-            {
-                await attempt.ConnectAsync(new IPEndPoint(r2Ipv4, 7300), wait.Token);
-                break;
-            }
-            catch (Exception exception) when (exception is SocketException or OperationCanceledException && relayClock.Elapsed < TimeSpan.FromSeconds(30))
-            {
-            }
-        }
-    }
+    await ReachableAsync(r1Ns, r2Ns, r2Ipv4, TimeSpan.FromSeconds(30));
 
     Console.WriteLine($"relay: first connection {relayClock.ElapsedMilliseconds} ms after both interfaces were up");
     var relayThroughput = await ThroughputAsync(r1Ns, r2Ns, r2Ipv4, megabytes);
@@ -163,10 +147,10 @@ try
     foreach (var peers in peerCounts.Where(p => p > 0))
     {
         var tailnet = $"churn{peers}";
-        var idleKey = await CreateKeyAsync(ephemeral: false, tailnet);
+        var idleKey = await admin.CreateKeyAsync(ephemeral: false, tailnet);
         await Parallel.ForEachAsync(Enumerable.Range(0, peers), new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (i, _) =>
-            await RegisterAsync(idleKey, $"idle{i}"));
-        var watcher = await UpAsync("w", await CreateKeyAsync(ephemeral: true, tailnet));
+            await admin.RegisterAsync(idleKey, $"idle{i}"));
+        var watcher = await UpAsync("w", await admin.CreateKeyAsync(ephemeral: true, tailnet));
         await WaitForPeersAsync(watcher.Agent, peers);
         var (_, status) = await AgentProcess.RunAsync(["status", "--json", "--socket", Path.Combine(directory, "w.sock")], TimeSpan.FromSeconds(60));
         var fullApply = JsonDocument.Parse(status).RootElement.GetProperty("wireguard").GetProperty("lastApply").GetProperty("milliseconds").GetDouble();
@@ -176,7 +160,7 @@ try
         {
             for (var i = 0; i < count; i++)
             {
-                var (id, _) = await RegisterAsync(idleKey, $"{prefix}{i}");
+                var (id, _) = await admin.RegisterAsync(idleKey, $"{prefix}{i}");
                 await WaitForPeersAsync(watcher.Agent, peers + 1);
                 using var deleted = await admin.DeleteAsync($"/api/v1/tailnets/{tailnet}/nodes/{id}");
                 await WaitForPeersAsync(watcher.Agent, peers);
@@ -202,7 +186,7 @@ try
             {
                 if (sent % 2 == 0 || live.Count == 0)
                 {
-                    live.Enqueue((await RegisterAsync(idleKey, $"steady{sent}")).Id);
+                    live.Enqueue((await admin.RegisterAsync(idleKey, $"steady{sent}")).Id);
                 }
                 else
                 {
@@ -241,22 +225,6 @@ finally
 }
 
 return 0;
-
-async Task<string> CreateKeyAsync(bool ephemeral, string tailnet = "-")
-{
-    using var response = await admin.PostAsJsonAsync($"/api/v1/tailnets/{tailnet}/keys", new { reusable = true, ephemeral, preauthorized = true });
-    response.EnsureSuccessStatusCode();
-    return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!;
-}
-
-async Task<(string Id, string Token)> RegisterAsync(string authKey, string hostname)
-{
-    var nodeKey = "nodekey:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-    using var response = await admin.PostAsJsonAsync("/api/v1/machine/register", new { authKey, nodeKey, hostname });
-    response.EnsureSuccessStatusCode();
-    var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-    return (body.GetProperty("node").GetProperty("id").GetString()!, body.GetProperty("nodeToken").GetString()!);
-}
 
 AgentProcess Start(string name, string authKey, string ns)
 {
@@ -325,81 +293,6 @@ static async Task AcceptForeverAsync(Socket listener)
             }
         });
     }
-}
-
-static async Task<double> ThroughputAsync(string fromNs, string toNs, IPAddress to, int mebibytes)
-{
-    using var listener = NetworkLab.TcpSocketIn(toNs, to.AddressFamily);
-    listener.Bind(new IPEndPoint(to, 7100));
-    listener.Listen();
-    var receiving = Task.Run(async () =>
-    {
-        using var connection = await listener.AcceptAsync();
-        var buffer = new byte[1 << 16];
-        long total = 0;
-        int read;
-        while ((read = await connection.ReceiveAsync(buffer)) > 0)
-        {
-            total += read;
-        }
-
-        return total;
-    });
-    using var client = NetworkLab.TcpSocketIn(fromNs, to.AddressFamily);
-    await client.ConnectAsync(new IPEndPoint(to, 7100)).WaitAsync(TimeSpan.FromSeconds(30));
-    var chunk = new byte[1 << 16];
-    var clock = Stopwatch.StartNew();
-    for (long sent = 0; sent < (long)mebibytes << 20; sent += chunk.Length)
-    {
-        await client.SendAsync(chunk);
-    }
-
-    client.Shutdown(SocketShutdown.Send);
-    var received = await receiving.WaitAsync(TimeSpan.FromSeconds(60));
-    return received / (1024.0 * 1024) / clock.Elapsed.TotalSeconds;
-}
-
-static async Task<List<double>> RoundTripsAsync(string fromNs, string toNs, IPAddress to, int count)
-{
-    using var listener = NetworkLab.TcpSocketIn(toNs, to.AddressFamily);
-    listener.Bind(new IPEndPoint(to, 7200));
-    listener.Listen();
-    var echo = Task.Run(async () =>
-    {
-        using var connection = await listener.AcceptAsync();
-        connection.NoDelay = true;
-        var buffer = new byte[1];
-        while (await connection.ReceiveAsync(buffer) > 0)
-        {
-            await connection.SendAsync(buffer);
-        }
-    });
-    using var client = NetworkLab.TcpSocketIn(fromNs, to.AddressFamily);
-    client.NoDelay = true;
-    await client.ConnectAsync(new IPEndPoint(to, 7200)).WaitAsync(TimeSpan.FromSeconds(30));
-    var times = new List<double>(count);
-    var one = new byte[1];
-    for (var i = 0; i < count; i++)
-    {
-        var clock = Stopwatch.StartNew();
-        await client.SendAsync(one);
-        await client.ReceiveAsync(one).WaitAsync(TimeSpan.FromSeconds(10));
-        times.Add(clock.Elapsed.TotalMilliseconds);
-    }
-
-    client.Shutdown(SocketShutdown.Both);
-    await echo.WaitAsync(TimeSpan.FromSeconds(10));
-    times.Sort();
-    return times;
-}
-
-static double Percentile(List<double> sorted, double p) => sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
-
-static TimeSpan Cpu(int pid)
-{
-    var fields = File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-    var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-    return TimeSpan.FromSeconds(ticks / 100.0);
 }
 
 static int Parent(int pid) =>

@@ -9,6 +9,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using EphemeralOrleans.Protocol;
 using EphemeralOrleans.Testing;
+using static EphemeralOrleans.Testing.LabMeasure;
 
 // The relay, measured on the cluster topology as processes: PostgreSQL, one silo, two gateways in client mode on a
 // network lab's bridge, agents in namespaces with no direct path to each other (an nft drop on arrival).
@@ -62,7 +63,7 @@ var running = new List<AgentProcess>();
 Console.WriteLine($"{Environment.ProcessorCount} cores; lab 198.18.{lab.Subnet}.0/24; gateways {first.HttpUrl} and {second.HttpUrl}");
 try
 {
-    var key = await CreateKeyAsync();
+    var key = await admin.CreateKeyAsync(ephemeral: false);
     var hostA = lab.AddHost();
     var hostB = lab.AddHost();
     var hostC = lab.AddHost();
@@ -80,8 +81,8 @@ try
     var a = await UpAsync("a", key, hostA.Namespace, first.HttpUrl);
     var b = await UpAsync("b", key, hostB.Namespace, first.HttpUrl);
     var c = await UpAsync("c", key, hostC.Namespace, second.HttpUrl);
-    await ReachableAsync(hostA.Namespace, hostB.Namespace, b.Ipv4);
-    await ReachableAsync(hostA.Namespace, hostC.Namespace, c.Ipv4);
+    await ReachableAsync(hostA.Namespace, hostB.Namespace, b.Ipv4, TimeSpan.FromSeconds(30));
+    await ReachableAsync(hostA.Namespace, hostC.Namespace, c.Ipv4, TimeSpan.FromSeconds(30));
 
     var results = new List<(string Path, double MiBs, double P50, double P99, double GatewayCpuPerGbit)>();
     async Task MeasureAsync(string path, string toNs, IPAddress to, int[] pids)
@@ -129,7 +130,7 @@ try
     {
         while (nodes.Count < pairs * 2)
         {
-            var (id, token) = await RegisterAsync(key, $"r{nodes.Count}");
+            var (id, token) = await admin.RegisterAsync(key, $"r{nodes.Count}");
             var socket = new ClientWebSocket();
             socket.Options.SetRequestHeader("Authorization", "Bearer " + token);
             await socket.ConnectAsync(relayUrl, CancellationToken.None);
@@ -260,22 +261,6 @@ void Nft(string ns, string command)
     }
 }
 
-async Task<string> CreateKeyAsync()
-{
-    using var response = await admin.PostAsJsonAsync("/api/v1/tailnets/-/keys", new { reusable = true, ephemeral = false, preauthorized = true });
-    response.EnsureSuccessStatusCode();
-    return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!;
-}
-
-async Task<(string Id, string Token)> RegisterAsync(string authKey, string hostname)
-{
-    var nodeKey = "nodekey:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-    using var response = await admin.PostAsJsonAsync("/api/v1/machine/register", new { authKey, nodeKey, hostname });
-    response.EnsureSuccessStatusCode();
-    var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-    return (body.GetProperty("node").GetProperty("id").GetString()!, body.GetProperty("nodeToken").GetString()!);
-}
-
 async Task<(AgentProcess Agent, IPAddress Ipv4)> UpAsync(string name, string authKey, string ns, Uri loginServer)
 {
     var agent = AgentProcess.Start(["up", "--login-server", loginServer.ToString(), "--hostname", name, "--json", "--socket", Path.Combine(directory, name + ".sock"),
@@ -283,102 +268,6 @@ async Task<(AgentProcess Agent, IPAddress Ipv4)> UpAsync(string name, string aut
     running.Add(agent);
     var ready = await agent.WaitForEventAsync("interface_ready", TimeSpan.FromSeconds(60));
     return (agent, IPAddress.Parse(ready.GetProperty("addresses")[0].GetString()!.Split('/')[0]));
-}
-
-static async Task ReachableAsync(string fromNs, string toNs, IPAddress to)
-{
-    using var listener = NetworkLab.TcpSocketIn(toNs, to.AddressFamily);
-    listener.Bind(new IPEndPoint(to, 7300));
-    listener.Listen();
-    var deadline = Stopwatch.StartNew();
-    while (true)
-    {
-        using var client = NetworkLab.TcpSocketIn(fromNs, to.AddressFamily);
-        using var attempt = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
-        try
-        {
-            await client.ConnectAsync(new IPEndPoint(to, 7300), attempt.Token);
-            return;
-        }
-        catch (Exception exception) when (exception is SocketException or OperationCanceledException && deadline.Elapsed < TimeSpan.FromSeconds(30))
-        {
-        }
-    }
-}
-
-static async Task<double> ThroughputAsync(string fromNs, string toNs, IPAddress to, int mebibytes)
-{
-    using var listener = NetworkLab.TcpSocketIn(toNs, to.AddressFamily);
-    listener.Bind(new IPEndPoint(to, 7100));
-    listener.Listen();
-    var receiving = Task.Run(async () =>
-    {
-        using var connection = await listener.AcceptAsync();
-        var buffer = new byte[1 << 16];
-        long total = 0;
-        int read;
-        while ((read = await connection.ReceiveAsync(buffer)) > 0)
-        {
-            total += read;
-        }
-
-        return total;
-    });
-    using var client = NetworkLab.TcpSocketIn(fromNs, to.AddressFamily);
-    await client.ConnectAsync(new IPEndPoint(to, 7100)).WaitAsync(TimeSpan.FromSeconds(30));
-    var chunk = new byte[1 << 16];
-    var clock = Stopwatch.StartNew();
-    for (long sent = 0; sent < (long)mebibytes << 20; sent += chunk.Length)
-    {
-        await client.SendAsync(chunk);
-    }
-
-    client.Shutdown(SocketShutdown.Send);
-    var received = await receiving.WaitAsync(TimeSpan.FromSeconds(60));
-    return received / (1024.0 * 1024) / clock.Elapsed.TotalSeconds;
-}
-
-static async Task<List<double>> RoundTripsAsync(string fromNs, string toNs, IPAddress to, int count)
-{
-    using var listener = NetworkLab.TcpSocketIn(toNs, to.AddressFamily);
-    listener.Bind(new IPEndPoint(to, 7200));
-    listener.Listen();
-    var echo = Task.Run(async () =>
-    {
-        using var connection = await listener.AcceptAsync();
-        connection.NoDelay = true;
-        var buffer = new byte[1];
-        while (await connection.ReceiveAsync(buffer) > 0)
-        {
-            await connection.SendAsync(buffer);
-        }
-    });
-    using var client = NetworkLab.TcpSocketIn(fromNs, to.AddressFamily);
-    client.NoDelay = true;
-    await client.ConnectAsync(new IPEndPoint(to, 7200)).WaitAsync(TimeSpan.FromSeconds(30));
-    var times = new List<double>(count);
-    var one = new byte[1];
-    for (var i = 0; i < count; i++)
-    {
-        var clock = Stopwatch.StartNew();
-        await client.SendAsync(one);
-        await client.ReceiveAsync(one).WaitAsync(TimeSpan.FromSeconds(10));
-        times.Add(clock.Elapsed.TotalMilliseconds);
-    }
-
-    client.Shutdown(SocketShutdown.Both);
-    await echo.WaitAsync(TimeSpan.FromSeconds(10));
-    times.Sort();
-    return times;
-}
-
-static double Percentile(List<double> sorted, double p) => sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
-
-static TimeSpan Cpu(int pid)
-{
-    var fields = File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-    var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-    return TimeSpan.FromSeconds(ticks / 100.0);
 }
 
 int Argument(string name, int fallback) =>
