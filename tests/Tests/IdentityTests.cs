@@ -58,6 +58,7 @@ public sealed class IdentityTests : GatewayTest, IAsyncLifetime
         var overGrpc = await grpc.TryRegisterWithTokenAsync(_issuer.Mint(Subject, Audience, claims: new Dictionary<string, object?> { ["repository_owner"] = "acme" }));
         Assert.True(overGrpc.Status == HttpStatusCode.OK, $"{overGrpc.Status} {overGrpc.Code} {overGrpc.Detail}");
         Assert.Equal("trust:" + policy, overGrpc.Body.GetProperty("node").Str("keyId"));
+        Assert.Equal(Subject, (await grpc.GetNodeAsync(overGrpc.Body.GetProperty("node").Str("id")))!.Value.Str("subject"));
         var refusedOverGrpc = await grpc.TryRegisterWithTokenAsync(_issuer.Mint(Subject, "https://elsewhere"));
         Assert.Equal((HttpStatusCode.Unauthorized, "token_audience"), (refusedOverGrpc.Status, refusedOverGrpc.Code));
 

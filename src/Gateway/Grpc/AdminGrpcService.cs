@@ -37,11 +37,11 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKe
     public override async Task<ListNodesResponse> ListNodes(ListNodesRequest request, ServerCallContext context)
     {
         var nodes = await controlPlane.ListNodesAsync(Authorize(context, request.Tailnet));
-        return new ListNodesResponse { Nodes = { nodes.Select(n => n.ToProto()) } };
+        return new ListNodesResponse { Nodes = { nodes.Select(n => n.ToAdminProto()) } };
     }
 
     public override async Task<Node> GetNode(GetNodeRequest request, ServerCallContext context) =>
-        (await controlPlane.GetNodeAsync(Authorize(context, request.Tailnet), request.Id)).ToProto();
+        (await controlPlane.GetNodeAsync(Authorize(context, request.Tailnet), request.Id)).ToAdminProto();
 
     public override async Task<DeleteNodeResponse> DeleteNode(DeleteNodeRequest request, ServerCallContext context)
     {
@@ -50,7 +50,7 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKe
     }
 
     public override async Task<Node> ApproveNode(ApproveNodeRequest request, ServerCallContext context) =>
-        (await controlPlane.ApproveNodeAsync(Authorize(context, request.Tailnet), request.Id)).ToProto();
+        (await controlPlane.ApproveNodeAsync(Authorize(context, request.Tailnet), request.Id)).ToAdminProto();
 
     public override async Task<ExpireNodeResponse> ExpireNode(ExpireNodeRequest request, ServerCallContext context)
     {
@@ -59,7 +59,7 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKe
     }
 
     public override async Task<Node> RenameNode(RenameNodeRequest request, ServerCallContext context) =>
-        (await controlPlane.RenameNodeAsync(Authorize(context, request.Tailnet), request.Id, request.Name)).ToProto();
+        (await controlPlane.RenameNodeAsync(Authorize(context, request.Tailnet), request.Id, request.Name)).ToAdminProto();
 
     public override async Task<Policy> GetPolicy(GetPolicyRequest request, ServerCallContext context) =>
         new() { PolicyJson = await controlPlane.GetPolicyAsync(Authorize(context, request.Tailnet)) };

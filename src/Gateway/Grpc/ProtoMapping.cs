@@ -48,6 +48,20 @@ internal static class ProtoMapping
         return proto;
     }
 
+    /// <summary>A node as admin calls show it: the netmap's shape, and the subject it joined with.</summary>
+    public static Node ToAdminProto(this NodeEntry node)
+    {
+        var proto = node.ToProto();
+        if (node.Record.Subject is not { } subject)
+        {
+            return proto;
+        }
+
+        proto = proto.Clone(); // the netmap's copy is shared and cached
+        proto.Subject = subject;
+        return proto;
+    }
+
     public static TrustPolicy ToProto(this Contracts.Model.TrustPolicy policy)
     {
         var proto = new TrustPolicy

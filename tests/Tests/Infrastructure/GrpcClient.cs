@@ -164,7 +164,9 @@ public sealed class GrpcClient : ApiClient
         _ => HttpStatusCode.InternalServerError,
     };
 
-    public static JsonElement ToJson(Node node) => Serialize(new
+    public static JsonElement ToJson(Node node) => node.Subject.Length > 0 ? With(NodeJson(node), "subject", node.Subject) : NodeJson(node);
+
+    private static JsonElement NodeJson(Node node) => Serialize(new
     {
         node.Id,
         node.Name,
