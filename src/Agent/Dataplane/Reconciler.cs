@@ -61,9 +61,9 @@ public sealed class Reconciler : IAsyncDisposable
     private readonly PathMonitor _paths = new(DirectSilence, DirectQuiet);
     private DateTimeOffset _nextPathCheck;
 
-    /// <summary>How often the device's counters are read to follow each peer's path (see <see cref="FollowPathsAsync"/>):
-    /// every 250 ms up to 1,000 peers, less often beyond (reading them costs about as much per peer), so that following
-    /// paths stays a small share of a core.</summary>
+    /// <summary>How often the device's counters are read to follow each online peer's path (see
+    /// <see cref="FollowPathsAsync"/>): every 250 ms up to 1,000 online peers, less often beyond (reading them costs
+    /// about as much per peer), so that following paths stays a small share of a core; never with none online.</summary>
     public static TimeSpan PathCheckInterval(int peers) => TimeSpan.FromMilliseconds(Math.Max(250, peers / 4.0));
 
     /// <summary>How long a direct path may leave this side's packets unanswered before the peer is relayed: with the
@@ -368,9 +368,15 @@ public sealed class Reconciler : IAsyncDisposable
         }
 
         var now = DateTimeOffset.UtcNow;
-        if (now >= _nextPathCheck && _peers.Count > 0)
+        // Only online peers (with keepalives) have a path to follow: a tailnet of idle peers costs no reading.
+        var online = now >= _nextPathCheck ? _peers.Values.Count(p => p.Keepalive > 0) : 0;
+        if (now >= _nextPathCheck)
         {
-            _nextPathCheck = now + PathCheckInterval(_peers.Count);
+            _nextPathCheck = now + PathCheckInterval(online);
+        }
+
+        if (online > 0)
+        {
             foreach (var stats in await _wireGuard!.GetAsync(cancellationToken))
             {
                 var key = stats.PublicKeyHex;
