@@ -12,10 +12,14 @@ public sealed class HostProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
 
-    private HostProcess(Process process, Uri? httpUrl)
+    /// <summary>The process's own HOME, removed with it.</summary>
+    private readonly string _home;
+
+    private HostProcess(Process process, Uri? httpUrl, string home)
     {
         _process = process;
         HttpUrl = httpUrl!;
+        _home = home;
     }
 
     /// <summary>The gateway's HTTP address (gateways only).</summary>
@@ -67,7 +71,8 @@ public sealed class HostProcess : IAsyncDisposable
             WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
         // A home of its own, as on a separate machine: processes share only what goes through the cluster.
-        start.Environment["HOME"] = Directory.CreateTempSubdirectory("eo-home-").FullName;
+        var home = Directory.CreateTempSubdirectory("eo-home-").FullName;
+        start.Environment["HOME"] = home;
         start.ArgumentList.Add(dll);
         foreach (var (key, value) in settings)
         {
@@ -75,7 +80,7 @@ public sealed class HostProcess : IAsyncDisposable
         }
 
         var process = Process.Start(start) ?? throw new InvalidOperationException($"{dll} did not start.");
-        var host = new HostProcess(process, httpUrl);
+        var host = new HostProcess(process, httpUrl, home);
         process.OutputDataReceived += (_, e) => host.Append(e.Data);
         process.ErrorDataReceived += (_, e) => host.Append(e.Data);
         process.BeginOutputReadLine();
@@ -110,6 +115,14 @@ public sealed class HostProcess : IAsyncDisposable
         }
 
         _process.Dispose();
+        try
+        {
+            Directory.Delete(_home, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A child that outlived it still writes there; the next run's dev-check lists it.
+        }
     }
 
     private void Append(string? line)

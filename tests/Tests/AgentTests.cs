@@ -327,6 +327,7 @@ public sealed class AgentRestartTests : PostgresTest
 
         // The logs name nodes and keys, never secrets.
         Assert.DoesNotContain(key.Str("key").Split('-')[^1], first.Output + second.Output);
+        File.Delete(socket); // the agent is killed at the end of the test: nothing else would remove it
     }
 }
 
