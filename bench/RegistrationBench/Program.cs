@@ -20,6 +20,8 @@ var duration = TimeSpan.FromSeconds(seconds);
 var warmup = TimeSpan.FromSeconds(Argument("--warmup", 5));
 // Tokens minted per token run: the same storage's rate with keys, times the run's length, with room to spare.
 double tokenHeadroom = Argument("--token-headroom-percent", 300) / 100.0;
+// Only the PostgreSQL measurements (for profiling them): --postgres-only 1.
+var postgresOnly = Argument("--postgres-only", 0) == 1;
 
 if (PostgresServer.UnavailableReason() is { } reason)
 {
@@ -31,20 +33,39 @@ Console.WriteLine($"{Environment.ProcessorCount} cores, {clients} concurrent cli
 await using var postgres = await PostgresServer.StartAsync(durable: true);
 await using var issuer = await TestIssuer.StartAsync();
 var results = new List<(string Name, double PerSecond)>();
+var cpuPerOperation = TimeSpan.Zero; // of the last measured run
 for (var round = 1; round <= rounds; round++)
 {
     var baseline = await BaselineAsync(await postgres.CreateDatabaseAsync($"baseline{round}"));
-    var memory = await RegistrationsAsync(new Dictionary<string, string?> { ["Storage:Provider"] = "Memory" }, tokens: 0);
-    var memoryTokens = await RegistrationsAsync(new Dictionary<string, string?> { ["Storage:Provider"] = "Memory" }, TokensFor(memory));
+    var memory = postgresOnly ? double.NaN : await RegistrationsAsync(new Dictionary<string, string?> { ["Storage:Provider"] = "Memory" }, tokens: 0);
+    var memoryTokens = postgresOnly ? double.NaN : await RegistrationsAsync(new Dictionary<string, string?> { ["Storage:Provider"] = "Memory" }, TokensFor(memory));
     Dictionary<string, string?> Postgres(string name) => new()
     {
         ["Storage:Provider"] = "Postgres",
         ["ConnectionStrings:Postgres"] = postgres.CreateDatabaseAsync(name).GetAwaiter().GetResult(),
         ["Silo:AdvertisedAddress"] = "127.0.0.1",
     };
-    var durable = await RegistrationsAsync(Postgres($"gateway{round}"), tokens: 0);
-    var durableTokens = await RegistrationsAsync(Postgres($"tokens{round}"), TokensFor(durable));
+    // Keys first in odd rounds, tokens first in even ones: the second run on the server inherits the first's
+    // checkpoints and autovacuum, and must not always be the same one.
+    double durable, durableTokens;
+    TimeSpan durableCpu, durableTokensCpu;
+    if (round % 2 == 1)
+    {
+        durable = await RegistrationsAsync(Postgres($"gateway{round}"), tokens: 0);
+        durableCpu = cpuPerOperation;
+        durableTokens = await RegistrationsAsync(Postgres($"tokens{round}"), TokensFor(durable));
+        durableTokensCpu = cpuPerOperation;
+    }
+    else
+    {
+        durableTokens = await RegistrationsAsync(Postgres($"tokens{round}"), TokensFor(results.Where(r => r.Name == "postgres").Max(r => r.PerSecond)));
+        durableTokensCpu = cpuPerOperation;
+        durable = await RegistrationsAsync(Postgres($"gateway{round}"), tokens: 0);
+        durableCpu = cpuPerOperation;
+    }
+
     Console.WriteLine($"round {round}: baseline {baseline:F0} commits/s; memory {memory:F0} reg/s with keys, {memoryTokens:F0} with tokens ({memoryTokens / memory:F2}); postgres {durable:F0} with keys, {durableTokens:F0} with tokens ({durableTokens / durable:F2})");
+    Console.WriteLine($"  CPU of this process (gateway, silo and clients) per PostgreSQL registration: {durableCpu.TotalMilliseconds:F2} ms with keys, {durableTokensCpu.TotalMilliseconds:F2} ms with tokens");
     results.Add(("baseline", baseline));
     results.Add(("memory", memory));
     results.Add(("memory-tokens", memoryTokens));
@@ -179,7 +200,9 @@ async Task<double> RunAsync(Func<CancellationToken, Action, Task> client, TimeSp
     long done = 0;
     using var stop = new CancellationTokenSource(length ?? duration);
     var clock = Stopwatch.StartNew();
+    var cpu = Process.GetCurrentProcess().TotalProcessorTime;
     await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(() => client(stop.Token, () => Interlocked.Increment(ref done)))));
+    cpuPerOperation = done > 0 ? (Process.GetCurrentProcess().TotalProcessorTime - cpu) / done : TimeSpan.Zero;
     return done / clock.Elapsed.TotalSeconds;
 }
 

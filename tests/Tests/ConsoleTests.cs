@@ -109,6 +109,28 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
     }
 
     [BrowserFact]
+    public async Task Signing_out_ends_the_session_for_a_copy_of_its_cookie_too()
+    {
+        var page = await SignedInPageAsync();
+        await page.ClickAsync("nav >> text=Auth keys");
+        await page.FillAsync("#Input_Description", "after sign-out");
+        var stolen = Assert.Single(await page.Context.CookiesAsync(), c => c.Name == "eo-console");
+
+        // Signed out in another tab; then the copy (as a thief kept it) is put back and the form still open is sent.
+        var other = await page.Context.NewPageAsync();
+        await other.GotoAsync(Url("/admin/devices"));
+        await other.ClickAsync("text=Sign out");
+        await Expect(other.Locator("h1")).ToHaveTextAsync("Sign in");
+        Assert.DoesNotContain(await page.Context.CookiesAsync(), c => c.Name == "eo-console");
+        await page.Context.AddCookiesAsync([new Microsoft.Playwright.Cookie { Name = stolen.Name, Value = stolen.Value, Domain = stolen.Domain, Path = stolen.Path }]);
+        await page.ClickAsync("text=Create key");
+        await Expect(page.Locator("h1")).ToHaveTextAsync("Sign in");
+        Assert.Empty(await Gateway.ListKeysAsync());
+        await page.GotoAsync(Url("/admin/keys"));
+        Assert.Contains("/admin/signin", page.Url);
+    }
+
+    [BrowserFact]
     public async Task An_ephemeral_key_is_created_its_secret_shown_once_and_it_can_be_revoked()
     {
         var page = await SignedInPageAsync();

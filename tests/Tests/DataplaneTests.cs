@@ -196,7 +196,7 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         var c = await UpAsync("c", key, host: hostC);
         var d = await UpAsync("d", key, host: hostD);
         await Poll.UntilAsync(() => CanConnectAsync(c, d.Ipv4, TimeSpan.FromMilliseconds(500)), Within, "C to reach D through the relay", everyMs: 50);
-        var quiet = await RelayedThroughputAsync(c, d, 5432);
+        var quiet = await LabMeasure.ThroughputAsync(c.Namespace, d.Namespace, d.Ipv4, mebibytes: 8);
 
         // E floods F as fast as one relay connection takes frames; F never reads (its queue fills, its socket backs up).
         var (_, tokenE) = await Gateway.RegisterAsync(key, hostname: "e");
@@ -219,7 +219,7 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         await Task.Delay(TimeSpan.FromMilliseconds(500));
         var floodClock = Stopwatch.StartNew();
         var floodedBefore = Interlocked.Read(ref flooded);
-        var loaded = await RelayedThroughputAsync(c, d, 5433);
+        var loaded = await LabMeasure.ThroughputAsync(c.Namespace, d.Namespace, d.Ipv4, mebibytes: 8);
         var floodRate = (Interlocked.Read(ref flooded) - floodedBefore) / floodClock.Elapsed.TotalSeconds;
         await stopFlood.CancelAsync();
         await flooding.WaitAsync(Within);
@@ -454,34 +454,6 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         {
             return false;
         }
-    }
-
-    /// <summary>MiB/s of one TCP connection from <paramref name="from"/> to <paramref name="to"/> carrying 8 MiB.</summary>
-    private async Task<double> RelayedThroughputAsync(LabAgent from, LabAgent to, int port)
-    {
-        const int Total = 8 * 1024 * 1024;
-        var (client, server) = await ConnectAsync(from, to.Ipv4, port);
-        using var _ = client;
-        using var __ = server;
-        var clock = Stopwatch.StartNew();
-        var sending = Task.Run(async () =>
-        {
-            var chunk = new byte[64 * 1024];
-            for (var sent = 0; sent < Total; sent += chunk.Length)
-            {
-                await client.SendAsync(chunk);
-            }
-        });
-        var buffer = new byte[64 * 1024];
-        for (var received = 0; received < Total;)
-        {
-            var read = await server.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(Within);
-            Assert.True(read > 0, "the connection closed early");
-            received += read;
-        }
-
-        await sending.WaitAsync(Within);
-        return Total / 1048576.0 / clock.Elapsed.TotalSeconds;
     }
 
     private async Task<ClientWebSocket> RelaySocketAsync(string token)

@@ -24,6 +24,12 @@ public interface IRelayRouteGrain : IGrainWithStringKey
     Task<bool> Deliver(RelayBatch batch);
 }
 
+/// <summary>The key of a node's <see cref="IRelayRouteGrain"/>.</summary>
+public static class RelayRouteKey
+{
+    public static string Of(string tailnet, string nodeId) => tailnet + "/" + nodeId;
+}
+
 /// <summary>One per gateway process: packets relayed from agents on other gateways to agents connected here.</summary>
 [Alias("IRelayObserver")]
 public interface IRelayObserver : IGrainObserver

@@ -16,6 +16,12 @@ public sealed record RegisterCommand(
     /// <summary>The node token the caller presented, if any: the other way to show it is the node's own agent.</summary>
     [Id(5)]
     public string? NodeToken { get; init; }
+
+    /// <summary>The id a new node gets (a sealed one, see the gateway's <c>IdSeal</c>); unused when the node exists.
+    /// Null: an unsealed id (<see cref="Validation.NodeIds.NewNodeId"/>), which gateways refuse unless it was
+    /// issued before ids were sealed.</summary>
+    [Id(6)]
+    public string? NewNodeId { get; init; }
 }
 
 /// <summary>A registered node and its new token (shown once), or why not.</summary>

@@ -100,10 +100,17 @@ public static class NodeIds
     /// <summary>A fresh node id for a node grain: its key, a dash and a random suffix.</summary>
     public static string NewNodeId(string grainKey) => $"{grainKey}-{Secrets.Base32(RandomNumberGenerator.GetBytes(5))}";
 
-    /// <summary>The grain key of a node id; false when the id cannot be one of ours.</summary>
+    /// <summary>The length of an unsealed node id: the grain key, a dash, 8 random base32 characters.</summary>
+    public const int UnsealedLength = GrainKeyLength + 9;
+
+    /// <summary>The length of a sealed node id: an unsealed one and an 8-character seal.</summary>
+    public const int SealedLength = UnsealedLength + 8;
+
+    /// <summary>The grain key of a node id, sealed or not; false when the id cannot be one of ours.</summary>
     public static bool TryGrainKey(string? nodeId, [NotNullWhen(true)] out string? grainKey)
     {
-        grainKey = nodeId is { Length: GrainKeyLength + 9 } && nodeId[GrainKeyLength] == '-' && nodeId.All(c => c == '-' || Secrets.IsBase32(c))
+        grainKey = nodeId is { Length: UnsealedLength or SealedLength } && nodeId[GrainKeyLength] == '-'
+            && nodeId.Where((_, i) => i != GrainKeyLength).All(Secrets.IsBase32)
             ? nodeId[..GrainKeyLength]
             : null;
         return grainKey is not null;

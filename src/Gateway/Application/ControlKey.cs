@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Protocol;
 using NSec.Cryptography;
@@ -13,9 +14,18 @@ public sealed class ControlKey(IGrainFactory grains) : IDisposable
 {
     private readonly SemaphoreSlim _loading = new(1, 1);
     private volatile Key? _key;
+    private byte[]? _sealKey;
 
     /// <summary>The private key, for verifying proofs.</summary>
     public async Task<Key> PrivateKeyAsync(CancellationToken cancellationToken = default) => _key ?? await LoadAsync(cancellationToken);
+
+    /// <summary>A MAC key derived from the private key, for sealing ids (<see cref="IdSeal"/>): the same on every
+    /// gateway of the cluster, and across restarts.</summary>
+    public async Task<byte[]> SealKeyAsync(CancellationToken cancellationToken = default)
+    {
+        await PrivateKeyAsync(cancellationToken);
+        return _sealKey!;
+    }
 
     /// <summary>The public key as agents are given it: <c>controlkey:&lt;64 hex&gt;</c>.</summary>
     public async Task<string> PublicTextAsync(CancellationToken cancellationToken = default) =>
@@ -38,7 +48,9 @@ public sealed class ControlKey(IGrainFactory grains) : IDisposable
                 new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport });
             var offered = Convert.ToBase64String(candidate.Export(KeyBlobFormat.RawPrivateKey));
             var stored = await grains.GetGrain<IKeyRingGrain>(IKeyRingGrain.Key).GetOrCreateControlKey(offered).WaitAsync(cancellationToken);
-            _key = Key.Import(KeyAgreementAlgorithm.X25519, Convert.FromBase64String(stored), KeyBlobFormat.RawPrivateKey);
+            var privateKey = Convert.FromBase64String(stored);
+            _sealKey = HMACSHA256.HashData(privateKey, "eo id seal"u8);
+            _key = Key.Import(KeyAgreementAlgorithm.X25519, privateKey, KeyBlobFormat.RawPrivateKey);
             return _key;
         }
         finally

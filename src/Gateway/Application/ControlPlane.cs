@@ -30,7 +30,7 @@ public sealed record CreateKeyRequest(bool Reusable, bool Ephemeral, bool Preaut
 /// The application layer: every rule of the agent and admin APIs, called by each transport. Refusals are thrown as
 /// <see cref="ControlPlaneException"/>; the transports only translate.
 /// </summary>
-public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options, ControlKey controlKey, IdTokenValidator idTokens, TimeProvider time)
+public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options, ControlKey controlKey, IdSeal seal, IdTokenValidator idTokens, TimeProvider time)
 {
     private const int MaxHostnameLength = 255;
     private const int MaxDescriptionLength = 512;
@@ -61,7 +61,8 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         }
 
         string? keyId = null, secret = null;
-        if (request.IdToken is null && !Identifiers.TryAuthKey(request.AuthKey, out keyId, out secret))
+        // A key id this cluster did not issue is refused here, before a grain is activated for it.
+        if (request.IdToken is null && (!Identifiers.TryAuthKey(request.AuthKey, out keyId, out secret) || !await seal.MayBeKeyAsync(keyId)))
         {
             throw new ControlPlaneException(Failure.Unauthenticated("invalid_key", "The auth key is unknown or its secret is wrong."));
         }
@@ -91,8 +92,13 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
                 grant = redeemed.Grant ?? throw Refused(redeemed.Failure!);
             }
 
-            var result = await grains.GetGrain<INodeGrain>(NodeIds.GrainKeyFor(grant.Tailnet, nodeKey))
-                .Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant) { ProvenAt = provenAt, NodeToken = nodeToken });
+            var grainKey = NodeIds.GrainKeyFor(grant.Tailnet, nodeKey);
+            var result = await grains.GetGrain<INodeGrain>(grainKey).Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant)
+            {
+                ProvenAt = provenAt,
+                NodeToken = nodeToken,
+                NewNodeId = await seal.NewNodeIdAsync(grainKey),
+            });
             if (result.Failure is { } failure)
             {
                 throw Refused(failure);
@@ -126,7 +132,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             throw;
         }
 
-        if (!await grains.GetGrain<ITokenReplayGrain>(validated.ReplayKey).Claim(nodeKey, validated.ExpiresAt))
+        if (!await grains.GetGrain<ITokenLedgerGrain>(0).Claim(validated.ReplayKey, nodeKey, validated.ExpiresAt))
         {
             GatewayMetrics.Registration("token_replayed", "token");
             throw new ControlPlaneException(Failure.Unauthenticated("token_replayed", "This ID token already registered another node; each token registers one."));
@@ -213,7 +219,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
     /// <summary>Authenticates a node token and opens a map session for <paramref name="streamId"/>.</summary>
     public async Task<(INodeGrain Grain, SessionInfo Session)> OpenSessionAsync(string? token, string streamId)
     {
-        if (NodeIds.TryToken(token, out var nodeId, out var secret) && NodeIds.TryGrainKey(nodeId, out var grainKey))
+        if (await NodeOfTokenAsync(token) is var (nodeId, secret, grainKey))
         {
             var grain = grains.GetGrain<INodeGrain>(grainKey);
             if (await grain.OpenSession(nodeId, secret, streamId) is { } session)
@@ -225,11 +231,17 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         throw InvalidToken();
     }
 
-    /// <summary>Replaces the UDP endpoints of the token's node; peers that see it get them in their next delta.</summary>
+    /// <summary>A node token's node id, secret and grain key; null when it is malformed or names a node id this
+    /// cluster did not issue (refused before a grain is activated for it).</summary>
+    private async Task<(string NodeId, string Secret, string GrainKey)?> NodeOfTokenAsync(string? token) =>
+        NodeIds.TryToken(token, out var nodeId, out var secret) && NodeIds.TryGrainKey(nodeId, out var grainKey) && await seal.MayBeNodeAsync(nodeId)
+            ? (nodeId, secret, grainKey)
+            : null;
+
     /// <summary>The node a token belongs to (for the relay); refused like any bad token.</summary>
     public async Task<NodeEntry> AuthenticateAsync(string? token)
     {
-        if (NodeIds.TryToken(token, out var nodeId, out var secret) && NodeIds.TryGrainKey(nodeId, out var grainKey)
+        if (await NodeOfTokenAsync(token) is var (nodeId, secret, grainKey)
             && await grains.GetGrain<INodeGrain>(grainKey).Authenticate(nodeId, secret) is { } node)
         {
             return node;
@@ -238,9 +250,10 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         throw InvalidToken();
     }
 
+    /// <summary>Replaces the UDP endpoints of the token's node; peers that see it get them in their next delta.</summary>
     public async Task<NodeEntry> SetEndpointsAsync(string? token, IReadOnlyCollection<string>? endpoints)
     {
-        if (!NodeIds.TryToken(token, out var nodeId, out var secret) || !NodeIds.TryGrainKey(nodeId, out var grainKey))
+        if (await NodeOfTokenAsync(token) is not var (nodeId, secret, grainKey))
         {
             throw InvalidToken();
         }
@@ -255,7 +268,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
 
     public async Task LogoutAsync(string? token)
     {
-        if (!NodeIds.TryToken(token, out var nodeId, out var secret) || !NodeIds.TryGrainKey(nodeId, out var grainKey)
+        if (await NodeOfTokenAsync(token) is not var (nodeId, secret, grainKey)
             || !await grains.GetGrain<INodeGrain>(grainKey).Logout(nodeId, secret))
         {
             throw InvalidToken();
@@ -293,7 +306,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         while (true)
         {
             // Listed first, so a crash between the two steps leaves at worst an id that lists nothing.
-            var keyId = Secrets.Base62(12);
+            var keyId = await seal.NewKeyIdAsync();
             await grains.GetGrain<ITailnetGrain>(tailnet).AddKey(keyId);
             if (await grains.GetGrain<IAuthKeyGrain>(keyId).Create(tailnet, spec) is { } created)
             {

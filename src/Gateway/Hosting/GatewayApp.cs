@@ -79,6 +79,7 @@ public static partial class GatewayApp
 
         builder.Services.AddSingleton(new AdminKey(adminKey!));
         builder.Services.AddSingleton<ControlKey>();
+        builder.Services.AddSingleton<IdSeal>();
         builder.Services.AddSingleton<ControlPlane>();
         builder.Services.Configure<IdentityOptions>(configuration.GetSection(IdentityOptions.Section));
         builder.Services.AddSingleton<IdTokenValidator>();

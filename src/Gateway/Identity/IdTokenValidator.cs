@@ -166,7 +166,6 @@ public sealed partial class IdTokenValidator(IOptions<IdentityOptions> options, 
 
         var subject = jwt.Subject ?? "";
         var matched = forAudience
-            .Where(p => p.Spec.Audiences.Any(audiences.Contains))
             .OrderBy(p => p.CreatedAt)
             .FirstOrDefault(p => subject.Length > 0 && TrustPolicyRules.SubjectMatches(p.Spec.Subject, subject)
                 && p.Spec.Claims.All(c => jwt.TryGetPayloadValue<string>(c.Key, out var value) && value == c.Value));

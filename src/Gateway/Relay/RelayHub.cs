@@ -198,7 +198,7 @@ public sealed partial class RelayHub(MapHub maps, IGrainFactory grains, IOptions
     /// <summary>Queues a packet for a node whose connection is not here (see the class summary).</summary>
     private void ForwardToCluster(Connection from, string toId, ReadOnlySpan<byte> payload)
     {
-        var key = from.Tailnet + "/" + toId;
+        var key = RelayRouteKey.Of(from.Tailnet, toId);
         for (var attempt = 0; attempt < 2; attempt++)
         {
             var route = _routes.GetOrAdd(key, _ => StartRoute(from.Tailnet, toId, key));
@@ -321,7 +321,7 @@ public sealed partial class RelayHub(MapHub maps, IGrainFactory grains, IOptions
     {
         try
         {
-            await grains.GetGrain<IRelayRouteGrain>(connection.Tailnet + "/" + connection.NodeId).Attach(Reference);
+            await grains.GetGrain<IRelayRouteGrain>(RelayRouteKey.Of(connection.Tailnet, connection.NodeId)).Attach(Reference);
         }
         catch (Exception exception)
         {
@@ -334,7 +334,7 @@ public sealed partial class RelayHub(MapHub maps, IGrainFactory grains, IOptions
     {
         try
         {
-            await grains.GetGrain<IRelayRouteGrain>(connection.Tailnet + "/" + connection.NodeId).Detach(Reference);
+            await grains.GetGrain<IRelayRouteGrain>(RelayRouteKey.Of(connection.Tailnet, connection.NodeId)).Detach(Reference);
         }
         catch (Exception exception)
         {

@@ -46,26 +46,41 @@ public static class AdminConsole
             o.Cookie.Path = Path;
             o.Cookie.HttpOnly = true;
             o.Cookie.SameSite = SameSiteMode.Strict;
-            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
-            o.ExpireTimeSpan = TimeSpan.FromHours(8);
             o.SlidingExpiration = true;
-            o.Events.OnValidatePrincipal = context =>
+            o.Events.OnValidatePrincipal = async context =>
             {
-                var adminKey = context.HttpContext.RequestServices.GetRequiredService<AdminKey>();
-                if (context.Principal?.FindFirstValue(KeyClaim) != adminKey.Fingerprint)
+                var services = context.HttpContext.RequestServices;
+                var lifetime = services.GetRequiredService<IOptions<ConsoleOptions>>().Value.Lifetime;
+                var signedIn = ConsoleSessionStore.SignedInAt(context.Properties);
+                // A new admin key ends every session; so does the end of its lifetime, however much it is used.
+                if (context.Principal?.FindFirstValue(KeyClaim) != services.GetRequiredService<AdminKey>().Fingerprint
+                    || signedIn is null || services.GetRequiredService<TimeProvider>().GetUtcNow() >= signedIn + lifetime)
                 {
                     context.RejectPrincipal();
+                    await context.HttpContext.SignOutAsync(Scheme);
                 }
-
-                return Task.CompletedTask;
             };
         });
+        services.AddOptions<ConsoleOptions>().BindConfiguration(ConsoleOptions.Section)
+            .Validate(o => o.IdleTimeout > TimeSpan.Zero && o.Lifetime > TimeSpan.Zero, "Console:IdleTimeout and Console:Lifetime must be positive.")
+            .ValidateOnStart();
+        services.AddSingleton<ConsoleSessionStore>();
+        // Sessions on the server, and the cookies' lifetime and Secure flag from Console:*.
+        services.AddOptions<CookieAuthenticationOptions>(Scheme).Configure<ConsoleSessionStore, IOptions<ConsoleOptions>>((o, store, console) =>
+        {
+            o.SessionStore = store;
+            o.ExpireTimeSpan = console.Value.IdleTimeout;
+            o.Cookie.SecurePolicy = SecurePolicy(console.Value);
+        });
+        services.AddOptions<CookieTempDataProviderOptions>().Configure<IOptions<ConsoleOptions>>((o, console) => o.Cookie.SecurePolicy = SecurePolicy(console.Value));
         services.AddAuthorization();
         services.AddAntiforgery(o =>
         {
             o.Cookie.Name = "eo-console-af";
             o.Cookie.Path = Path;
             o.Cookie.SameSite = SameSiteMode.Strict;
+            // Not Console:SecureCookies: ASP.NET Core refuses to issue an always-Secure anti-forgery cookie on a request
+            // that is not HTTPS itself, as every request behind a TLS-terminating proxy is. It carries no credential.
             o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
         });
         services.Configure<CookieTempDataProviderOptions>(o =>
@@ -73,7 +88,6 @@ public static class AdminConsole
             o.Cookie.Name = "eo-console-flash";
             o.Cookie.Path = Path;
             o.Cookie.SameSite = SameSiteMode.Strict;
-            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
         });
 
         services.AddDataProtection().SetApplicationName("EphemeralOrleans");
@@ -88,11 +102,16 @@ public static class AdminConsole
         }
     }
 
-    /// <summary>Signs the admin in: a session cookie bound to the current admin key.</summary>
+    private static CookieSecurePolicy SecurePolicy(ConsoleOptions console) =>
+        console.SecureCookies ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
+
+    /// <summary>Signs the admin in: a session bound to the current admin key, its lifetime counted from now.</summary>
     public static Task SignInAsync(HttpContext context, AdminKey adminKey)
     {
         var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, "admin"), new Claim(KeyClaim, adminKey.Fingerprint)], Scheme);
-        return context.SignInAsync(Scheme, new ClaimsPrincipal(identity));
+        var signedIn = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+        var properties = new AuthenticationProperties { Items = { [ConsoleSessionStore.SignedInItem] = signedIn.ToString("O") } };
+        return context.SignInAsync(Scheme, new ClaimsPrincipal(identity), properties);
     }
 
     public static void UseAdminConsole(this WebApplication app)

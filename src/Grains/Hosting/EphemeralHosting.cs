@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Identity;
 using EphemeralOrleans.Grains.Registry;
 using EphemeralOrleans.Grains.Storage;
 using Microsoft.Extensions.Configuration;
@@ -107,6 +108,8 @@ public static class EphemeralHosting
                 (o, serializer) => o.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer)));
             silo.UseInMemoryReminderService();
             silo.Services.AddSingleton<IRegistryStore, MemoryRegistryStore>();
+            silo.Services.AddSingleton<ITokenUseStore, MemoryTokenUseStore>();
+            silo.Services.AddHostedService<TokenUsePruner>();
             return silo;
         }
 
@@ -132,6 +135,8 @@ public static class EphemeralHosting
         });
         silo.Services.AddSingleton(_ => Npgsql.NpgsqlDataSource.Create(connectionString));
         silo.Services.AddSingleton<IRegistryStore>(sp => new PostgresRegistryStore(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), ServiceId));
+        silo.Services.AddSingleton<ITokenUseStore>(sp => new PostgresTokenUseStore(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), ServiceId));
+        silo.Services.AddHostedService<TokenUsePruner>();
         return silo;
     }
 

@@ -82,7 +82,9 @@ public sealed partial class NodeGrain(
             return await ReissueTokenAsync(command);
         }
 
-        var nodeId = NodeIds.NewNodeId(this.GetPrimaryKeyString());
+        var nodeId = command.NewNodeId is { } given && NodeIds.TryGrainKey(given, out var key) && key == this.GetPrimaryKeyString()
+            ? given
+            : NodeIds.NewNodeId(this.GetPrimaryKeyString());
         var tailnet = command.Grant.Tailnet;
         var ephemeral = command.Ephemeral || command.Grant.Ephemeral;
         var settings = grains.GetGrain<ITailnetGrain>(tailnet).GetSettings();

@@ -300,3 +300,28 @@ BEGIN
         INSERT INTO eo_schema_version (version) VALUES (2);
     END IF;
 END $$;
+
+------------------------------------------------------------------------------------------------------------------------
+-- The project's own: which node key each OIDC ID token registered (by the token's hash), until the token expires.
+------------------------------------------------------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS eo_token_uses
+(
+    serviceid varchar(150) NOT NULL,
+    replaykey varchar(64)  NOT NULL,
+    nodekey   varchar(128) NOT NULL,
+    expiresat timestamptz  NOT NULL,
+    PRIMARY KEY (serviceid, replaykey)
+);
+
+CREATE INDEX IF NOT EXISTS ix_eo_token_uses_expiry ON eo_token_uses (serviceid, expiresat);
+
+-- Version 3: token uses moved from a grain state per token (state name 'tokenUse', never pruned once its grain was
+-- collected) to eo_token_uses. The old records are dropped (their payload is Orleans' binary format): a token used in
+-- the hour before the upgrade may register one more node key until it expires.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM eo_schema_version WHERE version = 3) THEN
+        DELETE FROM orleansstorage WHERE graintypestring = 'tokenUse';
+        INSERT INTO eo_schema_version (version) VALUES (3);
+    END IF;
+END $$;
