@@ -82,7 +82,15 @@ public sealed class RelayTests : GatewayTest
     [Fact]
     public async Task Without_a_valid_token_or_as_plain_http_the_relay_refuses()
     {
-        using var plain = await Gateway.Http.GetAsync("/api/v1/machine/relay");
+        // Plain HTTP: the credential is checked first, so a caller without one learns nothing more.
+        using (var anonymous = await Gateway.Http.GetAsync("/api/v1/machine/relay"))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+        }
+
+        var (_, nodeToken) = await Gateway.RegisterAsync((await Gateway.CreateKeyAsync()).Str("key"), hostname: "plain");
+        using var plainRequest = new HttpRequestMessage(HttpMethod.Get, "/api/v1/machine/relay") { Headers = { Authorization = new("Bearer", nodeToken) } };
+        using var plain = await Gateway.Http.SendAsync(plainRequest);
         Assert.Equal(HttpStatusCode.BadRequest, plain.StatusCode);
         Assert.Contains("websocket_required", await plain.Content.ReadAsStringAsync());
 

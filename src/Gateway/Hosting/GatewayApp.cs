@@ -112,6 +112,11 @@ public static partial class GatewayApp
         // The relay's WebSockets; pings keep NATs and proxies from closing an idle one.
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(25) });
         app.UseAdminConsole();
+        // Explicitly, after the gRPC port's check: WebApplication would otherwise put routing, authentication and
+        // authorization first, and the console's authorization would answer there (a redirect to its sign-in) before it.
+        app.UseRouting();
+        app.UseAuthentication();
+        app.UseAuthorization();
         app.MapHealth();
         app.MapAgentApi();
         app.MapAdminApi();

@@ -63,13 +63,14 @@ public static class AgentEndpoints
 
         machine.MapGet("/relay", async (HttpContext context, ControlPlane controlPlane, RelayHub relay) =>
         {
+            // The credential first: a caller without one learns nothing else about the route.
+            var node = await controlPlane.AuthenticateAsync(RequestBodies.Bearer(context));
             if (!context.WebSockets.IsWebSocketRequest)
             {
                 return Problems.Problem(StatusCodes.Status400BadRequest, "websocket_required",
                     "The relay is a WebSocket: connect with Upgrade: websocket and the node token as bearer.");
             }
 
-            var node = await controlPlane.AuthenticateAsync(RequestBodies.Bearer(context));
             using var socket = await context.WebSockets.AcceptWebSocketAsync();
             await relay.RunAsync(socket, node.Record.Tailnet, node.Record.Id, context.RequestAborted);
             return Results.Empty;

@@ -135,8 +135,6 @@ public static class AdminConsole
 
                 return next(context);
             });
-            console.UseAuthentication();
-            console.UseAuthorization();
         });
     }
 
