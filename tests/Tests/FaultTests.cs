@@ -23,8 +23,8 @@ public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
     [PostgresFact]
     public async Task Killing_a_silo_during_churn_removes_every_offline_node_in_time_and_no_connected_one()
     {
-        // Shorter than the cluster's failover (the dead silo is declared dead after 7-14 s here): connected nodes must
-        // survive because their gateway's heartbeats find another route, not because the timeout outlasts the outage.
+        // Connected nodes must survive because their gateway's heartbeats find another route, not because the timeout
+        // outlasts the outage (the dead silo was declared dead 13-14 s after the kill at Orleans' default probes).
         var timeout = TimeSpan.FromSeconds(10);
         var slack = TimeSpan.FromSeconds(2);
         await using var churn = await StartChurnAsync("kill", timeout, within: TimeSpan.FromSeconds(90));
@@ -35,6 +35,8 @@ public sealed class FaultTests(ITestOutputHelper log) : PostgresTest
         await topology.KillSiloAsync(1);
         var declaredDead = await WaitDeclaredDeadAsync(churn.ConnectionString, topology.SiloPort(1));
         log.WriteLine($"silo declared dead {(declaredDead - killedAt).TotalSeconds:0.0} s after kill -9");
+        // About 3 s at 1 s probes; the bound leaves room for a loaded machine (docs/reliability.md has the figures).
+        Assert.True(declaredDead - killedAt < TimeSpan.FromSeconds(8), $"declared dead only {(declaredDead - killedAt).TotalSeconds:0.0} s after the kill");
 
         var removedAt = await WaitRemovedAsync(http, offline.Select(o => o.Id).ToHashSet(), TimeSpan.FromSeconds(120));
         var lags = offline.Select(o => removedAt[o.Id] - (o.RegisteredBefore + timeout)).ToArray();

@@ -95,6 +95,19 @@ public static class EphemeralHosting
             o.ClusterId = configuration["Cluster:Id"] ?? ServiceId;
             o.ServiceId = ServiceId;
         });
+        if (siloOptions.ProbeTimeout <= TimeSpan.Zero || siloOptions.MissedProbesLimit < 1)
+        {
+            throw new InvalidOperationException("Silo:ProbeTimeout must be positive and Silo:MissedProbesLimit at least 1.");
+        }
+
+        // Failure detection (see SiloOptions.ProbeTimeout); a silo that is itself overloaded stretches its probes'
+        // timeout (Orleans' ExtendProbeTimeoutDuringDegradation) rather than voting healthy silos dead.
+        silo.Configure<ClusterMembershipOptions>(o =>
+        {
+            o.ProbeTimeout = siloOptions.ProbeTimeout;
+            o.NumMissedProbesLimit = siloOptions.MissedProbesLimit;
+            o.ExtendProbeTimeoutDuringDegradation = true;
+        });
         if (siloOptions.MinimumReminderPeriod is { } minimum)
         {
             silo.Configure<ReminderOptions>(o => o.MinimumReminderPeriod = minimum);

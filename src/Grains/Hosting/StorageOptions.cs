@@ -33,4 +33,12 @@ public sealed class SiloOptions
     /// <summary>A standalone silo serves <c>/metrics</c> and <c>/healthz</c> on this port (all interfaces) when set; a
     /// gateway serves its own, and its co-hosted silo's, on its HTTP endpoint.</summary>
     public int? MetricsPort { get; set; }
+
+    /// <summary>How often each silo probes the others, and how long it waits for an answer (Orleans' default is 5 s).
+    /// A silo killed outright misses <see cref="MissedProbesLimit"/> probes in a row and is then declared dead: about
+    /// 3 s at these defaults, against 13–14 s at Orleans'. Until then, calls routed to it fail.</summary>
+    public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Missed probes in a row that make a silo suspect another (Orleans' default, 3).</summary>
+    public int MissedProbesLimit { get; set; } = 3;
 }
