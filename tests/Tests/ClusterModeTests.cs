@@ -105,6 +105,67 @@ public sealed class ClusterModeTests : PostgresTest
     }
 
     [PostgresFact]
+    public async Task A_client_mode_gateway_exports_each_tailnets_node_counts_and_they_follow_churn()
+    {
+        await using var topology = await ClusterTopology.StartAsync(await NewDatabaseAsync("fleet"), new Dictionary<string, string>
+        {
+            ["Admin:ApiKey"] = GatewayClient.AdminKey,
+            ["Gateway:FleetMetricsInterval"] = "00:00:01",
+        }, silos: 2);
+        using var client = new GatewayClient(topology.HttpUrl);
+        var keyA = (await client.CreateKeyAsync(ephemeral: true, tailnet: "fleet-a")).Str("key");
+        var keyB = (await client.CreateKeyAsync(ephemeral: false, tailnet: "fleet-b")).Str("key");
+        var a = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => client.RegisterAsync(keyA, hostname: $"a{i}")));
+        var b = await Task.WhenAll(Enumerable.Range(0, 3).Select(i => client.RegisterAsync(keyB, hostname: $"b{i}")));
+        await using var streamA = await client.OpenMapAsync(a[0].Token);
+        await using var streamB = await client.OpenMapAsync(b[0].Token);
+        await streamA.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "A's full map");
+        await streamB.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "B's full map");
+        await GaugesMatchTheApiAsync(client, "fleet-a", "fleet-b");
+
+        // Churn: two of A log out, one of B is deleted, B's streaming node goes offline.
+        Assert.Equal(HttpStatusCode.NoContent, await client.LogoutAsync(a[1].Token));
+        Assert.Equal(HttpStatusCode.NoContent, await client.LogoutAsync(a[2].Token));
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteNodeAsync(b[1].Node.Str("id"), "fleet-b")).Status);
+        await streamB.DisposeAsync();
+        await GaugesMatchTheApiAsync(client, "fleet-a", "fleet-b");
+    }
+
+    /// <summary>Polls the gateway's <c>eo_tailnet_nodes</c> until, for each tailnet, every kind equals what the API
+    /// lists (within a few of the test's 1 s poll intervals).</summary>
+    private static async Task GaugesMatchTheApiAsync(GatewayClient client, params string[] tailnets)
+    {
+        string? last = null;
+        await Poll.UntilAsync(async () =>
+        {
+            var scraped = System.Text.RegularExpressions.Regex.Matches(await client.Http.GetStringAsync("/metrics"), @"^eo_tailnet_nodes\{([^}]*)\} (\d+)", System.Text.RegularExpressions.RegexOptions.Multiline)
+                .ToDictionary(m => (Label(m.Groups[1].Value, "tailnet"), Label(m.Groups[1].Value, "kind")), m => int.Parse(m.Groups[2].Value));
+            foreach (var tailnet in tailnets)
+            {
+                var listed = await client.ListNodesAsync(tailnet);
+                var expected = new Dictionary<string, int>
+                {
+                    ["total"] = listed.Length,
+                    ["online"] = listed.Count(n => n.GetProperty("online").GetBoolean()),
+                    ["ephemeral"] = listed.Count(n => n.GetProperty("ephemeral").GetBoolean()),
+                    ["pending_approval"] = listed.Count(n => !n.GetProperty("authorized").GetBoolean()),
+                };
+                last = $"{tailnet}: API {string.Join(", ", expected.Select(e => $"{e.Key} {e.Value}"))}; gauges "
+                    + string.Join(", ", expected.Keys.Select(k => $"{k} {(scraped.TryGetValue((tailnet, k), out var v) ? v : -1)}"));
+                if (expected.Any(e => !scraped.TryGetValue((tailnet, e.Key), out var value) || value != e.Value))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }, TimeSpan.FromSeconds(10), "the gauges to match the API", everyMs: 250, why: () => last ?? "");
+
+        static string Label(string labels, string name) =>
+            System.Text.RegularExpressions.Regex.Match(labels, name + "=\"([^\"]*)\"").Groups[1].Value;
+    }
+
+    [PostgresFact]
     public async Task Nodes_join_with_OIDC_tokens_through_a_client_mode_gateway_and_trust_policies_survive_a_full_restart()
     {
         await using var issuer = await TestIssuer.StartAsync();

@@ -269,7 +269,8 @@ public sealed class DataplaneTests(ITestOutputHelper log) : NetworkLabTest
         var afterClose = stream.Received;
         await stream.WaitForBytesAsync(afterClose + 512 * 1024, Within);
         log.WriteLine($"A relayed {relayedAfter.TotalMilliseconds:F0} ms after the path closed; the stream resumed {closed.ElapsedMilliseconds} ms after; longest pause {stream.LongestPause.TotalMilliseconds:F0} ms");
-        Assert.True(relayedAfter < TimeSpan.FromSeconds(3), $"relayed only {relayedAfter} after the path closed");
+        // 0.75 s of silence with traffic in flight, read every 250 ms: about a second here; 3.2 s was seen under CI load.
+        Assert.True(relayedAfter < TimeSpan.FromSeconds(6), $"relayed only {relayedAfter} after the path closed");
         // The connection resumes at TCP's next retransmission after the switch (1.4 s or 3 s after the loss began, by its
         // backoff): a pause of that order, never WireGuard's own 15 s.
         Assert.True(stream.LongestPause < TimeSpan.FromSeconds(6), $"the stream paused {stream.LongestPause}");

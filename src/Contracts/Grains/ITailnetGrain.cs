@@ -58,6 +58,10 @@ public interface ITailnetGrain : IGrainWithStringKey
     [ReadOnly]
     Task<TailnetSnapshot> GetSnapshot();
 
+    /// <summary>How many nodes the tailnet has, by state: what gateways export as metrics, without a copy of the nodes.</summary>
+    [ReadOnly, AlwaysInterleave]
+    Task<TailnetCounts> GetCounts();
+
     /// <summary>Subscribes (or renews) a gateway's observer; returns a snapshot unless <paramref name="knownVersion"/> is current.</summary>
     Task<TailnetSnapshot?> Subscribe(IMapObserver observer, long knownVersion);
 

@@ -6,6 +6,14 @@ namespace EphemeralOrleans.Contracts.Model;
 [GenerateSerializer, Immutable]
 public sealed record TailnetSettings([property: Id(0)] bool DeviceApproval);
 
+/// <summary>How many nodes a tailnet has: all, online, ephemeral, and waiting for approval.</summary>
+[GenerateSerializer, Immutable, Alias("TailnetCounts")]
+public sealed record TailnetCounts(
+    [property: Id(0)] int Total,
+    [property: Id(1)] int Online,
+    [property: Id(2)] int Ephemeral,
+    [property: Id(3)] int PendingApproval);
+
 /// <summary>Every node of a tailnet at one registry version.</summary>
 [GenerateSerializer, Immutable]
 public sealed record TailnetSnapshot(

@@ -5,6 +5,7 @@ using EphemeralOrleans.Gateway.Http;
 using EphemeralOrleans.Gateway.Identity;
 using EphemeralOrleans.Gateway.Map;
 using EphemeralOrleans.Gateway.Relay;
+using EphemeralOrleans.Gateway.Telemetry;
 using EphemeralOrleans.Gateway.WebConsole;
 using EphemeralOrleans.Grains.Hosting;
 using Grpc.AspNetCore.Server.Model;
@@ -45,6 +46,11 @@ public static partial class GatewayApp
         builder.WebHost.ConfigureKestrel((context, kestrel) => GrpcPort.MarkGrpcEndpoint(kestrel, context.Configuration));
         var gatewayOptions = configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
         builder.Services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));
+        if (gatewayOptions.FleetMetricsInterval <= TimeSpan.Zero)
+        {
+            throw new InvalidOperationException("Gateway:FleetMetricsInterval must be positive.");
+        }
+
         builder.Services.AddEphemeralOptions(configuration);
 
         if (gatewayOptions.Mode == GatewayMode.Embedded)
@@ -89,6 +95,7 @@ public static partial class GatewayApp
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<RelayHub>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<RelayHub>());
+        builder.Services.AddHostedService<FleetMetrics>();
         builder.Services.AddSingleton<ClusterReadiness>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddEphemeralMeters()
             // Every scrape sees the current values (the exporter caches responses for 300 ms by default).

@@ -28,6 +28,9 @@ public sealed class GatewayOptions
     /// <summary>How far a registration proof's timestamp may be from this gateway's clock, either way.</summary>
     public TimeSpan ProofClockWindow { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>How often the per-tailnet node gauges (<c>eo_tailnet_nodes</c>) are refreshed from the registries.</summary>
+    public TimeSpan FleetMetricsInterval { get; set; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 64 * 1024;
 

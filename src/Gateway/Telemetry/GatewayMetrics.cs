@@ -62,4 +62,22 @@ public static class GatewayMetrics
         Deltas.Add(1);
         Delivery.Record(Math.Max(0, sinceChange.TotalSeconds));
     }
+
+    // The fleet as the latest FleetMetrics poll saw it (one gateway per process; tests may start several in turn).
+    private static volatile IReadOnlyDictionary<string, Contracts.Model.TailnetCounts> _fleet = new Dictionary<string, Contracts.Model.TailnetCounts>();
+
+    static GatewayMetrics() =>
+        Meter.CreateObservableGauge("eo.tailnet.nodes", () => _fleet.SelectMany(t => new[]
+        {
+            Nodes(t.Key, "total", t.Value.Total),
+            Nodes(t.Key, "online", t.Value.Online),
+            Nodes(t.Key, "ephemeral", t.Value.Ephemeral),
+            Nodes(t.Key, "pending_approval", t.Value.PendingApproval),
+        }), "{node}", "Nodes of each tailnet by kind, as the cluster's registries count them (polled, not per scrape).");
+
+    /// <summary>Replaces the fleet the gauges show.</summary>
+    public static void Fleet(IReadOnlyDictionary<string, Contracts.Model.TailnetCounts> fleet) => _fleet = fleet;
+
+    private static Measurement<int> Nodes(string tailnet, string kind, int count) =>
+        new(count, new KeyValuePair<string, object?>("tailnet", tailnet), new KeyValuePair<string, object?>("kind", kind));
 }

@@ -98,9 +98,25 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 
         _metrics = SiloMetrics.Track(() =>
         {
-            var nodes = _nodes;
-            return (nodes.Count, nodes.Values.Count(n => n.Record.Ephemeral), nodes.Values.Count(n => n.Presence.Online));
+            var counts = Counts();
+            return (counts.Total, counts.Ephemeral, counts.Online);
         });
+    }
+
+    public Task<TailnetCounts> GetCounts() => Task.FromResult(Counts());
+
+    private TailnetCounts Counts()
+    {
+        var (online, ephemeral, pending) = (0, 0, 0);
+        var nodes = _nodes;
+        foreach (var node in nodes.Values)
+        {
+            online += node.Presence.Online ? 1 : 0;
+            ephemeral += node.Record.Ephemeral ? 1 : 0;
+            pending += node.Record.Authorized ? 0 : 1;
+        }
+
+        return new TailnetCounts(nodes.Count, online, ephemeral, pending);
     }
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)

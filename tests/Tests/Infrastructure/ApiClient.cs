@@ -176,8 +176,16 @@ public abstract class MapReader : IAsyncDisposable
         }
     }
 
+    private int _disposed;
+
+    /// <summary>Closes the stream; a second call (a test that closed it early, then <c>await using</c>) does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         await _closed.CancelAsync();
         Close();
         _closed.Dispose();
