@@ -12,6 +12,9 @@ public enum FailureKind
 
     /// <summary>Something the call depends on outside the cluster (an OIDC issuer) did not answer: try again later.</summary>
     Dependency,
+
+    /// <summary>Too many attempts from the caller: try again after the time given.</summary>
+    Throttled,
 }
 
 /// <summary>A refusal with a stable machine-readable code and a human-readable detail.</summary>
@@ -27,6 +30,13 @@ public sealed record Failure(
     public static Failure NotFound(string code, string detail) => new(FailureKind.NotFound, code, detail);
     public static Failure Exhausted(string code, string detail) => new(FailureKind.Exhausted, code, detail);
     public static Failure Conflict(string code, string detail) => new(FailureKind.Conflict, code, detail);
+
+    /// <summary>Too many attempts: try again after <paramref name="wait"/> (HTTP <c>Retry-After</c>, gRPC <c>RetryInfo</c>).</summary>
+    public static Failure Throttled(string code, string detail, TimeSpan wait) => new(FailureKind.Throttled, code, detail) { RetryAfter = wait };
+
+    /// <summary>When the caller may try again, for <see cref="FailureKind.Throttled"/>.</summary>
+    [Id(3)]
+    public TimeSpan? RetryAfter { get; init; }
 }
 
 /// <summary>Thrown by the application layer; the transports turn it into problem+json or a gRPC status.</summary>

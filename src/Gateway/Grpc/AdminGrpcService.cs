@@ -8,7 +8,7 @@ using Grpc.Core;
 namespace EphemeralOrleans.Gateway.Grpc;
 
 /// <summary>The admin API over gRPC: each call checks the admin key, then does what its HTTP twin does.</summary>
-public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKey) : AdminService.AdminServiceBase
+public sealed class AdminGrpcService(ControlPlane controlPlane, AdminGuard guard) : AdminService.AdminServiceBase
 {
     public override async Task<CreateKeyResponse> CreateKey(CreateKeyRequest request, ServerCallContext context)
     {
@@ -78,10 +78,15 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminKey adminKe
     }
 
     /// <summary>Checks the admin key, then the tailnet name (in that order, as over HTTP).</summary>
-    private string Authorize(ServerCallContext context, string tailnet) =>
-        adminKey.Matches(GrpcCredentials.Bearer(context))
-            ? ControlPlane.Tailnet(tailnet)
-            : throw GrpcErrors.From(Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …)."));
+    private string Authorize(ServerCallContext context, string tailnet)
+    {
+        if (guard.Refusal(GrpcCredentials.Bearer(context), context.GetHttpContext().Connection.RemoteIpAddress, "admin_grpc") is { } refusal)
+        {
+            throw GrpcErrors.From(refusal);
+        }
+
+        return ControlPlane.Tailnet(tailnet);
+    }
 
     public override async Task<TrustPolicy> CreateTrustPolicy(PutTrustPolicyRequest request, ServerCallContext context) =>
         (await controlPlane.PutTrustPolicyAsync(Authorize(context, request.Tailnet), null, TrustPolicyRequest(request))).ToProto();

@@ -22,10 +22,11 @@ public sealed partial class GrpcErrors(ILogger<GrpcErrors> logger) : Interceptor
         FailureKind.Exhausted => StatusCode.ResourceExhausted,
         FailureKind.Conflict => StatusCode.AlreadyExists,
         FailureKind.Dependency => StatusCode.Unavailable,
+        FailureKind.Throttled => StatusCode.ResourceExhausted,
         _ => StatusCode.Internal,
     };
 
-    public static RpcException From(Failure failure) => ToException(StatusOf(failure.Kind), failure.Code, failure.Detail);
+    public static RpcException From(Failure failure) => ToException(StatusOf(failure.Kind), failure.Code, failure.Detail, failure.RetryAfter);
 
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
         UnaryServerMethod<TRequest, TResponse> continuation)
@@ -70,12 +71,21 @@ public sealed partial class GrpcErrors(ILogger<GrpcErrors> logger) : Interceptor
         }
     }
 
-    private static RpcException ToException(StatusCode code, string reason, string detail) => new Google.Rpc.Status
+    private static RpcException ToException(StatusCode code, string reason, string detail, TimeSpan? retryAfter = null)
     {
-        Code = (int)code,
-        Message = detail,
-        Details = { Google.Protobuf.WellKnownTypes.Any.Pack(new ErrorInfo { Reason = reason, Domain = Domain }) },
-    }.ToRpcException();
+        var status = new Google.Rpc.Status
+        {
+            Code = (int)code,
+            Message = detail,
+            Details = { Google.Protobuf.WellKnownTypes.Any.Pack(new ErrorInfo { Reason = reason, Domain = Domain }) },
+        };
+        if (retryAfter is { } wait)
+        {
+            status.Details.Add(Google.Protobuf.WellKnownTypes.Any.Pack(new RetryInfo { RetryDelay = Google.Protobuf.WellKnownTypes.Duration.FromTimeSpan(wait) }));
+        }
+
+        return status.ToRpcException();
+    }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error serving {Method}")]
     private static partial void LogUnhandled(ILogger logger, Exception exception, string method);

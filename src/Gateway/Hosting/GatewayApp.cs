@@ -84,6 +84,11 @@ public static partial class GatewayApp
         }
 
         builder.Services.AddSingleton(new AdminKey(adminKey!));
+        builder.Services.AddOptions<AdminOptions>().Bind(configuration.GetSection(AdminOptions.Section))
+            .Validate(o => o.FailuresBeforeThrottle >= 0 && o.MaxThrottle > TimeSpan.Zero && o.FailureMemory > TimeSpan.Zero,
+                "Admin:FailuresBeforeThrottle must not be negative; Admin:MaxThrottle and Admin:FailureMemory must be positive.")
+            .ValidateOnStart();
+        builder.Services.AddSingleton<AdminGuard>();
         builder.Services.AddSingleton<ControlKey>();
         builder.Services.AddSingleton<IdSeal>();
         builder.Services.AddSingleton<ControlPlane>();

@@ -45,4 +45,13 @@ public sealed class AdminOptions
 
     /// <summary>Bearer key for the admin API; generated and printed at start when unset.</summary>
     public string? ApiKey { get; set; }
+
+    /// <summary>Wrong admin keys one source may present before it is throttled (see <c>AdminGuard</c>).</summary>
+    public int FailuresBeforeThrottle { get; set; } = 5;
+
+    /// <summary>The longest a throttled source waits; each further wrong key doubles its wait, from 1 s, up to this.</summary>
+    public TimeSpan MaxThrottle { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>A source's wrong keys are forgotten after this long without one.</summary>
+    public TimeSpan FailureMemory { get; set; } = TimeSpan.FromMinutes(15);
 }

@@ -100,10 +100,14 @@ public static class AdminEndpoints
     private static async ValueTask<object?> RequireAdminAndTailnet(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        if (!context.RequestServices.GetRequiredService<AdminKey>().Matches(RequestBodies.Bearer(context)))
+        if (context.RequestServices.GetRequiredService<AdminGuard>().Refusal(RequestBodies.Bearer(context), context.Connection.RemoteIpAddress, "admin_api") is { } refusal)
         {
-            context.Response.Headers.WWWAuthenticate = "Bearer";
-            return Problems.Problem(StatusCodes.Status401Unauthorized, "admin_key_required", "A valid admin API key is required (Authorization: Bearer …).");
+            if (refusal.Kind == FailureKind.Unauthenticated)
+            {
+                context.Response.Headers.WWWAuthenticate = "Bearer";
+            }
+
+            return Problems.From(refusal);
         }
 
         ControlPlane.Tailnet(context.GetRouteValue("tailnet") as string);

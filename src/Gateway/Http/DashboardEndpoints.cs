@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Application;
 using Orleans.Dashboard;
 
@@ -15,13 +16,19 @@ public static class DashboardEndpoints
 {
     public static void MapDashboard(this WebApplication app)
     {
-        var adminKey = app.Services.GetRequiredService<AdminKey>();
+        var guard = app.Services.GetRequiredService<AdminGuard>();
         app.MapOrleansDashboard("/dashboard").AddEndpointFilter(async (invocation, next) =>
         {
             var context = invocation.HttpContext;
-            if (FromThisMachine(context) || adminKey.Matches(Credential(context)))
+            var refusal = FromThisMachine(context) ? null : guard.Refusal(Credential(context), context.Connection.RemoteIpAddress, "dashboard");
+            if (refusal is null)
             {
                 return await next(invocation);
+            }
+
+            if (refusal.Kind == FailureKind.Throttled)
+            {
+                return Problems.From(refusal);
             }
 
             context.Response.Headers.WWWAuthenticate = "Basic realm=\"EphemeralOrleans dashboard\", charset=\"UTF-8\"";

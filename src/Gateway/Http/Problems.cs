@@ -16,10 +16,23 @@ public static partial class Problems
         FailureKind.Exhausted => StatusCodes.Status503ServiceUnavailable,
         FailureKind.Conflict => StatusCodes.Status409Conflict,
         FailureKind.Dependency => StatusCodes.Status424FailedDependency,
+        FailureKind.Throttled => StatusCodes.Status429TooManyRequests,
         _ => StatusCodes.Status500InternalServerError,
     };
 
-    public static IResult From(Failure failure) => Problem(StatusOf(failure.Kind), failure.Code, failure.Detail);
+    public static IResult From(Failure failure) => failure.RetryAfter is { } wait
+        ? new WithRetryAfter(Problem(StatusOf(failure.Kind), failure.Code, failure.Detail), wait)
+        : Problem(StatusOf(failure.Kind), failure.Code, failure.Detail);
+
+    /// <summary>A problem that says when to try again.</summary>
+    private sealed class WithRetryAfter(IResult problem, TimeSpan wait) : IResult
+    {
+        public Task ExecuteAsync(HttpContext context)
+        {
+            context.Response.Headers.RetryAfter = ((int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return problem.ExecuteAsync(context);
+        }
+    }
 
     public static IResult Problem(int status, string code, string detail) => Results.Problem(
         statusCode: status,

@@ -33,6 +33,12 @@ public static class GatewayMetrics
     private static readonly Counter<long> RelayBytes = Meter.CreateCounter<long>(
         "eo.gateway.relay_bytes", "By", "Payload bytes the relay delivered.");
 
+    private static readonly Counter<long> AdminAuthFailures = Meter.CreateCounter<long>(
+        "eo.gateway.admin_auth_failures", "{attempt}", "Wrong admin keys, by surface (admin_api, admin_grpc, console, dashboard) and outcome: refused, or throttled (not compared).");
+
+    public static void AdminAuthFailure(string surface, string outcome) =>
+        AdminAuthFailures.Add(1, new KeyValuePair<string, object?>("surface", surface), new KeyValuePair<string, object?>("outcome", outcome));
+
     public static void RelayOpened() => RelayConnections.Add(1);
 
     /// <summary>A sender over its rate: its connection is not read for a while.</summary>

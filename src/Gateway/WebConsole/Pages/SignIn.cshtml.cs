@@ -6,7 +6,7 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace EphemeralOrleans.Gateway.WebConsole.Pages;
 
 /// <summary>Exchanges the admin API key for a console session; signs out.</summary>
-public sealed class SignInModel(AdminKey adminKey) : PageModel
+public sealed class SignInModel(AdminKey adminKey, AdminGuard guard) : PageModel
 {
     [BindProperty]
     public string? ApiKey { get; set; }
@@ -16,15 +16,24 @@ public sealed class SignInModel(AdminKey adminKey) : PageModel
 
     public bool Failed { get; private set; }
 
+    /// <summary>Set when this address tried too many wrong keys: the seconds to wait.</summary>
+    public int? RetryAfterSeconds { get; private set; }
+
     public IActionResult OnGet() => User.Identity?.IsAuthenticated == true ? Redirect(Destination) : Page();
 
     public async Task<IActionResult> OnPostAsync()
     {
-        if (!adminKey.Matches(ApiKey?.Trim()))
+        if (guard.Refusal(ApiKey?.Trim(), HttpContext.Connection.RemoteIpAddress, "console") is { } refusal)
         {
             Failed = true;
             ApiKey = null;
-            Response.StatusCode = StatusCodes.Status401Unauthorized;
+            if (refusal.RetryAfter is { } wait)
+            {
+                RetryAfterSeconds = (int)Math.Ceiling(wait.TotalSeconds);
+                Response.Headers.RetryAfter = RetryAfterSeconds.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
+
+            Response.StatusCode = RetryAfterSeconds is null ? StatusCodes.Status401Unauthorized : StatusCodes.Status429TooManyRequests;
             return Page();
         }
 

@@ -1,0 +1,142 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using EphemeralOrleans.Contracts.Model;
+using EphemeralOrleans.Gateway.Hosting;
+using EphemeralOrleans.Gateway.Telemetry;
+using Microsoft.Extensions.Options;
+
+namespace EphemeralOrleans.Gateway.Application;
+
+/// <summary>
+/// Every check of the admin key — admin API over HTTP and gRPC, console sign-in, dashboard — goes through here, so a
+/// source guessing the key is slowed down everywhere at once: after <see cref="AdminOptions.FailuresBeforeThrottle"/>
+/// wrong keys, each further one doubles the wait before that source may try again (1 s, 2 s, … up to
+/// <see cref="AdminOptions.MaxThrottle"/>); a throttled source is answered 429 / RESOURCE_EXHAUSTED with the time to
+/// wait, without its key being compared. Sources are addresses (IPv6 by /64, which one client owns whole); forwarded
+/// headers are not trusted. There is one admin key, so there is no per-account lock: it would let anyone lock the
+/// admin out, and others' failures never slow a source that presents the right key.
+/// </summary>
+public sealed partial class AdminGuard(AdminKey adminKey, IOptions<AdminOptions> options, TimeProvider time, ILogger<AdminGuard> logger)
+{
+    private const int MaxSources = 100_000;
+
+    private readonly ConcurrentDictionary<string, Source> _sources = new(StringComparer.Ordinal);
+
+    /// <summary>Accepts the right admin key; refuses (401) a missing or wrong one, or (429) any from a throttled
+    /// source. <paramref name="surface"/> names where, for the metric and the log.</summary>
+    public void Check(string? presented, IPAddress? from, string surface)
+    {
+        var source = SourceKey(from);
+        var now = time.GetUtcNow();
+        if (_sources.TryGetValue(source, out var state) && state.Wait(now) is { } wait)
+        {
+            GatewayMetrics.AdminAuthFailure(surface, "throttled");
+            throw Throttled(wait);
+        }
+
+        if (adminKey.Matches(presented))
+        {
+            _sources.TryRemove(source, out _);
+            return;
+        }
+
+        if (string.IsNullOrEmpty(presented))
+        {
+            // No key is no guess: refused, not counted.
+            throw new ControlPlaneException(Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …)."));
+        }
+
+        GatewayMetrics.AdminAuthFailure(surface, "refused");
+        if (_sources.Count >= MaxSources)
+        {
+            Prune(now);
+        }
+
+        var updated = _sources.AddOrUpdate(source, _ => new Source().Failed(now, options.Value), (_, s) => s.Failed(now, options.Value));
+        if (updated.BlockedUntil > now && updated.Failures == options.Value.FailuresBeforeThrottle + 1)
+        {
+            LogThrottled(logger, source, surface, updated.Failures);
+        }
+
+        throw new ControlPlaneException(Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …)."));
+    }
+
+    /// <summary>Whether <paramref name="presented"/> is the admin key, for surfaces that answer in their own way (the
+    /// console's sign-in page): null when accepted, else the failure <see cref="Check"/> would throw.</summary>
+    public Failure? Refusal(string? presented, IPAddress? from, string surface)
+    {
+        try
+        {
+            Check(presented, from, surface);
+            return null;
+        }
+        catch (ControlPlaneException refused)
+        {
+            return refused.Failure;
+        }
+    }
+
+    private static ControlPlaneException Throttled(TimeSpan wait)
+    {
+        var seconds = (int)Math.Ceiling(wait.TotalSeconds);
+        return new(Failure.Throttled("too_many_attempts", $"Too many wrong admin keys from this address; try again in {seconds} s.", TimeSpan.FromSeconds(seconds)));
+    }
+
+    private static string SourceKey(IPAddress? address)
+    {
+        if (address is null)
+        {
+            return "unknown";
+        }
+
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            var bytes = address.GetAddressBytes();
+            Array.Clear(bytes, 8, 8);
+            return new IPAddress(bytes) + "/64";
+        }
+
+        return address.ToString();
+    }
+
+    private void Prune(DateTimeOffset now)
+    {
+        foreach (var (key, state) in _sources)
+        {
+            if (state.Forgotten(now, options.Value))
+            {
+                _sources.TryRemove(key, out _);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Throttling {Source}: {Failures} wrong admin keys ({Surface})")]
+    private static partial void LogThrottled(ILogger logger, string source, string surface, int failures);
+
+    private sealed record Source
+    {
+        public int Failures { get; private init; }
+
+        public DateTimeOffset LastFailure { get; private init; }
+
+        public DateTimeOffset BlockedUntil { get; private init; }
+
+        public TimeSpan? Wait(DateTimeOffset now) => BlockedUntil > now ? BlockedUntil - now : null;
+
+        public bool Forgotten(DateTimeOffset now, AdminOptions options) => now - LastFailure > options.FailureMemory && BlockedUntil <= now;
+
+        public Source Failed(DateTimeOffset now, AdminOptions options)
+        {
+            var failures = Forgotten(now, options) ? 1 : Failures + 1;
+            var beyond = failures - options.FailuresBeforeThrottle;
+            var wait = beyond <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(Math.Min(Math.Pow(2, Math.Min(beyond - 1, 30)), options.MaxThrottle.TotalSeconds));
+            return new Source { Failures = failures, LastFailure = now, BlockedUntil = now + wait };
+        }
+    }
+}

@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using EphemeralOrleans.Protocol.V1;
+using EphemeralOrleans.Tests.Infrastructure;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Xunit.Abstractions;
+
+namespace EphemeralOrleans.Tests;
+
+/// <summary>
+/// Guessing the admin key: one address that keeps presenting wrong keys is throttled on every surface at once — console
+/// sign-in, admin API over HTTP and gRPC — with 429 / RESOURCE_EXHAUSTED and the time to wait, while another address
+/// presenting the right key is let in at once. Each client binds its own loopback address (127.0.0.x) as its source.
+/// </summary>
+public sealed class AdminGuardTests(ITestOutputHelper log) : GatewayTest
+{
+    [Fact]
+    public async Task A_thousand_wrong_keys_from_one_address_are_throttled_and_another_address_signs_in_at_once()
+    {
+        using var attacker = From("127.0.0.11");
+        var form = await SignInFormAsync(attacker);
+        var statuses = new Dictionary<HttpStatusCode, int>();
+        var clock = Stopwatch.StartNew();
+        string? retryAfter = null;
+        for (var i = 0; i < 1000; i++)
+        {
+            using var response = await PostSignInAsync(attacker, form, $"eo-admin-guess-{i}");
+            statuses[response.StatusCode] = statuses.GetValueOrDefault(response.StatusCode) + 1;
+            retryAfter ??= response.Headers.RetryAfter?.Delta?.TotalSeconds.ToString();
+        }
+
+        var elapsed = clock.Elapsed;
+        log.WriteLine($"1,000 wrong keys in {elapsed.TotalSeconds:F1} s: {string.Join(", ", statuses.Select(s => $"{(int)s.Key} ×{s.Value}"))}; first Retry-After {retryAfter} s");
+        Assert.True(statuses.GetValueOrDefault(HttpStatusCode.TooManyRequests) >= 950, "too few throttled");
+        Assert.Equal(1000, statuses.GetValueOrDefault(HttpStatusCode.TooManyRequests) + statuses.GetValueOrDefault(HttpStatusCode.Unauthorized));
+        Assert.NotNull(retryAfter);
+        Assert.True(elapsed < TimeSpan.FromSeconds(60), $"the guesses took {elapsed}");
+
+        // Throttled, the attacker's address is not even compared: the right key waits too, on every surface.
+        using (var right = await PostSignInAsync(attacker, form, TestGateway.AdminKey))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, right.StatusCode);
+            Assert.Contains("Too many wrong keys from this address", await right.Content.ReadAsStringAsync());
+        }
+
+        using (var api = await GetKeysAsync(attacker, TestGateway.AdminKey))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, api.StatusCode);
+            Assert.Contains("too_many_attempts", await api.Content.ReadAsStringAsync());
+            Assert.True(api.Headers.RetryAfter?.Delta > TimeSpan.Zero);
+        }
+
+        // Another address, the right key: in at once.
+        using var admin = From("127.0.0.12");
+        var adminForm = await SignInFormAsync(admin);
+        clock.Restart();
+        using (var signedIn = await PostSignInAsync(admin, adminForm, TestGateway.AdminKey))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, signedIn.StatusCode);
+            Assert.Contains(signedIn.Headers.GetValues("Set-Cookie"), c => c.StartsWith("eo-console=", StringComparison.Ordinal));
+        }
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"the admin waited {clock.Elapsed}");
+        using (var api = await GetKeysAsync(admin, TestGateway.AdminKey))
+        {
+            Assert.Equal(HttpStatusCode.OK, api.StatusCode);
+        }
+
+        var metrics = await admin.GetStringAsync("/metrics");
+        Assert.True(Counter(metrics, "console", "throttled") >= 950, "throttled sign-ins counted");
+        Assert.True(Counter(metrics, "console", "refused") >= 5, "refused sign-ins counted");
+    }
+
+    [Fact]
+    public async Task Over_gRPC_a_guessing_address_gets_RESOURCE_EXHAUSTED_with_the_time_to_wait()
+    {
+        using var channel = GrpcChannel.ForAddress(Gateway.GrpcUrl, new GrpcChannelOptions { HttpHandler = Handler("127.0.0.13") });
+        var admin = new AdminService.AdminServiceClient(channel);
+        var codes = new List<StatusCode>();
+        RpcException? throttled = null;
+        for (var i = 0; i < 8; i++)
+        {
+            try
+            {
+                await admin.ListKeysAsync(new ListKeysRequest(), GrpcClient.Bearer($"eo-admin-guess-{i}"));
+            }
+            catch (RpcException exception)
+            {
+                codes.Add(exception.StatusCode);
+                throttled ??= exception.StatusCode == StatusCode.ResourceExhausted ? exception : null;
+            }
+        }
+
+        Assert.Equal(Enumerable.Repeat(StatusCode.Unauthenticated, 5), codes.Take(5));
+        Assert.NotNull(throttled);
+        var status = throttled.GetRpcStatus()!;
+        Assert.Equal("too_many_attempts", status.GetDetail<Google.Rpc.ErrorInfo>()!.Reason);
+        Assert.True(status.GetDetail<Google.Rpc.RetryInfo>()!.RetryDelay.ToTimeSpan() > TimeSpan.Zero);
+
+        // The HTTP API of another address is not affected.
+        using var other = From("127.0.0.14");
+        using var keys = await GetKeysAsync(other, TestGateway.AdminKey);
+        Assert.Equal(HttpStatusCode.OK, keys.StatusCode);
+    }
+
+    private HttpClient From(string source) => new(Handler(source)) { BaseAddress = Gateway.Http.BaseAddress };
+
+    /// <summary>A handler whose connections come from <paramref name="source"/> (any 127.0.0.x reaches the gateway).</summary>
+    private static SocketsHttpHandler Handler(string source) => new()
+    {
+        UseCookies = false,
+        AllowAutoRedirect = false,
+        ConnectCallback = async (context, cancellationToken) =>
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                socket.Bind(new IPEndPoint(IPAddress.Parse(source), 0));
+                await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        },
+    };
+
+    private sealed record SignInForm(string Cookie, string Token);
+
+    private static async Task<SignInForm> SignInFormAsync(HttpClient client)
+    {
+        using var page = await client.GetAsync("/admin/signin");
+        var cookie = page.Headers.GetValues("Set-Cookie").Single(c => c.StartsWith("eo-console-af=", StringComparison.Ordinal)).Split(';')[0];
+        var token = Regex.Match(await page.Content.ReadAsStringAsync(), "name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"").Groups[1].Value;
+        return new SignInForm(cookie, token);
+    }
+
+    private static Task<HttpResponseMessage> PostSignInAsync(HttpClient client, SignInForm form, string key)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/admin/signin")
+        {
+            Content = new FormUrlEncodedContent(new Dictionary<string, string> { ["ApiKey"] = key, ["__RequestVerificationToken"] = form.Token }),
+        };
+        request.Headers.Add("Cookie", form.Cookie);
+        return client.SendAsync(request);
+    }
+
+    private static Task<HttpResponseMessage> GetKeysAsync(HttpClient client, string key)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, "/api/v1/tailnets/-/keys");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return client.SendAsync(request);
+    }
+
+    private static double Counter(string metrics, string surface, string outcome) =>
+        Regex.Matches(metrics, @"^eo_gateway_admin_auth_failures_total\{([^}]*)\} (\S+)", RegexOptions.Multiline)
+            .Where(m => m.Groups[1].Value.Contains($"surface=\"{surface}\"") && m.Groups[1].Value.Contains($"outcome=\"{outcome}\""))
+            .Sum(m => double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+}
