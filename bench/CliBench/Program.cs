@@ -32,7 +32,7 @@ foreach (var (name, file, _) in forms)
     Console.WriteLine($"{name}: {size / (1024.0 * 1024):F1} MiB on disk{(name.StartsWith("dotnet", StringComparison.Ordinal) ? " (plus the shared .NET runtime)" : "")}");
 }
 
-const string AdminKey = "bench-admin-key";
+const string AdminKey = "bench-admin-key-4Fq8Zr2Lw6Xt9Mv3";
 var (app, httpUrl) = await InProcessGateway.StartAsync(new Dictionary<string, string?> { ["Admin:ApiKey"] = AdminKey, ["Logging:LogLevel:Default"] = "Warning" });
 using var admin = new HttpClient { BaseAddress = httpUrl };
 admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);

@@ -29,7 +29,7 @@ if (NetworkLab.UnavailableReason() is { } reason)
     return 2;
 }
 
-const string AdminKey = "bench-admin-key";
+const string AdminKey = "bench-admin-key-4Fq8Zr2Lw6Xt9Mv3";
 await using var lab = await NetworkLab.CreateAsync();
 var (app, httpUrl) = await InProcessGateway.StartAsync(new Dictionary<string, string?>
 {

@@ -113,7 +113,7 @@ namespace EphemeralOrleans.FanoutBench
 
     public static class Bench
     {
-        private const string AdminKey = "bench-admin";
+        private const string AdminKey = "bench-admin-key-4Fq8Zr2Lw6Xt9Mv3";
 
         /// <summary>The gateways' <c>Map:BatchWindow</c>; null leaves their default.</summary>
         public static TimeSpan? BatchWindow { get; set; }

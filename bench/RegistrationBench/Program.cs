@@ -120,7 +120,7 @@ int TokensFor(double keyRate) => (int)(keyRate * (warmup + duration).TotalSecond
 async Task<double> RegistrationsAsync(Dictionary<string, string?> settings, int tokens)
 {
     var withTokens = tokens > 0;
-    settings["Admin:ApiKey"] = "bench-admin";
+    settings["Admin:ApiKey"] = "bench-admin-key-4Fq8Zr2Lw6Xt9Mv3";
     // Minted before the gateway starts, on every core: signing is the issuer's work, not the gateway's.
     var pool = new System.Collections.Concurrent.ConcurrentQueue<string>();
     if (withTokens)
@@ -141,13 +141,13 @@ async Task<double> RegistrationsAsync(Dictionary<string, string?> settings, int 
         {
             Content = JsonContent.Create(new { reusable = true, ephemeral = true, preauthorized = true }),
         };
-        createKey.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "bench-admin");
+        createKey.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "bench-admin-key-4Fq8Zr2Lw6Xt9Mv3");
         var key = (await (await http.SendAsync(createKey)).EnsureSuccessStatusCode().Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString();
         using var createPolicy = new HttpRequestMessage(HttpMethod.Post, "/api/v1/tailnets/bench/trust-policies")
         {
             Content = JsonContent.Create(new { issuer = issuer.Issuer, audiences = new[] { "bench" }, subject = "repo:acme/*" }),
         };
-        createPolicy.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "bench-admin");
+        createPolicy.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "bench-admin-key-4Fq8Zr2Lw6Xt9Mv3");
         (await http.SendAsync(createPolicy)).EnsureSuccessStatusCode();
 
         Task Register() => withTokens

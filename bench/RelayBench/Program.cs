@@ -31,7 +31,7 @@ if ((NetworkLab.UnavailableReason() ?? PostgresServer.UnavailableReason()) is { 
     return 2;
 }
 
-const string AdminKey = "bench-admin-key";
+const string AdminKey = "bench-admin-key-4Fq8Zr2Lw6Xt9Mv3";
 await using var lab = await NetworkLab.CreateAsync();
 await using var postgres = await PostgresServer.StartAsync();
 var common = new Dictionary<string, string>

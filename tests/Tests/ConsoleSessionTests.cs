@@ -105,7 +105,7 @@ public sealed class ConsoleSessionTests(BrowserFixture browser) : PostgresTest, 
             await Expect(page.Locator("h1")).ToHaveTextAsync("Auth keys");
         }
 
-        const string newKey = "eo-admin-rotated-test-key";
+        const string newKey = "eo-admin-rotated-5Hs8Kd2Lq9Wf4Zx7";
         await using (var rekeyed = await TestGateway.StartAsync(new Dictionary<string, string?>(settings) { ["Admin:ApiKey"] = newKey }))
         {
             var page = await context.NewPageAsync();

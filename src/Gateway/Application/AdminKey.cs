@@ -11,6 +11,16 @@ public sealed class AdminKey(string key)
     /// <summary>Names this key without revealing it (a hash of its hash): console sessions carry it, so a new key ends them.</summary>
     public string Fingerprint => Convert.ToHexString(SHA256.HashData(_hash))[..16];
 
+    /// <summary>The least a configured admin key must have: it opens everything, and is tried from anywhere.</summary>
+    public const int MinimumLength = 32;
+
+    /// <summary>Why <paramref name="key"/> is too weak to be the admin key (too short, or too few distinct characters
+    /// to be random, like <c>aaaa…</c> or a word repeated); null when it will do.</summary>
+    public static string? Weakness(string key) =>
+        key.Length < MinimumLength ? $"it has {key.Length} characters; at least {MinimumLength} are needed"
+        : key.Distinct().Count() < 12 ? $"it uses only {key.Distinct().Count()} distinct characters; a random secret uses many more"
+        : null;
+
     public bool Matches(string? presented) =>
         presented is not null && CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), _hash);
 }

@@ -82,6 +82,10 @@ public static partial class GatewayApp
         {
             adminKey = "eo-admin-" + Secrets.Base62(32);
         }
+        else if (AdminKey.Weakness(adminKey!) is { } weakness)
+        {
+            throw new InvalidOperationException($"Admin:ApiKey is too weak: {weakness}. Use a random secret, e.g. `openssl rand -base64 32`, or leave it unset to have one generated.");
+        }
 
         builder.Services.AddSingleton(new AdminKey(adminKey!));
         builder.Services.AddOptions<AdminOptions>().Bind(configuration.GetSection(AdminOptions.Section))

@@ -22,7 +22,7 @@ public sealed record Reply(HttpStatusCode Status, string? Code, JsonElement Body
 /// </summary>
 public abstract class ApiClient : IDisposable
 {
-    public const string AdminKey = "eo-admin-test-key";
+    public const string AdminKey = "eo-admin-test-7Qk2Vx9LmP4rT8wZ3nB6";
 
     public abstract Transport Transport { get; }
 
