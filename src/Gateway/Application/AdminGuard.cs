@@ -23,28 +23,32 @@ public sealed partial class AdminGuard(AdminKey adminKey, IOptions<AdminOptions>
 
     private readonly ConcurrentDictionary<string, Source> _sources = new(StringComparer.Ordinal);
 
-    /// <summary>Accepts the right admin key; refuses (401) a missing or wrong one, or (429) any from a throttled
-    /// source. <paramref name="surface"/> names where, for the metric and the log.</summary>
-    public void Check(string? presented, IPAddress? from, string surface)
+    private static readonly Failure KeyRequired =
+        Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …).");
+
+    /// <summary>Null for the right admin key; otherwise why not — a missing or wrong key (401), or any key from a
+    /// throttled source (429, with the wait). Every surface answers it in its own way. <paramref name="surface"/> names
+    /// where, for the metric and the log.</summary>
+    public Failure? Refusal(string? presented, IPAddress? from, string surface)
     {
         var source = SourceKey(from);
         var now = time.GetUtcNow();
         if (_sources.TryGetValue(source, out var state) && state.Wait(now) is { } wait)
         {
             GatewayMetrics.AdminAuthFailure(surface, "throttled");
-            throw Throttled(wait);
+            var seconds = (int)Math.Ceiling(wait.TotalSeconds);
+            return Failure.Throttled("too_many_attempts", $"Too many wrong admin keys from this address; try again in {seconds} s.", TimeSpan.FromSeconds(seconds));
         }
 
         if (adminKey.Matches(presented))
         {
             _sources.TryRemove(source, out _);
-            return;
+            return null;
         }
 
         if (string.IsNullOrEmpty(presented))
         {
-            // No key is no guess: refused, not counted.
-            throw new ControlPlaneException(Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …)."));
+            return KeyRequired; // no key is no guess: refused, not counted
         }
 
         GatewayMetrics.AdminAuthFailure(surface, "refused");
@@ -59,28 +63,7 @@ public sealed partial class AdminGuard(AdminKey adminKey, IOptions<AdminOptions>
             LogThrottled(logger, source, surface, updated.Failures);
         }
 
-        throw new ControlPlaneException(Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …)."));
-    }
-
-    /// <summary>Whether <paramref name="presented"/> is the admin key, for surfaces that answer in their own way (the
-    /// console's sign-in page): null when accepted, else the failure <see cref="Check"/> would throw.</summary>
-    public Failure? Refusal(string? presented, IPAddress? from, string surface)
-    {
-        try
-        {
-            Check(presented, from, surface);
-            return null;
-        }
-        catch (ControlPlaneException refused)
-        {
-            return refused.Failure;
-        }
-    }
-
-    private static ControlPlaneException Throttled(TimeSpan wait)
-    {
-        var seconds = (int)Math.Ceiling(wait.TotalSeconds);
-        return new(Failure.Throttled("too_many_attempts", $"Too many wrong admin keys from this address; try again in {seconds} s.", TimeSpan.FromSeconds(seconds)));
+        return KeyRequired;
     }
 
     private static string SourceKey(IPAddress? address)

@@ -18,7 +18,7 @@ public sealed class AdminKey(string key)
     /// to be random, like <c>aaaa…</c> or a word repeated); null when it will do.</summary>
     public static string? Weakness(string key) =>
         key.Length < MinimumLength ? $"it has {key.Length} characters; at least {MinimumLength} are needed"
-        : key.Distinct().Count() < 12 ? $"it uses only {key.Distinct().Count()} distinct characters; a random secret uses many more"
+        : key.Distinct().Count() is var distinct and < 12 ? $"it uses only {distinct} distinct characters; a random secret uses many more"
         : null;
 
     public bool Matches(string? presented) =>
