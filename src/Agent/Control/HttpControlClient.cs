@@ -16,7 +16,12 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
 {
     // The HTTP API's JSON names are the proto's JSON names; new fields from newer gateways are ignored.
     private static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
-    private readonly HttpClient _http = new() { BaseAddress = loginServer, Timeout = Timeout.InfiniteTimeSpan };
+    // No draining of an unfinished response (HttpClient's default: up to 2 s): a map stream the agent leaves must close
+    // its connection at once, or the gateway keeps the node online that much longer.
+    private readonly HttpClient _http = new(new SocketsHttpHandler { MaxResponseDrainSize = 0, ResponseDrainTimeout = TimeSpan.Zero })
+    {
+        BaseAddress = loginServer, Timeout = Timeout.InfiniteTimeSpan,
+    };
 
     /// <summary>The discovery document of the gateway behind <paramref name="loginServer"/>: where it serves gRPC, and
     /// its control key (absent from gateways older than registration proofs).</summary>

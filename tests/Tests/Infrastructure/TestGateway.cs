@@ -15,7 +15,12 @@ public class GatewayClient : ApiClient
 {
     public GatewayClient(Uri httpUrl)
     {
-        Http = new HttpClient { BaseAddress = httpUrl, Timeout = TimeSpan.FromSeconds(30) };
+        // An agent's stream ends when its connection closes. By default HttpClient drains an unfinished response for up
+        // to 2 s before closing the connection, so the gateway would see a closed map stream up to 2 s late.
+        Http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0, ResponseDrainTimeout = TimeSpan.Zero })
+        {
+            BaseAddress = httpUrl, Timeout = TimeSpan.FromSeconds(30),
+        };
         Admin = new HttpClient { BaseAddress = httpUrl, Timeout = TimeSpan.FromSeconds(30) };
         Admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
     }
