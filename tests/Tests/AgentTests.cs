@@ -45,6 +45,9 @@ public sealed class AgentTests(ITestOutputHelper log) : GatewayTest, IDisposable
         Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(2), $"removed {stopped.Elapsed} after SIGTERM");
         Assert.Equal(0, await agent.WaitForExitAsync(Within));
         await agent.WaitForEventAsync("logged_out", Within);
+        // The audit log tells why: the agent exited (not a logout someone asked for, not inactivity).
+        var removed = Assert.Single(await Gateway.AllEventsAsync(type: "node.removed", node: online.Str("id")));
+        Assert.Equal(("agent-exit", $"node:{online.Str("id")}"), (removed.GetProperty("data").Str("reason"), removed.Str("actor")));
     }
 
     [Fact]

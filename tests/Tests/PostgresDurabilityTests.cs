@@ -107,6 +107,10 @@ public sealed class PostgresDurabilityTests : PostgresTest
         var usedToken = issuer.Mint("repo:acme/api", "eo");
         Assert.Equal(HttpStatusCode.OK, (await client.TryRegisterWithTokenAsync(usedToken, hostname: "ci")).Status);
 
+        // The audit log so far: it must come back unchanged, and continue without reusing an id.
+        var logBefore = await client.AllEventsAsync();
+        Assert.Contains(logBefore, e => e.Str("type") == "trust_policy.put");
+        Assert.Equal(4, logBefore.Count(e => e.Str("type") == "node.registered"));
         if (kill)
         {
             await first.KillAsync();
@@ -165,5 +169,27 @@ public sealed class PostgresDurabilityTests : PostgresTest
         Assert.True(recovered.Elapsed >= Timeout, $"the streaming node went {recovered.Elapsed} after recovery");
         Assert.True(recovered.Elapsed <= ReminderPeriod + SessionLease + Timeout + Slack + Tolerance, $"the streaming node went {recovered.Elapsed} after recovery");
         Assert.NotNull(await client.GetNodeAsync(durable.Str("id")));
+
+        // The log: what was there before, unchanged, then the events since, numbered after it; each removal recorded
+        // once, with its reason, although the removals ran on a silo that had never seen these nodes.
+        var logAfter = await client.AllEventsAsync();
+        Assert.Equal(logBefore.Select(e => e.GetRawText()), logAfter.Take(logBefore.Length).Select(e => e.GetRawText()));
+        var newIds = logAfter.Skip(logBefore.Length).Select(e => e.GetProperty("id").GetInt64()).ToArray();
+        Assert.All(newIds, id => Assert.True(id > logBefore[^1].GetProperty("id").GetInt64(), $"event id {id} reused"));
+        foreach (var gone in new[] { pending, connected })
+        {
+            var removed = Assert.Single(logAfter, e => e.Str("type") == "node.removed" && e.Str("node") == gone.Str("id"));
+            Assert.Equal(("inactivity", "system"), (removed.GetProperty("data").Str("reason"), removed.Str("actor")));
+            Assert.Single(logAfter, e => e.Str("type") == "address.released" && e.Str("node") == gone.Str("id"));
+        }
+
+        // No secret in the table: not a key's secret, a node token or an ID token.
+        await using var data = NpgsqlDataSource.Create(connectionString);
+        await using var dump = data.CreateCommand("SELECT string_agg(type || actor || target || coalesce(nodeid, '') || data::text, '') FROM eo_events");
+        var table = (string)(await dump.ExecuteScalarAsync())!;
+        foreach (var secret in new[] { unused.Str("key"), singleUse.Str("key"), ephemeralKey.Str("key"), connectedToken, usedToken })
+        {
+            Assert.DoesNotContain(secret.Split('-', '.').Last(), table);
+        }
     }
 }

@@ -34,7 +34,7 @@ public sealed class LogoutCommand(string socket, string? stateFile, AgentOutput 
             }
 
             using var client = new HttpControlClient(new Uri(saved.LoginServer));
-            await client.LogoutAsync(saved.NodeToken, cancellationToken);
+            await client.LogoutAsync(saved.NodeToken, agentExit: false, cancellationToken);
             AgentState.Delete(stateFile);
             output.Event("logged_out", new { node = saved.NodeId }, $"logged out: {saved.NodeId}");
             return ExitCodes.Ok;

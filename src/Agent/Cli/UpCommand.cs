@@ -206,7 +206,7 @@ public sealed class UpCommand(UpOptions options)
             // Stopped by a signal, by `logout`, or by a broken data plane.
             if (options.InMemory || _logoutRequested)
             {
-                var outcome = await _session.LogoutAsync();
+                var outcome = await _session.LogoutAsync(agentExit: !_logoutRequested);
                 _loggedOut.TrySetResult(outcome);
                 return exitCode ?? outcome.Failure?.ExitCode ?? ExitCodes.Ok;
             }

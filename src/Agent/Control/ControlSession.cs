@@ -203,14 +203,15 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
         return null;
     }
 
-    /// <summary>Logs the node out (within a few seconds); on success the state file is gone.</summary>
-    public async Task<LogoutOutcome> LogoutAsync()
+    /// <summary>Logs the node out (within a few seconds); on success the state file is gone. <paramref name="agentExit"/>:
+    /// because the agent exits with in-memory state (the gateway records it as the reason), not because it was asked.</summary>
+    public async Task<LogoutOutcome> LogoutAsync(bool agentExit)
     {
         var nodeId = _netmap?.Self.Id ?? saved?.NodeId ?? "";
         using var deadline = new CancellationTokenSource(LogoutDeadline);
         try
         {
-            await _client!.LogoutAsync(_nodeToken!, deadline.Token);
+            await _client!.LogoutAsync(_nodeToken!, agentExit, deadline.Token);
             if (options.StateFile is { } path)
             {
                 AgentState.Delete(path);

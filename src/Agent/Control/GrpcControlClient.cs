@@ -76,11 +76,11 @@ public sealed class GrpcControlClient(Uri grpcUrl) : IControlClient
         }
     }
 
-    public async Task LogoutAsync(string nodeToken, CancellationToken cancellationToken)
+    public async Task LogoutAsync(string nodeToken, bool agentExit, CancellationToken cancellationToken)
     {
         try
         {
-            await Client.LogoutAsync(new LogoutRequest(), Bearer(nodeToken), cancellationToken: cancellationToken);
+            await Client.LogoutAsync(new LogoutRequest { Reason = agentExit ? "agent-exit" : "" }, Bearer(nodeToken), cancellationToken: cancellationToken);
         }
         catch (RpcException exception)
         {

@@ -100,9 +100,9 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
         return ParseNode(json.GetProperty("node"));
     }
 
-    public async Task LogoutAsync(string nodeToken, CancellationToken cancellationToken)
+    public async Task LogoutAsync(string nodeToken, bool agentExit, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/machine/logout");
+        using var request = new HttpRequestMessage(HttpMethod.Post, agentExit ? "/api/v1/machine/logout?reason=agent-exit" : "/api/v1/machine/logout");
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", nodeToken);
         using var response = await SendRawAsync(() => _http.SendAsync(request, cancellationToken), cancellationToken);
     }

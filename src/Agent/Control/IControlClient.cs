@@ -14,5 +14,6 @@ public interface IControlClient : IDisposable
     /// <summary>Replaces the UDP endpoints the node's WireGuard listens on; returns the node as it is now.</summary>
     Task<Node> SetEndpointsAsync(string nodeToken, IEnumerable<string> endpoints, CancellationToken cancellationToken);
 
-    Task LogoutAsync(string nodeToken, CancellationToken cancellationToken);
+    /// <summary>Logs the node out; <c>agentExit</c>: because the agent exits (in-memory state), not because it was asked to.</summary>
+    Task LogoutAsync(string nodeToken, bool agentExit, CancellationToken cancellationToken);
 }

@@ -22,8 +22,9 @@ public interface INodeGrain : IGrainWithStringKey
     /// <summary>Closes a session; with none left the node is offline and its inactivity clock starts.</summary>
     Task CloseSession(string streamId);
 
-    /// <summary>Logs the node out: an ephemeral node is removed at once, another stays listed as logged out. False for a bad token.</summary>
-    Task<bool> Logout(string nodeId, string tokenSecret);
+    /// <summary>Logs the node out: an ephemeral node is removed at once, another stays listed as logged out. False for a bad token.
+    /// <paramref name="agentExit"/>: the agent logs out because it exits (<c>--state mem:</c>), which the audit log records.</summary>
+    Task<bool> Logout(string nodeId, string tokenSecret, bool agentExit);
 
     /// <summary>Replaces the UDP endpoints the node's WireGuard listens on (validated by the caller); an authenticated
     /// agent call, so it counts as activity. Null for a bad token.</summary>

@@ -40,7 +40,11 @@ public sealed record KeyGrant(
     [property: Id(2)] bool Ephemeral,
     [property: Id(3)] bool Preauthorized,
     [property: Id(4)] string[] Tags,
-    [property: Id(5)] string? Subject = null);
+    [property: Id(5)] string? Subject = null)
+{
+    /// <summary>The key id of a grant that a trust policy gave: this prefix and the policy's id.</summary>
+    public const string TrustPolicyPrefix = "trust:";
+}
 
 /// <summary>The outcome of redeeming a key: a grant, or why not.</summary>
 [GenerateSerializer, Immutable]

@@ -37,12 +37,30 @@ public sealed record SessionInfo(
     [property: Id(0)] NodeEntry Node,
     [property: Id(1)] int Epoch);
 
-/// <summary>Why a node left the tailnet.</summary>
+/// <summary>Why a node left the tailnet (new values go last: stored states hold the number).</summary>
 public enum RemovalReason
 {
     Logout,
     Inactivity,
     Admin,
+    /// <summary>Its agent, with <c>--state mem:</c>, logged out as it exited.</summary>
+    AgentExit,
+    /// <summary>An admin expired its credentials (an ephemeral node goes at once).</summary>
+    Expired,
+}
+
+public static class RemovalReasons
+{
+    /// <summary>The reason as the audit log and its readers name it.</summary>
+    public static string Name(this RemovalReason reason) => reason switch
+    {
+        RemovalReason.Logout => "logout",
+        RemovalReason.Inactivity => "inactivity",
+        RemovalReason.Admin => "deleted-by-admin",
+        RemovalReason.AgentExit => "agent-exit",
+        RemovalReason.Expired => "expired-by-admin",
+        _ => reason.ToString().ToLowerInvariant(),
+    };
 }
 
 /// <summary>What renaming a node in its tailnet came to.</summary>

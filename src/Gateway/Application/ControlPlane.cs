@@ -139,11 +139,8 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         }
 
         var policy = validated.Policy;
-        return new KeyGrant(TrustKeyPrefix + policy.Id, tailnet, Ephemeral: true, Preauthorized: !policy.Spec.NeedsApproval, [.. policy.Spec.Tags], validated.Subject);
+        return new KeyGrant(KeyGrant.TrustPolicyPrefix + policy.Id, tailnet, Ephemeral: true, Preauthorized: !policy.Spec.NeedsApproval, [.. policy.Spec.Tags], validated.Subject);
     }
-
-    /// <summary>How a node registered through a trust policy shows it in <c>keyId</c>.</summary>
-    public const string TrustKeyPrefix = "trust:";
 
     public async Task<TrustPolicy[]> ListTrustPoliciesAsync(string tailnet) => await grains.GetGrain<ITailnetGrain>(tailnet).ListTrustPolicies();
 
@@ -266,10 +263,17 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         return await grains.GetGrain<INodeGrain>(grainKey).SetEndpoints(nodeId, secret, parsed) ?? throw InvalidToken();
     }
 
-    public async Task LogoutAsync(string? token)
+    /// <summary>Logs a node out; <paramref name="reason"/> is "logout" (or empty) or "agent-exit".</summary>
+    public async Task LogoutAsync(string? token, string? reason)
     {
+        var agentExit = reason switch
+        {
+            null or "" or "logout" => false,
+            "agent-exit" => true,
+            _ => throw new ControlPlaneException(Failure.Invalid("invalid_reason", "A logout's reason is 'logout' or 'agent-exit'.")),
+        };
         if (await NodeOfTokenAsync(token) is not var (nodeId, secret, grainKey)
-            || !await grains.GetGrain<INodeGrain>(grainKey).Logout(nodeId, secret))
+            || !await grains.GetGrain<INodeGrain>(grainKey).Logout(nodeId, secret, agentExit))
         {
             throw InvalidToken();
         }
@@ -313,6 +317,40 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
                 return created;
             }
         }
+    }
+
+    public const int DefaultEventLimit = 100;
+    public const int MaxEventLimit = 1000;
+
+    /// <summary>A page of the tailnet's audit log after the cursor <paramref name="since"/> (an event id; empty: from the
+    /// oldest kept), and the cursor to continue from (the last id returned, or <paramref name="since"/> when none).</summary>
+    public async Task<(AuditEvent[] Events, long Next)> ListEventsAsync(string tailnet, string? since, string? type, string? node, int? limit)
+    {
+        long after = 0;
+        if (!string.IsNullOrEmpty(since) && (!long.TryParse(since, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out after) || after < 0))
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_cursor", "'since' is the id of an event (a non-negative integer), as 'next' returned it."));
+        }
+
+        if (limit is < 1 or > MaxEventLimit)
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_limit", $"'limit' is 1 to {MaxEventLimit}."));
+        }
+
+        if (!string.IsNullOrEmpty(type) && !EventTypes.IsFilter(type))
+        {
+            throw new ControlPlaneException(Failure.Invalid("unknown_event_type",
+                $"Unknown event type; one of {string.Join(", ", EventTypes.All.Order(StringComparer.Ordinal))}, or a family such as 'node.*'."));
+        }
+
+        if (!string.IsNullOrEmpty(node) && !NodeIds.TryGrainKey(node, out _))
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_node_id", "'node' is a node id."));
+        }
+
+        var query = new EventQuery(after, limit ?? DefaultEventLimit, string.IsNullOrEmpty(type) ? null : type, string.IsNullOrEmpty(node) ? null : node);
+        var events = await grains.GetGrain<IEventLogGrain>(tailnet).Read(query);
+        return (events, events.Length > 0 ? events[^1].Id : after);
     }
 
     /// <summary>Every tailnet that has had a key, and the default one.</summary>

@@ -2,6 +2,7 @@ using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Application;
 using CreateKeyRequest = EphemeralOrleans.Protocol.V1.CreateKeyRequest;
 using TrustPolicy = EphemeralOrleans.Protocol.V1.TrustPolicy;
+using AuditEvent = EphemeralOrleans.Protocol.V1.AuditEvent;
 using EphemeralOrleans.Protocol.V1;
 using Grpc.Core;
 
@@ -77,6 +78,24 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminGuard guard
         return new Settings { DeviceApproval = settings.DeviceApproval };
     }
 
+    public override async Task<ListEventsResponse> ListEvents(ListEventsRequest request, ServerCallContext context)
+    {
+        var tailnet = Authorize(context, request.Tailnet);
+        var (events, next) = await controlPlane.ListEventsAsync(tailnet, request.Since, request.Type, request.Node, request.Limit == 0 ? null : request.Limit);
+        return new ListEventsResponse
+        {
+            Events =
+            {
+                events.Select(e => new AuditEvent
+                {
+                    Id = e.Id, Time = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(e.Time), Type = e.Type,
+                    Actor = e.Actor, Target = e.Target, Node = e.NodeId ?? "", DataJson = e.Data,
+                }),
+            },
+            Next = next.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+    }
+
     /// <summary>Checks the admin key, then the tailnet name (in that order, as over HTTP).</summary>
     private string Authorize(ServerCallContext context, string tailnet)
     {
@@ -85,7 +104,10 @@ public sealed class AdminGrpcService(ControlPlane controlPlane, AdminGuard guard
             throw GrpcErrors.From(refusal);
         }
 
-        return ControlPlane.Tailnet(tailnet);
+        var name = ControlPlane.Tailnet(tailnet);
+        // The audit log's actor for every grain call this method makes (set in a synchronous method: it stays set).
+        Orleans.Runtime.RequestContext.Set(EventActors.ContextKey, EventActors.AdminApi);
+        return name;
     }
 
     public override async Task<TrustPolicy> CreateTrustPolicy(PutTrustPolicyRequest request, ServerCallContext context) =>

@@ -41,7 +41,7 @@ public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IO
 
     public async Task<LogoutResponse> Logout(LogoutRequest request, ServerCallContext context)
     {
-        await controlPlane.LogoutAsync(GrpcCredentials.Bearer(context));
+        await controlPlane.LogoutAsync(GrpcCredentials.Bearer(context), request.Reason);
         return new LogoutResponse();
     }
 

@@ -86,6 +86,19 @@ public static class AdminEndpoints
         tailnets.MapPut("/policy", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
             Results.Content(await controlPlane.SetPolicyAsync(Tailnet(tailnet), await RequestBodies.ReadTextAsync(context)), "application/json"));
 
+        tailnets.MapGet("/events", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
+        {
+            var query = context.Request.Query;
+            int? limit = null;
+            if (query["limit"].ToString() is { Length: > 0 } text)
+            {
+                limit = int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed) ? parsed : -1;
+            }
+
+            var (events, next) = await controlPlane.ListEventsAsync(Tailnet(tailnet), query["since"], query["type"], query["node"], limit);
+            return Results.Ok(new { events = events.Select(EventView.From), next = next.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        });
+
         tailnets.MapGet("/settings", async (string tailnet, ControlPlane controlPlane) =>
             Results.Ok(await controlPlane.GetSettingsAsync(Tailnet(tailnet))));
         tailnets.MapPatch("/settings", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
@@ -111,6 +124,8 @@ public static class AdminEndpoints
         }
 
         ControlPlane.Tailnet(context.GetRouteValue("tailnet") as string);
+        // The audit log's actor for every grain call this request makes.
+        Orleans.Runtime.RequestContext.Set(EventActors.ContextKey, EventActors.AdminApi);
         return await next(invocation);
     }
 }

@@ -78,7 +78,7 @@ public static class AgentEndpoints
 
         machine.MapPost("/logout", async (HttpContext context, ControlPlane controlPlane) =>
         {
-            await controlPlane.LogoutAsync(RequestBodies.Bearer(context));
+            await controlPlane.LogoutAsync(RequestBodies.Bearer(context), context.Request.Query["reason"].ToString());
             return Results.NoContent();
         });
     }

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Events;
 using EphemeralOrleans.Grains.Identity;
 using EphemeralOrleans.Grains.Registry;
 using EphemeralOrleans.Grains.Storage;
@@ -75,6 +76,10 @@ public static class EphemeralHosting
         services.AddOptions<MapOptions>().Bind(configuration.GetSection(MapOptions.Section))
             .Validate(o => o.KeepAliveInterval > TimeSpan.Zero && o.BatchWindow >= TimeSpan.Zero, "Map timings must be positive.")
             .ValidateOnStart();
+        services.AddOptions<EventOptions>().Bind(configuration.GetSection(EventOptions.Section))
+            .Validate(o => o.Retention > TimeSpan.Zero && o.PruneInterval > TimeSpan.Zero && o.MemoryCapacity > 0,
+                "Events:Retention, Events:PruneInterval and Events:MemoryCapacity must be positive.")
+            .ValidateOnStart();
         services.TryAddSingleton(sp => new AddressPool(sp.GetRequiredService<IOptions<AddressOptions>>().Value.Ipv4Prefix));
         services.TryAddSingleton(TimeProvider.System);
         // A storage failure in a silo must reach the gateway as what it is (and become a 503), not as a codec error.
@@ -123,6 +128,8 @@ public static class EphemeralHosting
             silo.Services.AddSingleton<IRegistryStore, MemoryRegistryStore>();
             silo.Services.AddSingleton<ITokenUseStore, MemoryTokenUseStore>();
             silo.Services.AddHostedService<TokenUsePruner>();
+            silo.Services.AddSingleton<IEventStore, MemoryEventStore>();
+            silo.Services.AddHostedService<EventPruner>();
             return silo;
         }
 
@@ -150,6 +157,8 @@ public static class EphemeralHosting
         silo.Services.AddSingleton<IRegistryStore>(sp => new PostgresRegistryStore(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), ServiceId));
         silo.Services.AddSingleton<ITokenUseStore>(sp => new PostgresTokenUseStore(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), ServiceId));
         silo.Services.AddHostedService<TokenUsePruner>();
+        silo.Services.AddSingleton<IEventStore>(sp => new PostgresEventStore(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), ServiceId));
+        silo.Services.AddHostedService<EventPruner>();
         return silo;
     }
 

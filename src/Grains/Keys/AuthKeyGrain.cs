@@ -37,6 +37,7 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
     private const int SecretLength = 32;
 
     private readonly IPersistentState<AuthKeyState> _key;
+    private readonly IGrainFactory _grains;
     private readonly TimeProvider _time;
     private readonly ILogger<AuthKeyGrain> _logger;
     private readonly GroupCommit _commit;
@@ -46,10 +47,12 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
 
     public AuthKeyGrain(
         [PersistentState("authkey", StorageNames.State)] IPersistentState<AuthKeyState> key,
+        IGrainFactory grains,
         TimeProvider time,
         ILogger<AuthKeyGrain> logger)
     {
         _key = key;
+        _grains = grains;
         _time = time;
         _logger = logger;
         // Storage serializes the state after the write has started: it gets a copy, never the state being changed.
@@ -93,6 +96,11 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
         };
         await _commit.Request();
         LogCreated(Id, tailnet, spec.Reusable, spec.Ephemeral);
+        await RecordAsync(EventTypes.KeyCreated, new
+        {
+            reusable = spec.Reusable, ephemeral = spec.Ephemeral, preauthorized = spec.Preauthorized, tags = spec.Tags,
+            expires = _live.Expires, description = spec.Description,
+        });
         return new CreatedAuthKey(Info(), Identifiers.FormatAuthKey(Id, secret));
     }
 
@@ -132,6 +140,11 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
             throw;
         }
 
+        if (!state.Reusable)
+        {
+            await RecordAsync(EventTypes.KeyUsedUp, new { uses = state.Uses });
+        }
+
         return new RedeemResult(new KeyGrant(Id, state.Tailnet, state.Ephemeral, state.Preauthorized, state.Tags), null);
     }
 
@@ -149,9 +162,24 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
             State.Revoked = true;
             await _commit.Request();
             LogRevoked(Id);
+            await RecordAsync(EventTypes.KeyRevoked, new { uses = State.Uses });
         }
 
         return true;
+    }
+
+    /// <summary>Records an event of a change that is already durable; should the log be unreachable, the change stands
+    /// and the event is lost (logged).</summary>
+    private async Task RecordAsync(string type, object data)
+    {
+        try
+        {
+            await _grains.GetGrain<IEventLogGrain>(State.Tailnet!).Append([EventDraft.Create(type, EventActors.Current, $"key:{Id}", null, data)]);
+        }
+        catch (Exception exception)
+        {
+            LogEventLost(exception, type, Id);
+        }
     }
 
     private RedeemResult Refuse(Failure failure)
@@ -168,6 +196,9 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Auth key {KeyId} created in tailnet {Tailnet} (reusable: {Reusable}, ephemeral: {Ephemeral})")]
     private partial void LogCreated(string keyId, string tailnet, bool reusable, bool ephemeral);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit event {Type} of auth key {KeyId} could not be recorded; the change stands")]
+    private partial void LogEventLost(Exception exception, string type, string keyId);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Auth key {KeyId} revoked")]
     private partial void LogRevoked(string keyId);

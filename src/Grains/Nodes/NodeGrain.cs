@@ -154,6 +154,11 @@ public sealed partial class NodeGrain(
         State.Name = await announced;
         await Tailnet().Confirm(nodeId);
         LogRegistered(nodeId, tailnet, State.Name, AddressPool.FormatIpv4(ipv4), ephemeral, command.Grant.KeyId);
+        await RecordAsync(Event(EventTypes.NodeRegistered, EventActors.Credential(command.Grant.KeyId), new
+        {
+            name = State.Name, hostname = State.Hostname, ip = AddressPool.FormatIpv4(ipv4), ephemeral, tags = State.Tags,
+            key = command.Grant.KeyId, subject = State.Subject, authorized = State.Authorized,
+        }));
         SiloMetrics.Registered(ephemeral, again: false);
         return new RegisterResult(Entry(), $"{nodeId}.{secret}", null);
     }
@@ -188,14 +193,14 @@ public sealed partial class NodeGrain(
         }
     }
 
-    public async Task<bool> Logout(string nodeId, string tokenSecret)
+    public async Task<bool> Logout(string nodeId, string tokenSecret, bool agentExit)
     {
         if (!IsCurrent(nodeId) || State.LoggedOut || !Secrets.Matches(tokenSecret, State.TokenHash))
         {
             return false;
         }
 
-        await LogOutAsync(nodeId, RemovalReason.Logout);
+        await LogOutAsync(nodeId, agentExit ? RemovalReason.AgentExit : RemovalReason.Logout, EventActors.Node(nodeId));
         return true;
     }
 
@@ -211,7 +216,7 @@ public sealed partial class NodeGrain(
 
         if (!State.LoggedOut)
         {
-            await LogOutAsync(nodeId, RemovalReason.Admin);
+            await LogOutAsync(nodeId, RemovalReason.Expired, EventActors.Current);
         }
 
         return true;
@@ -229,19 +234,21 @@ public sealed partial class NodeGrain(
         var outcome = await Tailnet().Rename(nodeId, name);
         if (outcome == RenameOutcome.Renamed && State.Name != name)
         {
+            var previous = State.Name;
             State.Name = name;
             await node.WriteStateAsync();
+            await RecordAsync(Event(EventTypes.NodeRenamed, EventActors.Current, new { from = previous, to = name }));
         }
 
         return new RenameResult(outcome, Entry());
     }
 
     /// <summary>Ends the node's token and sessions: an ephemeral node goes, another stays listed as logged out.</summary>
-    private async Task LogOutAsync(string nodeId, RemovalReason reason)
+    private async Task LogOutAsync(string nodeId, RemovalReason reason, string actor)
     {
         if (State.Ephemeral)
         {
-            await RemoveAsync(reason);
+            await RemoveAsync(reason, actor);
             return;
         }
 
@@ -255,6 +262,8 @@ public sealed partial class NodeGrain(
         await node.WriteStateAsync();
         await Tailnet().Upsert(Entry());
         LogLoggedOut(nodeId);
+        await RecordAsync(Event(reason == RemovalReason.Expired ? EventTypes.NodeExpired : EventTypes.NodeLoggedOut, actor,
+            new { name = State.Name, reason = reason.Name() }));
     }
 
     public async Task<NodeEntry?> SetEndpoints(string nodeId, string tokenSecret, ValueList<IPEndPoint> endpoints)
@@ -282,7 +291,7 @@ public sealed partial class NodeGrain(
             return false;
         }
 
-        await RemoveAsync(RemovalReason.Admin);
+        await RemoveAsync(RemovalReason.Admin, EventActors.Current);
         return true;
     }
 
@@ -298,6 +307,7 @@ public sealed partial class NodeGrain(
             State.Authorized = true;
             await node.WriteStateAsync();
             await Tailnet().Upsert(Entry());
+            await RecordAsync(Event(EventTypes.NodeApproved, EventActors.Current, new { name = State.Name }));
         }
 
         return Entry();
@@ -352,7 +362,7 @@ public sealed partial class NodeGrain(
         {
             LogInactive(State.NodeId!, now - _inactiveSince, now - (_inactiveSince + _options.InactivityTimeout));
             SiloMetrics.RemovedLate(now - (_inactiveSince + _options.InactivityTimeout));
-            await RemoveAsync(RemovalReason.Inactivity);
+            await RemoveAsync(RemovalReason.Inactivity, EventActors.System);
         }
 
         // Re-arms whatever the check changed or left to do (a deadline that moved, or one a timer reached early).
@@ -394,6 +404,10 @@ public sealed partial class NodeGrain(
         await node.WriteStateAsync();
         await Tailnet().Upsert(Entry());
         LogReregistered(State.NodeId!, command.Grant.KeyId, previousKey, command.ProvenAt is not null ? "proof" : "token");
+        await RecordAsync(Event(EventTypes.NodeReauthenticated, EventActors.Credential(command.Grant.KeyId), new
+        {
+            name = State.Name, key = command.Grant.KeyId, previousKey, shownBy = command.ProvenAt is not null ? "proof" : "token",
+        }));
         SiloMetrics.Registered(State.Ephemeral, again: true);
         return new RegisterResult(Entry(), $"{State.NodeId}.{secret}", null);
     }
@@ -493,7 +507,7 @@ public sealed partial class NodeGrain(
         await Tailnet().Upsert(Entry());
     }
 
-    private async Task RemoveAsync(RemovalReason reason)
+    private async Task RemoveAsync(RemovalReason reason, string actor)
     {
         if (!State.Ephemeral)
         {
@@ -502,6 +516,8 @@ public sealed partial class NodeGrain(
         }
 
         State.Removing = reason;
+        State.RemovedBy = actor;
+        State.RemovedAt = time.GetUtcNow();
         await node.WriteStateAsync();
         await FinishRemovalAsync();
     }
@@ -519,6 +535,8 @@ public sealed partial class NodeGrain(
         }
 
         await Tailnet().Remove(nodeId);
+        // Before the state goes: a crash up to here has the reminder run these steps again, and 'once' keeps the events single.
+        await RecordRemovalAsync(nodeId, reason);
         await DropReminderAsync();
         await node.ClearStateAsync();
         LogRemoved(nodeId, reason);
@@ -622,6 +640,41 @@ public sealed partial class NodeGrain(
 
     private bool IsCurrent(string nodeId) => Exists && State.NodeId == nodeId;
 
+    private Task RecordRemovalAsync(string nodeId, RemovalReason reason)
+    {
+        var removedAt = State.RemovedAt ?? time.GetUtcNow();
+        var ip = State.Ipv4 != 0 ? AddressPool.FormatIpv4(State.Ipv4) : null;
+        var actor = State.RemovedBy ?? EventActors.System;
+        var removed = Event(EventTypes.NodeRemoved, actor, new
+        {
+            reason = reason.Name(), name = State.Name, hostname = State.Hostname, ip, ephemeral = State.Ephemeral,
+            inactiveSeconds = reason == RemovalReason.Inactivity ? Math.Round((removedAt - State.LastSeen).TotalSeconds, 3) : (double?)null,
+        }) with { Once = $"removed:{nodeId}" };
+        // Straight to the log: this must not be swallowed, or a removal could finish without its event.
+        var events = ip is null
+            ? [removed]
+            : new[] { removed, Event(EventTypes.AddressReleased, actor, new { ip }) with { Once = $"released:{nodeId}" } };
+        return grains.GetGrain<IEventLogGrain>(State.Tailnet).Append(events);
+    }
+
+    private EventDraft Event(string type, string actor, object data) =>
+        EventDraft.Create(type, actor, $"node:{State.NodeId}", State.NodeId, data);
+
+    /// <summary>Records an event of a change that is already durable. Should the log be unreachable, the change stands
+    /// and the event is lost (logged): the log records at most once what happened, never what did not.</summary>
+    private async Task RecordAsync(EventDraft draft)
+    {
+        try
+        {
+            await grains.GetGrain<IEventLogGrain>(State.Tailnet).Append([draft]);
+        }
+        catch (Exception exception)
+        {
+            LogEventLost(exception, draft.Type, State.NodeId ?? "");
+        }
+    }
+
+
     private ITailnetGrain Tailnet() => grains.GetGrain<ITailnetGrain>(State.Tailnet);
 
     private NodeEntry Entry() => new(
@@ -663,6 +716,9 @@ public sealed partial class NodeGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} removed ({Reason})")]
     private partial void LogRemoved(string nodeId, RemovalReason reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit event {Type} of node {NodeId} could not be recorded; the change stands")]
+    private partial void LogEventLost(Exception exception, string type, string nodeId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Node {NodeId}: undoing a failed registration failed; lease and registry entry will be reclaimed")]
     private partial void LogUndoFailed(Exception exception, string nodeId);

@@ -38,4 +38,10 @@ public sealed class NodeState
 
     /// <summary>The subject of the OIDC token that registered the node (null for an auth key).</summary>
     [Id(19)] public string? Subject { get; set; }
+
+    /// <summary>Who started the removal (the audit log's actor), set with <see cref="Removing"/>.</summary>
+    [Id(20)] public string? RemovedBy { get; set; }
+
+    /// <summary>When the removal started, set with <see cref="Removing"/>.</summary>
+    [Id(21)] public DateTimeOffset? RemovedAt { get; set; }
 }

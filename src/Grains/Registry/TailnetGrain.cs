@@ -133,6 +133,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         {
             _settings.State.DeviceApproval = approval;
             await _settingsCommit.Request();
+            await RecordAsync(EventTypes.SettingsUpdated, "settings", new { deviceApproval = approval });
         }
 
         return new TailnetSettings(_settings.State.DeviceApproval);
@@ -142,8 +143,10 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 
     public async Task SetPolicy(string policyJson)
     {
+        var previous = _settings.State.PolicyJson;
         _settings.State.PolicyJson = policyJson;
         await _settingsCommit.Request();
+        await RecordAsync(EventTypes.PolicyUpdated, "policy", PolicyDiff.Summary(previous ?? PolicyDocument.AllowAllJson, policyJson));
         // Gateways recompute who sees whom; the change goes out in the next batch like any other.
         _policyChanged = true;
         StartBatch();
@@ -165,6 +168,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         var index = policies.FindIndex(p => p.Id == policy.Id);
         _settings.State.TrustPolicies = index >= 0 ? policies.SetItem(index, policy) : policies.Add(policy);
         await _settingsCommit.Request();
+        await RecordAsync(EventTypes.TrustPolicyPut, $"trust-policy:{policy.Id}", new { id = policy.Id, replaced = index >= 0, spec = policy.Spec });
     }
 
     public async Task<bool> DeleteTrustPolicy(string policyId)
@@ -178,6 +182,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
 
         _settings.State.TrustPolicies = remaining;
         await _settingsCommit.Request();
+        await RecordAsync(EventTypes.TrustPolicyDeleted, $"trust-policy:{policyId}", new { id = policyId });
         return true;
     }
 
@@ -434,6 +439,23 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             LogDroppedStale(Tailnet, stale);
         }
     }
+
+    /// <summary>Records an event of a change that is already durable; should the log be unreachable, the change stands
+    /// and the event is lost (logged).</summary>
+    private async Task RecordAsync(string type, string target, object data)
+    {
+        try
+        {
+            await _grains.GetGrain<IEventLogGrain>(Tailnet).Append([EventDraft.Create(type, EventActors.Current, target, null, data)]);
+        }
+        catch (Exception exception)
+        {
+            LogEventLost(exception, type, Tailnet);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit event {Type} of tailnet {Tailnet} could not be recorded; the change stands")]
+    private partial void LogEventLost(Exception exception, string type, string tailnet);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Tailnet {Tailnet}: {Count} registry entries checked with their nodes")]
     private partial void LogRefreshed(string tailnet, int count);

@@ -111,6 +111,28 @@ public abstract class ApiClient : IDisposable
 
     public abstract Task<Reply> SetPolicyAsync(string policyJson, string tailnet = "-");
 
+    /// <summary>A page of the audit log: <c>{"events": [...], "next": "..."}</c>, each event's <c>data</c> an object.</summary>
+    public abstract Task<Reply> TryListEventsAsync(string? since = null, string? type = null, string? node = null, int? limit = null, string tailnet = "-");
+
+    /// <summary>Every event of the log from the start, read page by page (<paramref name="pageSize"/> each).</summary>
+    public async Task<JsonElement[]> AllEventsAsync(string? type = null, string? node = null, int pageSize = 1000, string tailnet = "-")
+    {
+        var events = new List<JsonElement>();
+        string? since = null;
+        while (true)
+        {
+            var reply = await TryListEventsAsync(since, type, node, pageSize, tailnet);
+            Assert.True(reply.Status == HttpStatusCode.OK, $"events: {reply.Status} {reply.Code} {reply.Detail}");
+            var page = reply.Body.GetProperty("events").EnumerateArray().ToArray();
+            events.AddRange(page);
+            since = reply.Body.Str("next");
+            if (page.Length < pageSize)
+            {
+                return [.. events];
+            }
+        }
+    }
+
     public abstract void Dispose();
 }
 

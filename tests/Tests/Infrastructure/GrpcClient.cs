@@ -150,6 +150,21 @@ public sealed class GrpcClient : ApiClient
         CallAsync(async () => (HttpStatusCode.OK, JsonDocument.Parse(
             (await _admin.SetPolicyAsync(new SetPolicyRequest { Tailnet = tailnet, PolicyJson = policyJson }, _adminHeaders)).PolicyJson).RootElement.Clone()));
 
+    public override Task<Reply> TryListEventsAsync(string? since = null, string? type = null, string? node = null, int? limit = null, string tailnet = "-") =>
+        CallAsync(async () =>
+        {
+            var page = await _admin.ListEventsAsync(new ListEventsRequest
+            {
+                Tailnet = tailnet, Since = since ?? "", Type = type ?? "", Node = node ?? "", Limit = limit ?? 0,
+            }, _adminHeaders);
+            var events = page.Events.Select(e => new Dictionary<string, object?>
+            {
+                ["id"] = e.Id, ["time"] = e.Time.ToDateTimeOffset(), ["type"] = e.Type, ["actor"] = e.Actor, ["target"] = e.Target,
+                ["node"] = e.Node.Length > 0 ? e.Node : null, ["data"] = JsonDocument.Parse(e.DataJson).RootElement.Clone(),
+            });
+            return (HttpStatusCode.OK, JsonSerializer.SerializeToElement(new { events, next = page.Next }, Json));
+        });
+
     public override void Dispose() => _channel.Dispose();
 
     /// <summary>The HTTP status that the API gives for the same refusal.</summary>

@@ -143,6 +143,32 @@ public class GatewayClient : ApiClient
     public override async Task<Reply> SetPolicyAsync(string policyJson, string tailnet = "-") =>
         await ReplyAsync(await Admin.PutAsync($"/api/v1/tailnets/{tailnet}/policy", new StringContent(policyJson, System.Text.Encoding.UTF8, "application/json")));
 
+    public override async Task<Reply> TryListEventsAsync(string? since = null, string? type = null, string? node = null, int? limit = null, string tailnet = "-")
+    {
+        var query = new List<string>();
+        void Add(string name, string? value)
+        {
+            if (value is not null)
+            {
+                query.Add($"{name}={Uri.EscapeDataString(value)}");
+            }
+        }
+
+        Add("since", since);
+        Add("type", type);
+        Add("node", node);
+        Add("limit", limit?.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return await ReplyAsync(await Admin.GetAsync($"/api/v1/tailnets/{tailnet}/events?{string.Join('&', query)}"));
+    }
+
+    /// <summary>Logs out with a reason (<c>?reason=</c>), as an agent does.</summary>
+    public async Task<Reply> TryLogoutAsync(string token, string reason)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/machine/logout?reason={Uri.EscapeDataString(reason)}");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return await ReplyAsync(await Http.SendAsync(request));
+    }
+
     public override void Dispose()
     {
         Http.Dispose();

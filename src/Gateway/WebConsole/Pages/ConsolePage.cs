@@ -27,7 +27,12 @@ public abstract class ConsolePage(ControlPlane controlPlane) : PageModel
     [TempData]
     public string? Error { get; set; }
 
-    public override void OnPageHandlerExecuting(PageHandlerExecutingContext context) => Tailnet = ControlPlane.Tailnet(TailnetQuery);
+    public override void OnPageHandlerExecuting(PageHandlerExecutingContext context)
+    {
+        Tailnet = ControlPlane.Tailnet(TailnetQuery);
+        // The audit log's actor for every grain call this page makes.
+        Orleans.Runtime.RequestContext.Set(Contracts.Model.EventActors.ContextKey, Contracts.Model.EventActors.Console);
+    }
 
     /// <summary>A console URL in the current tailnet.</summary>
     public string Link(string page, string? query = null) =>

@@ -325,3 +325,26 @@ BEGIN
         INSERT INTO eo_schema_version (version) VALUES (3);
     END IF;
 END $$;
+
+------------------------------------------------------------------------------------------------------------------------
+-- The project's own: each tailnet's audit log, numbered per tailnet. 'once' makes a resumed step record itself once
+-- (a removal finished by the reminder after a crash); retention deletes by time.
+------------------------------------------------------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS eo_events
+(
+    serviceid varchar(150) NOT NULL,
+    tailnet   varchar(63)  NOT NULL,
+    id        bigint       NOT NULL,
+    time      timestamptz  NOT NULL,
+    type      varchar(64)  NOT NULL,
+    actor     varchar(200) NOT NULL,
+    target    varchar(200) NOT NULL,
+    nodeid    varchar(64)  NULL,
+    data      jsonb        NOT NULL,
+    once      varchar(200) NULL,
+    PRIMARY KEY (serviceid, tailnet, id)
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS ux_eo_events_once ON eo_events (serviceid, tailnet, once) WHERE once IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_eo_events_node ON eo_events (serviceid, tailnet, nodeid, id) WHERE nodeid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ix_eo_events_time ON eo_events (serviceid, time);

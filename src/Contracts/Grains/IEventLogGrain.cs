@@ -1,0 +1,22 @@
+using EphemeralOrleans.Contracts.Model;
+using Orleans.Concurrency;
+
+namespace EphemeralOrleans.Contracts.Grains;
+
+/// <summary>
+/// A tailnet's audit log (keyed by the tailnet's name): append-only, numbered 1, 2, 3… in the order of appending (ids
+/// only grow; a failed write can leave a gap). Appends are group-committed; a caller is answered once its events are
+/// durable, and a reader only ever sees a prefix of the log's committed order.
+/// </summary>
+[Alias("IEventLogGrain")]
+public interface IEventLogGrain : IGrainWithStringKey
+{
+    /// <summary>Appends events in the given order; completes once they are durable. An event whose
+    /// <see cref="EventDraft.Once"/> was recorded before is dropped.</summary>
+    [Alias("Append")]
+    Task Append(EventDraft[] events);
+
+    /// <summary>Events after <see cref="EventQuery.After"/>, oldest first, that match the query.</summary>
+    [Alias("Read"), ReadOnly, AlwaysInterleave]
+    Task<AuditEvent[]> Read(EventQuery query);
+}
