@@ -178,8 +178,8 @@ public sealed class HostProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>A host project's build output, found from the repository root (the directory holding EphemeralOrleans.sln).</summary>
-    public static string ProjectDll(string project)
+    /// <summary>The directory holding EphemeralOrleans.sln, above the running tests.</summary>
+    public static string RepositoryRoot()
     {
         var directory = new DirectoryInfo(AppContext.BaseDirectory);
         while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "EphemeralOrleans.sln")))
@@ -187,7 +187,13 @@ public sealed class HostProcess : IAsyncDisposable
             directory = directory.Parent;
         }
 
-        var root = directory?.FullName ?? throw new InvalidOperationException("EphemeralOrleans.sln not found above " + AppContext.BaseDirectory);
+        return directory?.FullName ?? throw new InvalidOperationException("EphemeralOrleans.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    /// <summary>A host project's build output, found from the repository root (the directory holding EphemeralOrleans.sln).</summary>
+    public static string ProjectDll(string project)
+    {
+        var root = RepositoryRoot();
         var configuration = AppContext.BaseDirectory.Contains("/Release/") ? "Release" : "Debug";
         // The agent's assembly is the eo command.
         return Path.Combine(root, "src", project, "bin", configuration, "net10.0", project == "Agent" ? "eo.dll" : $"EphemeralOrleans.{project}.dll");

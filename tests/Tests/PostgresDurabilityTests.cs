@@ -85,10 +85,18 @@ public sealed class PostgresDurabilityTests : PostgresTest
             ["Silo:GatewayPort"] = FreePort.Next().ToString(),
             ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{FreePort.Next()}",
             ["Cluster:Id"] = "durability-" + Guid.NewGuid().ToString("N"),
+            ["Webhooks:ReminderPeriod"] = "00:00:01",
+            ["Webhooks:FirstRetryDelay"] = "00:00:00.200",
+            ["Webhooks:MaxRetryDelay"] = "00:00:01",
         };
 
         await using var first = await HostProcess.StartGatewayAsync(settings);
         using var client = new GatewayClient(first.HttpUrl);
+        // A webhook whose receiver is down until the end: every event, before the crash and after, is pending meanwhile.
+        var receiverPort = FreePort.Next();
+        using var created = await client.Admin.PostAsJsonAsync("/api/v1/tailnets/-/webhooks", new { url = $"http://127.0.0.1:{receiverPort}/" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var webhookSecret = (await created.Content.ReadFromJsonAsync<JsonElement>()).Str("secret");
         var unused = await client.CreateKeyAsync(reusable: false, ephemeral: false);
         var singleUse = await client.CreateKeyAsync(reusable: false, ephemeral: false);
         var ephemeralKey = await client.CreateKeyAsync(reusable: true, ephemeral: true);
@@ -182,6 +190,14 @@ public sealed class PostgresDurabilityTests : PostgresTest
             Assert.Equal(("inactivity", "system"), (removed.GetProperty("data").Str("reason"), removed.Str("actor")));
             Assert.Single(logAfter, e => e.Str("type") == "address.released" && e.Str("node") == gone.Str("id"));
         }
+
+        // The receiver comes up: every event of the log arrives, in order, each verified by the npm library.
+        await using var receiver = await WebhookReceiver.StartAsync(receiverPort, webhookSecret);
+        var ids = logAfter.Select(e => e.GetProperty("id").GetInt64()).ToArray();
+        await Poll.UntilAsync(() => Task.FromResult(receiver.Deliveries.Select(d => d.GetProperty("eventId").GetInt64()).Distinct().Count() >= ids.Length),
+            TimeSpan.FromSeconds(30), "every event at the webhook receiver", why: () => $"{receiver.Deliveries.Length} deliveries of {ids.Length} events");
+        Assert.All(receiver.Deliveries, d => Assert.True(d.GetProperty("ok").GetBoolean(), d.GetRawText()));
+        Assert.Equal(ids, receiver.Deliveries.Select(d => d.GetProperty("eventId").GetInt64()).Distinct().Take(ids.Length));
 
         // No secret in the table: not a key's secret, a node token or an ID token.
         await using var data = NpgsqlDataSource.Create(connectionString);

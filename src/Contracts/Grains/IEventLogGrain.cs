@@ -16,6 +16,10 @@ public interface IEventLogGrain : IGrainWithStringKey
     [Alias("Append")]
     Task Append(EventDraft[] events);
 
+    /// <summary>The id of the newest event appended (committed or not): later events get greater ids.</summary>
+    [Alias("LastId"), AlwaysInterleave]
+    Task<long> LastId();
+
     /// <summary>Events after <see cref="EventQuery.After"/>, oldest first, that match the query.</summary>
     [Alias("Read"), ReadOnly, AlwaysInterleave]
     Task<AuditEvent[]> Read(EventQuery query);

@@ -23,6 +23,9 @@ public sealed record TrustPolicyRequest(string? Issuer, string[]? Audiences, str
 /// milliseconds and the MAC, base64.</summary>
 public sealed record ProofRequest(long Timestamp, string? Mac);
 
+/// <summary>A webhook endpoint as operators ask for it: the URL, the event types (none: all) and a description.</summary>
+public sealed record CreateWebhookRequest(string? Url, string[]? Types, string? Description);
+
 /// <summary>A key as operators ask for it.</summary>
 public sealed record CreateKeyRequest(bool Reusable, bool Ephemeral, bool Preauthorized, string[]? Tags, long? ExpirySeconds, string? Description);
 
@@ -318,6 +321,52 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             }
         }
     }
+
+    public async Task<CreatedWebhook> CreateWebhookAsync(string tailnet, CreateWebhookRequest request)
+    {
+        if (WebhookUrls.Problem(request.Url) is var (code, detail))
+        {
+            throw new ControlPlaneException(Failure.Invalid(code, detail));
+        }
+
+        var types = request.Types ?? [];
+        if (types.FirstOrDefault(t => !EventTypes.IsFilter(t)) is { } unknown)
+        {
+            throw new ControlPlaneException(Failure.Invalid("unknown_event_type",
+                $"'{Identifiers.DisplayText(unknown) ?? "?"}' is not an event type; one of {string.Join(", ", EventTypes.All.Order(StringComparer.Ordinal))}, or a family such as 'node.*'."));
+        }
+
+        var description = request.Description is { } text ? Identifiers.DisplayText(text) : null;
+        if (request.Description is not null && (description is null || description.Length > MaxDescriptionLength))
+        {
+            throw new ControlPlaneException(Failure.Invalid("invalid_description", $"description must be at most {MaxDescriptionLength} printable characters."));
+        }
+
+        return await grains.GetGrain<IWebhookGrain>(tailnet).Create(new WebhookSpec(request.Url!, [.. types.Distinct()], description))
+            ?? throw new ControlPlaneException(Failure.Conflict("too_many_webhooks", $"Tailnet '{tailnet}' has its maximum number of webhook endpoints (Webhooks:MaxEndpoints)."));
+    }
+
+    public Task<WebhookInfo[]> ListWebhooksAsync(string tailnet) => grains.GetGrain<IWebhookGrain>(tailnet).List();
+
+    public async Task<WebhookInfo> GetWebhookAsync(string tailnet, string id) =>
+        await grains.GetGrain<IWebhookGrain>(tailnet).Get(id) ?? throw WebhookNotFound(tailnet, id);
+
+    public async Task<WebhookAttempt[]> ListWebhookAttemptsAsync(string tailnet, string id) =>
+        await grains.GetGrain<IWebhookGrain>(tailnet).Attempts(id) ?? throw WebhookNotFound(tailnet, id);
+
+    public async Task DeleteWebhookAsync(string tailnet, string id)
+    {
+        if (!await grains.GetGrain<IWebhookGrain>(tailnet).Delete(id))
+        {
+            throw WebhookNotFound(tailnet, id);
+        }
+    }
+
+    public async Task<WebhookInfo> ResumeWebhookAsync(string tailnet, string id) =>
+        await grains.GetGrain<IWebhookGrain>(tailnet).Resume(id) ?? throw WebhookNotFound(tailnet, id);
+
+    private static ControlPlaneException WebhookNotFound(string tailnet, string id) =>
+        new(Failure.NotFound("webhook_not_found", $"No webhook '{Identifiers.DisplayText(id) ?? "?"}' in tailnet '{tailnet}'."));
 
     public const int DefaultEventLimit = 100;
     public const int MaxEventLimit = 1000;

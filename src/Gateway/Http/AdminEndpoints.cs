@@ -86,6 +86,29 @@ public static class AdminEndpoints
         tailnets.MapPut("/policy", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
             Results.Content(await controlPlane.SetPolicyAsync(Tailnet(tailnet), await RequestBodies.ReadTextAsync(context)), "application/json"));
 
+        tailnets.MapPost("/webhooks", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
+        {
+            var created = await controlPlane.CreateWebhookAsync(Tailnet(tailnet), await RequestBodies.ReadAsync<CreateWebhookRequest>(context));
+            var info = created.Info;
+            return Results.Created($"/api/v1/tailnets/{Tailnet(tailnet)}/webhooks/{info.Id}", new
+            {
+                info.Id, info.Url, info.Types, info.Description, info.Created, created.Secret,
+            });
+        });
+        tailnets.MapGet("/webhooks", async (string tailnet, ControlPlane controlPlane) =>
+            Results.Ok(new { webhooks = await controlPlane.ListWebhooksAsync(Tailnet(tailnet)) }));
+        tailnets.MapGet("/webhooks/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
+            Results.Ok(await controlPlane.GetWebhookAsync(Tailnet(tailnet), id)));
+        tailnets.MapGet("/webhooks/{id}/attempts", async (string tailnet, string id, ControlPlane controlPlane) =>
+            Results.Ok(new { attempts = await controlPlane.ListWebhookAttemptsAsync(Tailnet(tailnet), id) }));
+        tailnets.MapPost("/webhooks/{id}/resume", async (string tailnet, string id, ControlPlane controlPlane) =>
+            Results.Ok(await controlPlane.ResumeWebhookAsync(Tailnet(tailnet), id)));
+        tailnets.MapDelete("/webhooks/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
+        {
+            await controlPlane.DeleteWebhookAsync(Tailnet(tailnet), id);
+            return Results.NoContent();
+        });
+
         tailnets.MapGet("/events", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
         {
             var query = context.Request.Query;

@@ -16,15 +16,17 @@ namespace EphemeralOrleans.Grains.Events;
 public sealed partial class EventLogGrain : Grain, IEventLogGrain
 {
     private readonly IEventStore _store;
+    private readonly IGrainFactory _grains;
     private readonly TimeProvider _time;
     private readonly ILogger<EventLogGrain> _logger;
     private readonly GroupCommit _commit;
     private List<(EventDraft Draft, DateTimeOffset Time)> _pending = [];
     private long _lastId;
 
-    public EventLogGrain(IEventStore store, TimeProvider time, ILogger<EventLogGrain> logger)
+    public EventLogGrain(IEventStore store, IGrainFactory grains, TimeProvider time, ILogger<EventLogGrain> logger)
     {
         _store = store;
+        _grains = grains;
         _time = time;
         _logger = logger;
         _commit = new GroupCommit(WriteAsync);
@@ -48,6 +50,8 @@ public sealed partial class EventLogGrain : Grain, IEventLogGrain
 
     public Task<AuditEvent[]> Read(EventQuery query) => _store.ReadAsync(Tailnet, query);
 
+    public Task<long> LastId() => Task.FromResult(_lastId + _pending.Count);
+
     private async Task WriteAsync()
     {
         var batch = _pending;
@@ -62,6 +66,9 @@ public sealed partial class EventLogGrain : Grain, IEventLogGrain
             _lastId = Math.Max(_lastId, await _store.LastIdAsync(Tailnet));
             await _store.AppendAsync(Tailnet, Number(batch));
         }
+
+        // Deliveries follow the log; a tailnet without webhook endpoints answers at once.
+        _ = _grains.GetGrain<IWebhookGrain>(Tailnet).Wake();
     }
 
     private List<(AuditEvent Event, string? Once)> Number(List<(EventDraft Draft, DateTimeOffset Time)> batch) =>

@@ -8,6 +8,7 @@ using EphemeralOrleans.Grains.Events;
 using EphemeralOrleans.Grains.Identity;
 using EphemeralOrleans.Grains.Registry;
 using EphemeralOrleans.Grains.Storage;
+using EphemeralOrleans.Grains.Webhooks;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Metrics;
@@ -80,6 +81,12 @@ public static class EphemeralHosting
             .Validate(o => o.Retention > TimeSpan.Zero && o.PruneInterval > TimeSpan.Zero && o.MemoryCapacity > 0,
                 "Events:Retention, Events:PruneInterval and Events:MemoryCapacity must be positive.")
             .ValidateOnStart();
+        services.AddOptions<WebhookOptions>().Bind(configuration.GetSection(WebhookOptions.Section))
+            .Validate(o => o.AttemptTimeout > TimeSpan.Zero && o.FirstRetryDelay > TimeSpan.Zero && o.MaxRetryDelay >= o.FirstRetryDelay
+                && o.MaxAge > TimeSpan.Zero && o.PauseAfter > TimeSpan.Zero && o.ReminderPeriod > TimeSpan.Zero && o.MaxEndpoints > 0,
+                "Webhooks:* timings must be positive (MaxRetryDelay at least FirstRetryDelay), MaxEndpoints at least 1.")
+            .ValidateOnStart();
+        services.TryAddSingleton<WebhookSender>();
         services.TryAddSingleton(sp => new AddressPool(sp.GetRequiredService<IOptions<AddressOptions>>().Value.Ipv4Prefix));
         services.TryAddSingleton(TimeProvider.System);
         // A storage failure in a silo must reach the gateway as what it is (and become a 503), not as a codec error.
