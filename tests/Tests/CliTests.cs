@@ -112,6 +112,44 @@ public sealed partial class CliTests(ITestOutputHelper log) : GatewayTest, IDisp
     }
 
     [Fact]
+    public async Task Events_prints_the_audit_log_filters_it_follows_new_events_until_stopped_and_refuses_a_bad_type()
+    {
+        var admin = new[] { "--login-server", LoginServer, "--admin-key", ApiClient.AdminKey };
+        var key = await Gateway.CreateKeyAsync(reusable: true, ephemeral: true);
+        var (node, token) = await Gateway.RegisterAsync(key.Str("key"), hostname: "ci-7");
+        Assert.Equal(System.Net.HttpStatusCode.NoContent, await Gateway.LogoutAsync(token));
+
+        var (exitCode, output) = await AgentProcess.RunAsync(["events", .. admin], Within);
+        Assert.True(exitCode == 0, output);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(["ID", "TIME", "TYPE", "ACTOR", "TARGET", "DETAILS"], lines[0].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(["key.created", "node.registered", "node.removed", "address.released"], lines.Skip(1).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[3]));
+        var removal = lines.Single(l => l.Contains("node.removed"));
+        Assert.Contains($"node:{node.Str("id")}", removal);
+        Assert.Contains("reason=logout", removal);
+
+        (exitCode, output) = await AgentProcess.RunAsync(["events", "--type", "node.*", "--json", .. admin], Within);
+        Assert.True(exitCode == 0, output);
+        var objects = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.Clone()).ToArray();
+        Assert.Equal(["node.registered", "node.removed"], objects.Select(o => o.Str("type")));
+        Assert.Equal("logout", objects[1].GetProperty("data").Str("reason"));
+
+        // --follow from the last event: a key created now is printed, and SIGTERM ends it with exit 0.
+        var last = objects[^1].GetProperty("id").GetInt64() + 1; // address.released
+        await using var follower = AgentProcess.Start(["events", "--follow", "--json", "--since", last.ToString(), .. admin]);
+        await Task.Delay(500);
+        var created = await Gateway.CreateKeyAsync(reusable: false);
+        await Poll.UntilAsync(() => Task.FromResult(follower.Output.Contains(created.Str("id"))), Within, "the new key's event", why: () => follower.Output);
+        Assert.DoesNotContain("node.registered", follower.Output);
+        await follower.TerminateAsync();
+        Assert.Equal(0, await follower.WaitForExitAsync(Within));
+
+        (exitCode, output) = await AgentProcess.RunAsync(["events", "--type", "node.exploded", .. admin], Within);
+        Assert.Equal(2, exitCode);
+        Assert.StartsWith("error: --type: Unknown event type", Assert.Single(output.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+    }
+
+    [Fact]
     public async Task The_lists_say_states_in_words_json_is_the_apis_objects_and_names_work_like_ids()
     {
         var admin = new[] { "--login-server", LoginServer, "--admin-key", ApiClient.AdminKey };

@@ -123,6 +123,73 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
         Print(new { deleted = id }, $"deleted trust policy {id}; nodes it registered stay");
     });
 
+    /// <summary>The audit log from <paramref name="since"/> (up to <paramref name="limit"/> events), one line each
+    /// (<c>--json</c>: one JSON object per line); with <paramref name="follow"/>, then every new event as it comes, until
+    /// stopped (exit 0). A gateway out of reach while following is waited for.</summary>
+    public async Task<int> EventsAsync(string? since, string? type, string? node, int limit, bool follow, TimeSpan interval, CancellationToken stopping)
+    {
+        using var admin = new AdminClient(loginServer, adminKey, tailnet);
+        var cursor = since;
+        var left = follow ? long.MaxValue : limit;
+        var header = false;
+        try
+        {
+            while (true)
+            {
+                var asked = (int)Math.Min(1000, Math.Max(1, left));
+                JsonElement page;
+                try
+                {
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+                    timeout.CancelAfter(TimeSpan.FromSeconds(30));
+                    page = await admin.ListEventsAsync(cursor, type, node, asked, timeout.Token);
+                }
+                catch (AgentFailure failure) when (follow && failure.Transient)
+                {
+                    Console.Error.WriteLine($"warning: {failure.Message}; trying again");
+                    await Task.Delay(interval * 5, stopping);
+                    continue;
+                }
+
+                var events = page.GetProperty("events").EnumerateArray().ToArray();
+                foreach (var e in events)
+                {
+                    if (!json && !header)
+                    {
+                        Console.Out.WriteLine(Render.Row(["ID", "TIME", "TYPE", "ACTOR", "TARGET", "DETAILS"], EventWidths));
+                        header = true;
+                    }
+
+                    Console.Out.WriteLine(json ? JsonSerializer.Serialize(e, AgentOutput.Json) : Render.Row(Render.EventCells(e), EventWidths));
+                }
+
+                Console.Out.Flush();
+                cursor = page.GetProperty("next").GetString();
+                left -= events.Length;
+                if (!follow && (left <= 0 || events.Length < asked))
+                {
+                    return ExitCodes.Ok;
+                }
+
+                if (events.Length < asked)
+                {
+                    await Task.Delay(interval, stopping);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            return ExitCodes.Ok;
+        }
+        catch (AgentFailure failure)
+        {
+            Console.Error.WriteLine($"error: {failure.FlagMessage} ({failure.Code})");
+            return failure.ExitCode;
+        }
+    }
+
+    private static readonly int[] EventWidths = [6, 20, 19, 24, 24, 0];
+
     private void Print(object data, string text) => Console.Out.WriteLine(json ? JsonSerializer.Serialize(data, AgentOutput.Json) : text);
 
     private async Task<int> CallAsync(Func<AdminClient, CancellationToken, Task> call)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Help;
 using System.Reflection;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using EphemeralOrleans.Agent.Control;
@@ -278,16 +279,51 @@ public static partial class AgentCli
         trustDelete.Arguments.Add(id);
         trustDelete.SetAction(parse => Admin(parse)?.DeleteTrustPolicyAsync(parse.GetValue(id)!) ?? Task.FromResult(ExitCodes.Unauthorized));
 
+        var since = new Option<string?>("--since") { Description = "Start after this event id (a 'next' cursor); default: the oldest kept." };
+        var eventType = new Option<string?>("--type") { Description = "Only this event type, or a family: node.removed, node.*." };
+        var eventNode = new Option<string?>("--node") { Description = "Only events about this node id." };
+        var limit = new Option<int>("--limit") { Description = "At most this many events (without --follow), 1 to 100000.", DefaultValueFactory = _ => 100 };
+        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new events as they come, until stopped." };
+        var events = AdminCommand("events", "The tailnet's audit log: who did what, and why each node went; one line per event (--json: one object per line).\n\nExamples:\n  eo events --type node.removed\n  eo events --follow --json | jq 'select(.data.reason == \"inactivity\")'",
+            since, eventType, eventNode, limit, follow);
+        events.SetAction(async (parse, cancellation) =>
+        {
+            if (parse.GetValue(limit) is < 1 or > 100_000)
+            {
+                Console.Error.WriteLine("error: --limit takes 1 to 100000 (usage)");
+                return ExitCodes.Usage;
+            }
+
+            if (Admin(parse) is not { } commands)
+            {
+                return ExitCodes.Unauthorized;
+            }
+
+            // SIGTERM and Ctrl-C end --follow as its normal end (exit 0).
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+            void Stop(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                stopping.Cancel();
+            }
+
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+            return await commands.EventsAsync(parse.GetValue(since), parse.GetValue(eventType), parse.GetValue(eventNode), parse.GetValue(limit),
+                parse.GetValue(follow), TimeSpan.FromSeconds(1), stopping.Token);
+        });
+
         var helpTopic = new Argument<string[]>("command") { Arity = ArgumentArity.ZeroOrMore, Description = "The command to explain, e.g. keys create." };
         var helpCommand = new Command("help", "Explain eo or one of its commands.") { helpTopic };
         var version = new Command("version", "Print eo's version.") { json };
         var verbose = new Option<bool>("--verbose") { Description = "On an unexpected error, print its details.", Recursive = true };
-        var root = new RootCommand("eo: join a tailnet (up), inspect it (status, netmap), leave it (logout), administer it (keys, nodes, trust-policies).")
+        var root = new RootCommand("eo: join a tailnet (up), inspect it (status, netmap), leave it (logout), administer it (keys, nodes, trust-policies, events).")
         {
             up, logout, status, netmap,
             new Command("keys", "Auth keys (admin).") { keysCreate, keysList, keysRevoke },
             new Command("nodes", "Nodes (admin).") { nodesList, nodesDelete, nodesExpire, nodesRename, nodesApprove },
             new Command("trust-policies", "Who may join with an OIDC token instead of an auth key (admin).") { trustCreate, trustList, trustDelete },
+            events,
             helpCommand, version, verbose,
         };
         helpCommand.SetAction(parse => root.Parse([.. parse.GetValue(helpTopic) ?? [], "--help"]).Invoke());

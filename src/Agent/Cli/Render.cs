@@ -96,6 +96,23 @@ public static class Render
         return string.Join('\n', all.Select(r => string.Join("  ", r.Select((cell, i) => i == r.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd()));
     }
 
+    /// <summary>One row with fixed column widths (a stream of rows cannot be measured first); the last column unpadded.</summary>
+    public static string Row(string[] cells, int[] widths) =>
+        string.Join("  ", cells.Select((cell, i) => i == cells.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd();
+
+    /// <summary>An audit event's cells: id, time, type, actor, target, and its data as name=value pairs.</summary>
+    public static string[] EventCells(JsonElement e) =>
+    [
+        e.GetProperty("id").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture),
+        e.GetProperty("time").GetDateTimeOffset().ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
+        e.GetProperty("type").GetString()!,
+        e.GetProperty("actor").GetString()!,
+        e.GetProperty("target").GetString()!,
+        string.Join(' ', e.GetProperty("data").EnumerateObject()
+            .Where(p => p.Value.ValueKind is not (JsonValueKind.Null or JsonValueKind.Undefined))
+            .Select(p => $"{p.Name}={(p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : p.Value.GetRawText())}")),
+    ];
+
     /// <summary>A node's state in words: online, logged out, waiting for approval, or when it was last seen.</summary>
     public static string NodeState(JsonElement node) =>
         node.TryGetProperty("loggedOut", out var loggedOut) && loggedOut.GetBoolean() ? "logged out"

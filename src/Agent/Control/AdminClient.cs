@@ -66,6 +66,21 @@ public sealed class AdminClient : IDisposable
     public async Task<JsonElement> FindKeyAsync(string idOrName, CancellationToken cancellationToken) =>
         Single((await ListKeysAsync(cancellationToken)).GetProperty("keys"), idOrName, "description", "key");
 
+    /// <summary>A page of the audit log: <c>{"events": [...], "next": "..."}</c>.</summary>
+    public Task<JsonElement> ListEventsAsync(string? since, string? type, string? node, int limit, CancellationToken cancellationToken)
+    {
+        var query = $"limit={limit}";
+        foreach (var (name, value) in new[] { ("since", since), ("type", type), ("node", node) })
+        {
+            if (!string.IsNullOrEmpty(value))
+            {
+                query += $"&{name}={Uri.EscapeDataString(value)}";
+            }
+        }
+
+        return HttpControlClient.SendAsync(() => _http.GetAsync($"{Tailnet}/events?{query}", cancellationToken), cancellationToken);
+    }
+
     public void Dispose() => _http.Dispose();
 
     private static JsonElement Single(JsonElement items, string idOrName, string nameProperty, string what)

@@ -20,6 +20,9 @@ public sealed class AgentFailure(string code, string message, bool transient) : 
         "invalid_expiry" => "--expiry: " + Message.Replace("expirySeconds", "the lifetime", StringComparison.Ordinal),
         "invalid_description" => "--description: " + Message,
         "invalid_tailnet" => "--tailnet: " + Message,
+        "invalid_cursor" => "--since: " + Message,
+        "unknown_event_type" => "--type: " + Message,
+        "invalid_node_id" => "--node: " + Message,
         _ => Message,
     };
 
@@ -35,7 +38,8 @@ public sealed class AgentFailure(string code, string message, bool transient) : 
         "admin_key_required" => ExitCodes.Unauthorized,
         "agent_running" => ExitCodes.AlreadyRunning,
         "not_found" or "node_not_found" or "key_not_found" => ExitCodes.NotFound,
-        "ambiguous" or "invalid_name" or "auth_key_required" or "not_a_gateway" or "invalid_hostname" or "invalid_tag" or "invalid_expiry" or "invalid_description" or "invalid_tailnet" => ExitCodes.Usage,
+        "ambiguous" or "invalid_name" or "auth_key_required" or "not_a_gateway" or "invalid_hostname" or "invalid_tag" or "invalid_expiry" or "invalid_description" or "invalid_tailnet"
+            or "invalid_cursor" or "unknown_event_type" or "invalid_node_id" => ExitCodes.Usage,
         "not_running" => ExitCodes.NotRunning,
         _ => ExitCodes.Refused,
     };
