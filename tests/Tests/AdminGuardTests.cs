@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using EphemeralOrleans.Protocol.V1;
@@ -73,6 +74,57 @@ public sealed class AdminGuardTests(ITestOutputHelper log) : GatewayTest
         var metrics = await admin.GetStringAsync("/metrics");
         Assert.True(Counter(metrics, "console", "throttled") >= 950, "throttled sign-ins counted");
         Assert.True(Counter(metrics, "console", "refused") >= 5, "refused sign-ins counted");
+    }
+
+    [Fact]
+    public async Task The_admin_log_records_failed_and_good_sign_ins_throttling_and_each_new_address_once()
+    {
+        using var guesser = From("127.0.0.21");
+        var form = await SignInFormAsync(guesser);
+        for (var i = 0; i < 7; i++)
+        {
+            using var _ = await PostSignInAsync(guesser, form, $"eo-admin-guess-{i}");
+        }
+
+        using var admin = From("127.0.0.22");
+        var adminForm = await SignInFormAsync(admin);
+        using (var signedIn = await PostSignInAsync(admin, adminForm, TestGateway.AdminKey))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, signedIn.StatusCode);
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var keys = await GetKeysAsync(admin, TestGateway.AdminKey);
+            Assert.Equal(HttpStatusCode.OK, keys.StatusCode);
+        }
+
+        using var other = From("127.0.0.23");
+        using (var keys = await GetKeysAsync(other, TestGateway.AdminKey))
+        {
+            Assert.Equal(HttpStatusCode.OK, keys.StatusCode);
+        }
+
+        // Recorded off the request path: poll until the log has caught up.
+        System.Text.Json.JsonElement[] events = [];
+        await Poll.UntilAsync(async () =>
+        {
+            var page = await Gateway.Admin.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/v1/admin/events?limit=1000");
+            events = page.GetProperty("events").EnumerateArray().ToArray();
+            return events.Count(e => e.Str("type") == "admin.new_address") >= 3 && events.Any(e => e.Str("type") == "admin.signed_in");
+        }, TimeSpan.FromSeconds(10), "the admin log");
+
+        string Address(System.Text.Json.JsonElement e) => e.GetProperty("data").Str("address");
+        // 5 refusals count, the 6th starts the throttle; throttled tries are not compared, so not recorded one by one.
+        Assert.Equal(6, events.Count(e => e.Str("type") == "admin.sign_in_failed" && Address(e) == "127.0.0.21"));
+        Assert.Single(events, e => e.Str("type") == "admin.throttled" && Address(e) == "127.0.0.21");
+        Assert.Single(events, e => e.Str("type") == "admin.signed_in" && Address(e) == "127.0.0.22");
+        // Each address once, however often it comes back (the test client's own address is the third).
+        Assert.Single(events, e => e.Str("type") == "admin.new_address" && Address(e) == "127.0.0.22");
+        Assert.Single(events, e => e.Str("type") == "admin.new_address" && Address(e) == "127.0.0.23");
+        Assert.DoesNotContain(events, e => e.GetRawText().Contains("eo-admin-guess") || e.GetRawText().Contains(TestGateway.AdminKey));
+        // The tailnet's own log has none of it.
+        Assert.DoesNotContain(await Gateway.AllEventsAsync(), e => e.Str("type").StartsWith("admin.", StringComparison.Ordinal));
     }
 
     [Fact]

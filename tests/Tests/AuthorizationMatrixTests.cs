@@ -60,6 +60,7 @@ public sealed class AuthorizationMatrixTests(ITestOutputHelper log) : GatewayTes
         ("GET", "/api/v1/machine/relay", Access.Node),
         ("POST", "/api/v1/machine/logout", Access.Node),
         ("*", "/api/v1/tailnets/{tailnet}/*", Access.Admin),
+        ("GET", "/api/v1/admin/events", Access.Admin),
         // Open only to connections from this machine; every request here says it was forwarded for another one.
         ("*", "/dashboard*", Access.Admin),
         ("GET", "/admin", Access.Public), // a redirect to the devices page

@@ -249,6 +249,54 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
     }
 
     [BrowserFact]
+    public async Task Events_show_who_did_what_live_and_a_webhook_is_added_with_its_secret_shown_once()
+    {
+        var page = await SignedInPageAsync();
+        await page.ClickAsync("nav >> text=Events");
+        await Expect(page.Locator("h1")).ToHaveTextAsync("Events");
+        await page.WaitForLoadStateAsync(LoadState.Load);
+        await page.EvaluateAsync("() => { window.notReloaded = true; }");
+
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var (node, token) = await Gateway.RegisterAsync(key, hostname: "audit-me");
+        Assert.Equal(HttpStatusCode.NoContent, await Gateway.LogoutAsync(token));
+        var removed = page.Locator("tr[data-type='node.removed']");
+        await Expect(removed).ToContainTextAsync("reason=logout");
+        await Expect(removed).ToContainTextAsync($"node:{node.Str("id")}");
+        await Expect(page.Locator("tr[data-type='key.created']")).ToContainTextAsync("admin-api");
+        Assert.True(await page.EvaluateAsync<bool>("() => window.notReloaded === true"), "the page was reloaded");
+
+        await page.SelectOptionAsync("select[name=type]", "key.*");
+        await page.WaitForURLAsync(url => url.Contains("type=key."));
+        await page.WaitForLoadStateAsync(LoadState.Load);
+        await Expect(page.Locator("tr[data-event]")).ToHaveCountAsync(1);
+
+        // A metadata address is refused beside the form; a good endpoint shows its secret once.
+        await page.FillAsync("#Input_Url", "http://169.254.169.254/latest/meta-data/");
+        await page.ClickAsync("text=Add webhook");
+        await Expect(page.Locator("#create-error")).ToContainTextAsync("link-local");
+        await page.FillAsync("#Input_Url", "https://hooks.example.com/eo");
+        await page.FillAsync("#Input_Types", "node.removed");
+        await page.ClickAsync("text=Add webhook");
+        var secretBox = page.Locator("#new-secret");
+        await Expect(secretBox).ToHaveValueAsync(new System.Text.RegularExpressions.Regex("^whsec_"));
+        var secret = await secretBox.InputValueAsync();
+        await ScreenshotAsync(page, "events");
+        await page.ReloadAsync();
+        await Expect(page.Locator("h1")).ToHaveTextAsync("Events");
+        Assert.DoesNotContain(secret, await page.ContentAsync());
+        var hook = page.Locator("tr[data-webhook]");
+        await Expect(hook).ToContainTextAsync("https://hooks.example.com/eo");
+        await Expect(hook).ToContainTextAsync("node.removed");
+        var listed = await Gateway.Admin.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/v1/tailnets/-/webhooks");
+        Assert.Equal(["node.removed"], Assert.Single(listed.GetProperty("webhooks").EnumerateArray()).GetProperty("types").EnumerateArray().Select(t => t.GetString()));
+
+        page.Dialog += async (_, dialog) => await dialog.AcceptAsync();
+        await hook.Locator("text=Delete").ClickAsync();
+        await Expect(page.Locator("tr[data-webhook]")).ToHaveCountAsync(0);
+    }
+
+    [BrowserFact]
     public async Task A_device_waiting_for_approval_is_approved_from_the_console()
     {
         var page = await SignedInPageAsync();
@@ -332,7 +380,7 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
         await Gateway.CreateKeyAsync(tailnet: "staging");
 
         var page = await SignedInPageAsync(width: 360);
-        foreach (var (nav, name) in new[] { ("Devices", "devices-360"), ("Auth keys", "keys-360"), ("Policy", "policy-360") })
+        foreach (var (nav, name) in new[] { ("Devices", "devices-360"), ("Auth keys", "keys-360"), ("Policy", "policy-360"), ("Events", "events-360") })
         {
             await page.ClickAsync($"nav >> text={nav}");
             await Expect(page.Locator("h1")).ToHaveTextAsync(nav);

@@ -56,6 +56,8 @@ public sealed class EventStoreTests : PostgresTest
         Assert.Equal([2L, 5], (await store.ReadAsync("t", new EventQuery(0, 100, Type: "node.registered"))).Select(e => e.Id));
         Assert.Equal([2L, 3, 5], (await store.ReadAsync("t", new EventQuery(0, 100, Type: "node.*"))).Select(e => e.Id));
         Assert.Equal([2L, 3], (await store.ReadAsync("t", new EventQuery(0, 100, NodeId: "n1"))).Select(e => e.Id));
+        Assert.Equal([5L, 3], (await store.ReadAsync("t", new EventQuery(0, 2, Newest: true))).Select(e => e.Id));
+        Assert.Equal([5L, 2], (await store.ReadAsync("t", new EventQuery(0, 100, Type: "node.registered", Newest: true))).Select(e => e.Id));
         var read = (await store.ReadAsync("t", new EventQuery(2, 1))).Single();
         Assert.Equal((3L, Now.AddDays(-1), "node.removed", "system", "node:n1", "n1"), (read.Id, read.Time, read.Type, read.Actor, read.Target, read.NodeId));
         Assert.Equal("{\"reason\": \"logout\"}".Replace(" ", ""), read.Data.Replace(" ", ""));

@@ -126,7 +126,7 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
     /// <summary>The audit log from <paramref name="since"/> (up to <paramref name="limit"/> events), one line each
     /// (<c>--json</c>: one JSON object per line); with <paramref name="follow"/>, then every new event as it comes, until
     /// stopped (exit 0). A gateway out of reach while following is waited for.</summary>
-    public async Task<int> EventsAsync(string? since, string? type, string? node, int limit, bool follow, TimeSpan interval, CancellationToken stopping)
+    public async Task<int> EventsAsync(string? since, string? type, string? node, int limit, bool follow, bool adminLog, TimeSpan interval, CancellationToken stopping)
     {
         using var admin = new AdminClient(loginServer, adminKey, tailnet);
         var cursor = since;
@@ -142,7 +142,7 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
                 {
                     using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
                     timeout.CancelAfter(TimeSpan.FromSeconds(30));
-                    page = await admin.ListEventsAsync(cursor, type, node, asked, timeout.Token);
+                    page = await admin.ListEventsAsync(cursor, type, node, asked, adminLog, timeout.Token);
                 }
                 catch (AgentFailure failure) when (follow && failure.Transient)
                 {

@@ -284,8 +284,9 @@ public static partial class AgentCli
         var eventNode = new Option<string?>("--node") { Description = "Only events about this node id." };
         var limit = new Option<int>("--limit") { Description = "At most this many events (without --follow), 1 to 100000.", DefaultValueFactory = _ => 100 };
         var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new events as they come, until stopped." };
+        var adminLog = new Option<bool>("--admin-log") { Description = "The admin log instead: sign-ins, wrong keys, throttling, the admin key used from a new address." };
         var events = AdminCommand("events", "The tailnet's audit log: who did what, and why each node went; one line per event (--json: one object per line).\n\nExamples:\n  eo events --type node.removed\n  eo events --follow --json | jq 'select(.data.reason == \"inactivity\")'",
-            since, eventType, eventNode, limit, follow);
+            since, eventType, eventNode, limit, follow, adminLog);
         events.SetAction(async (parse, cancellation) =>
         {
             if (parse.GetValue(limit) is < 1 or > 100_000)
@@ -310,7 +311,7 @@ public static partial class AgentCli
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
             return await commands.EventsAsync(parse.GetValue(since), parse.GetValue(eventType), parse.GetValue(eventNode), parse.GetValue(limit),
-                parse.GetValue(follow), TimeSpan.FromSeconds(1), stopping.Token);
+                parse.GetValue(follow), parse.GetValue(adminLog), TimeSpan.FromSeconds(1), stopping.Token);
         });
 
         var helpTopic = new Argument<string[]>("command") { Arity = ArgumentArity.ZeroOrMore, Description = "The command to explain, e.g. keys create." };

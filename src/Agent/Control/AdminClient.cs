@@ -66,8 +66,9 @@ public sealed class AdminClient : IDisposable
     public async Task<JsonElement> FindKeyAsync(string idOrName, CancellationToken cancellationToken) =>
         Single((await ListKeysAsync(cancellationToken)).GetProperty("keys"), idOrName, "description", "key");
 
-    /// <summary>A page of the audit log: <c>{"events": [...], "next": "..."}</c>.</summary>
-    public Task<JsonElement> ListEventsAsync(string? since, string? type, string? node, int limit, CancellationToken cancellationToken)
+    /// <summary>A page of the audit log: <c>{"events": [...], "next": "..."}</c>; with <c>adminLog</c>, of the admin log
+    /// (uses of the admin key) instead of the tailnet's.</summary>
+    public Task<JsonElement> ListEventsAsync(string? since, string? type, string? node, int limit, bool adminLog, CancellationToken cancellationToken)
     {
         var query = $"limit={limit}";
         foreach (var (name, value) in new[] { ("since", since), ("type", type), ("node", node) })
@@ -78,7 +79,8 @@ public sealed class AdminClient : IDisposable
             }
         }
 
-        return HttpControlClient.SendAsync(() => _http.GetAsync($"{Tailnet}/events?{query}", cancellationToken), cancellationToken);
+        var path = adminLog ? "/api/v1/admin/events" : $"{Tailnet}/events";
+        return HttpControlClient.SendAsync(() => _http.GetAsync($"{path}?{query}", cancellationToken), cancellationToken);
     }
 
     public void Dispose() => _http.Dispose();

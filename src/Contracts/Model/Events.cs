@@ -37,13 +37,15 @@ public sealed record EventDraft(
 }
 
 /// <summary>Which events to read: after <see cref="After"/> (0: from the oldest kept), at most <see cref="Limit"/>,
-/// optionally of one type (or a type prefix ending in '.', e.g. <c>node.</c>) and about one node.</summary>
+/// optionally of one type (or a type prefix ending in '.', e.g. <c>node.</c>) and about one node; oldest first, or
+/// with <see cref="Newest"/> the newest ones, newest first (the console's view).</summary>
 [GenerateSerializer, Immutable, Alias("EventQuery")]
 public sealed record EventQuery(
     [property: Id(0)] long After,
     [property: Id(1)] int Limit,
     [property: Id(2)] string? Type = null,
-    [property: Id(3)] string? NodeId = null);
+    [property: Id(3)] string? NodeId = null,
+    [property: Id(4)] bool Newest = false);
 
 /// <summary>The event types; the API, the CLI and webhooks filter by these names.</summary>
 public static class EventTypes
@@ -64,10 +66,17 @@ public static class EventTypes
     public const string TrustPolicyPut = "trust_policy.put";
     public const string TrustPolicyDeleted = "trust_policy.deleted";
 
+    // The admin log's (see EventLogs.Admin): who used the admin key, from where.
+    public const string AdminSignedIn = "admin.signed_in";
+    public const string AdminSignInFailed = "admin.sign_in_failed";
+    public const string AdminThrottled = "admin.throttled";
+    public const string AdminNewAddress = "admin.new_address";
+
     public static readonly IReadOnlySet<string> All = new HashSet<string>(StringComparer.Ordinal)
     {
         KeyCreated, KeyRevoked, KeyUsedUp, NodeRegistered, NodeReauthenticated, NodeApproved, NodeRenamed, NodeLoggedOut,
         NodeExpired, NodeRemoved, AddressReleased, PolicyUpdated, SettingsUpdated, TrustPolicyPut, TrustPolicyDeleted,
+        AdminSignedIn, AdminSignInFailed, AdminThrottled, AdminNewAddress,
     };
 
     /// <summary>A filter is a type, or a family of them ("node." or "node.*").</summary>
@@ -80,6 +89,14 @@ public static class EventTypes
     /// <summary>"node." for "node." or "node.*"; null for a single type.</summary>
     public static string? Family(string filter) =>
         filter.EndsWith(".*", StringComparison.Ordinal) ? filter[..^1] : filter.EndsWith('.') ? filter : null;
+}
+
+/// <summary>The logs beside the tailnets' own.</summary>
+public static class EventLogs
+{
+    /// <summary>The admin log's key: uses of the admin key, which belongs to no tailnet. Not a tailnet name (those
+    /// start with a letter or digit), so no tailnet's log can be it.</summary>
+    public const string Admin = "-admin";
 }
 
 /// <summary>Who did something, as the audit log names them. The gateway puts the caller into the Orleans request

@@ -1,8 +1,10 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Gateway.Hosting;
+using EphemeralOrleans.Grains.Events;
 using EphemeralOrleans.Gateway.Telemetry;
 using Microsoft.Extensions.Options;
 
@@ -17,11 +19,14 @@ namespace EphemeralOrleans.Gateway.Application;
 /// headers are not trusted. There is one admin key, so there is no per-account lock: it would let anyone lock the
 /// admin out, and others' failures never slow a source that presents the right key.
 /// </summary>
-public sealed partial class AdminGuard(AdminKey adminKey, IOptions<AdminOptions> options, TimeProvider time, ILogger<AdminGuard> logger)
+public sealed partial class AdminGuard(AdminKey adminKey, IGrainFactory grains, AuditLog auditLog, IOptions<AdminOptions> options, TimeProvider time, ILogger<AdminGuard> logger)
 {
     private const int MaxSources = 100_000;
 
     private readonly ConcurrentDictionary<string, Source> _sources = new(StringComparer.Ordinal);
+
+    /// <summary>Sources the key was used from that the cluster has been told of (so a use costs no call after the first).</summary>
+    private readonly ConcurrentDictionary<string, byte> _reported = new(StringComparer.Ordinal);
 
     private static readonly Failure KeyRequired =
         Failure.Unauthenticated("admin_key_required", "A valid admin API key is required (authorization: Bearer …).");
@@ -43,6 +48,7 @@ public sealed partial class AdminGuard(AdminKey adminKey, IOptions<AdminOptions>
         if (adminKey.Matches(presented))
         {
             _sources.TryRemove(source, out _);
+            ReportUse(source, surface);
             return null;
         }
 
@@ -58,12 +64,65 @@ public sealed partial class AdminGuard(AdminKey adminKey, IOptions<AdminOptions>
         }
 
         var updated = _sources.AddOrUpdate(source, _ => new Source().Failed(now, options.Value), (_, s) => s.Failed(now, options.Value));
+        // Recorded as they come: a guessing source is throttled, so it gets a handful of these per wait at most.
+        Record(EventTypes.AdminSignInFailed, source, surface, updated.Failures);
         if (updated.BlockedUntil > now && updated.Failures == options.Value.FailuresBeforeThrottle + 1)
         {
             LogThrottled(logger, source, surface, updated.Failures);
+            Record(EventTypes.AdminThrottled, source, surface, updated.Failures);
         }
 
         return KeyRequired;
+    }
+
+    /// <summary>A console sign-in with the right key (recorded in the admin log).</summary>
+    public void SignedIn(IPAddress? from) => Record(EventTypes.AdminSignedIn, SourceKey(from), "console", null);
+
+    /// <summary>Tells the cluster of the first use from <paramref name="source"/> that this gateway sees; the admin access
+    /// grain records it if the cluster had not seen it either.</summary>
+    private void ReportUse(string source, string surface)
+    {
+        if (_reported.Count > MaxSources)
+        {
+            _reported.Clear();
+        }
+
+        if (_reported.TryAdd(source, 0))
+        {
+            _ = ReportAsync();
+        }
+
+        async Task ReportAsync()
+        {
+            try
+            {
+                await grains.GetGrain<IAdminAccessGrain>(0).Used(source, surface);
+            }
+            catch (Exception exception)
+            {
+                _reported.TryRemove(source, out _); // the next use tries again
+                LogRecordFailed(logger, exception, EventTypes.AdminNewAddress);
+            }
+        }
+    }
+
+    /// <summary>Appends to the admin log without holding up the caller; a failure is logged, the answer stands.</summary>
+    private void Record(string type, string source, string surface, int? failures)
+    {
+        _ = RecordAsync();
+
+        async Task RecordAsync()
+        {
+            try
+            {
+                var actor = type == EventTypes.AdminSignedIn ? EventActors.Console : "anonymous";
+                await auditLog.AppendAsync(EventLogs.Admin, EventDraft.Create(type, actor, "admin", null, new { address = source, surface, failures }));
+            }
+            catch (Exception exception)
+            {
+                LogRecordFailed(logger, exception, type);
+            }
+        }
     }
 
     private static string SourceKey(IPAddress? address)
@@ -98,6 +157,9 @@ public sealed partial class AdminGuard(AdminKey adminKey, IOptions<AdminOptions>
             }
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record {Type} in the admin log")]
+    private static partial void LogRecordFailed(ILogger logger, Exception exception, string type);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Throttling {Source}: {Failures} wrong admin keys ({Surface})")]
     private static partial void LogThrottled(ILogger logger, string source, string surface, int failures);

@@ -373,7 +373,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
 
     /// <summary>A page of the tailnet's audit log after the cursor <paramref name="since"/> (an event id; empty: from the
     /// oldest kept), and the cursor to continue from (the last id returned, or <paramref name="since"/> when none).</summary>
-    public async Task<(AuditEvent[] Events, long Next)> ListEventsAsync(string tailnet, string? since, string? type, string? node, int? limit)
+    public async Task<(AuditEvent[] Events, long Next)> ListEventsAsync(string tailnet, string? since, string? type, string? node, int? limit, bool newest = false)
     {
         long after = 0;
         if (!string.IsNullOrEmpty(since) && (!long.TryParse(since, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out after) || after < 0))
@@ -397,9 +397,9 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             throw new ControlPlaneException(Failure.Invalid("invalid_node_id", "'node' is a node id."));
         }
 
-        var query = new EventQuery(after, limit ?? DefaultEventLimit, string.IsNullOrEmpty(type) ? null : type, string.IsNullOrEmpty(node) ? null : node);
+        var query = new EventQuery(after, limit ?? DefaultEventLimit, string.IsNullOrEmpty(type) ? null : type, string.IsNullOrEmpty(node) ? null : node, newest);
         var events = await grains.GetGrain<IEventLogGrain>(tailnet).Read(query);
-        return (events, events.Length > 0 ? events[^1].Id : after);
+        return (events, events.Length > 0 ? events.Max(e => e.Id) : after);
     }
 
     /// <summary>Every tailnet that has had a key, and the default one.</summary>

@@ -14,6 +14,10 @@ public static class AdminEndpoints
     {
         var tailnets = app.MapGroup("/api/v1/tailnets/{tailnet}").AddEndpointFilter(RequireAdminAndTailnet);
 
+        // The admin log: uses of the admin key (sign-ins, failures, throttling, new addresses), which belong to no tailnet.
+        app.MapGet("/api/v1/admin/events", async (HttpContext context, ControlPlane controlPlane) =>
+            await EventsAsync(context, controlPlane, EventLogs.Admin)).AddEndpointFilter(RequireAdminAndTailnet);
+
         tailnets.MapPost("/keys", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
         {
             var request = await RequestBodies.ReadAsync<CreateKeyRequest>(context);
@@ -110,17 +114,7 @@ public static class AdminEndpoints
         });
 
         tailnets.MapGet("/events", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
-        {
-            var query = context.Request.Query;
-            int? limit = null;
-            if (query["limit"].ToString() is { Length: > 0 } text)
-            {
-                limit = int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed) ? parsed : -1;
-            }
-
-            var (events, next) = await controlPlane.ListEventsAsync(Tailnet(tailnet), query["since"], query["type"], query["node"], limit);
-            return Results.Ok(new { events = events.Select(EventView.From), next = next.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        });
+            await EventsAsync(context, controlPlane, Tailnet(tailnet)));
 
         tailnets.MapGet("/settings", async (string tailnet, ControlPlane controlPlane) =>
             Results.Ok(await controlPlane.GetSettingsAsync(Tailnet(tailnet))));
@@ -132,6 +126,19 @@ public static class AdminEndpoints
     }
 
     private static string Tailnet(string segment) => ControlPlane.Tailnet(segment);
+
+    private static async Task<IResult> EventsAsync(HttpContext context, ControlPlane controlPlane, string log)
+    {
+        var query = context.Request.Query;
+        int? limit = null;
+        if (query["limit"].ToString() is { Length: > 0 } text)
+        {
+            limit = int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var parsed) ? parsed : -1;
+        }
+
+        var (events, next) = await controlPlane.ListEventsAsync(log, query["since"], query["type"], query["node"], limit);
+        return Results.Ok(new { events = events.Select(EventView.From), next = next.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+    }
 
     private static async ValueTask<object?> RequireAdminAndTailnet(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {

@@ -27,6 +27,9 @@ public sealed class EventOptions
 {
     public const string Section = "Events";
 
+    /// <summary>Off: nothing is recorded (and webhooks get nothing); the log keeps what it has.</summary>
+    public bool Enabled { get; set; } = true;
+
     /// <summary>How long events are kept (90 days); older ones are pruned in the background.</summary>
     public TimeSpan Retention { get; set; } = TimeSpan.FromDays(90);
 

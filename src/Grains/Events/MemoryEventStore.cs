@@ -62,7 +62,8 @@ public sealed class MemoryEventStore(IOptions<EventOptions> options) : IEventSto
                 return Task.FromResult(Array.Empty<AuditEvent>());
             }
 
-            return Task.FromResult(log.Events.Select(e => e.Event)
+            var events = query.Newest ? log.Events.Reverse().Select(e => e.Event) : log.Events.Select(e => e.Event);
+            return Task.FromResult(events
                 .Where(e => e.Id > query.After
                     && (query.Type is null || EventTypes.Matches(query.Type, e.Type))
                     && (query.NodeId is null || e.NodeId == query.NodeId))

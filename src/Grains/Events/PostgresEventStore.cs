@@ -50,12 +50,12 @@ public sealed class PostgresEventStore(NpgsqlDataSource dataSource, string servi
     public async Task<AuditEvent[]> ReadAsync(string tailnet, EventQuery query)
     {
         var family = query.Type is { } filter ? EventTypes.Family(filter) : null;
-        await using var command = dataSource.CreateCommand("""
+        await using var command = dataSource.CreateCommand($"""
             SELECT id, time, type, actor, target, nodeid, data::text FROM eo_events
              WHERE serviceid = $1 AND tailnet = $2 AND id > $3
                AND ($4::text IS NULL OR type = $4) AND ($5::text IS NULL OR starts_with(type, $5))
                AND ($6::text IS NULL OR nodeid = $6)
-             ORDER BY id LIMIT $7
+             ORDER BY id {(query.Newest ? "DESC" : "")} LIMIT $7
             """);
         command.Parameters.Add(new NpgsqlParameter { Value = serviceId });
         command.Parameters.Add(new NpgsqlParameter { Value = tailnet });

@@ -87,6 +87,7 @@ public static class EphemeralHosting
                 "Webhooks:* timings must be positive (MaxRetryDelay at least FirstRetryDelay), MaxEndpoints at least 1.")
             .ValidateOnStart();
         services.TryAddSingleton<WebhookSender>();
+        services.TryAddSingleton<AuditLog>();
         services.TryAddSingleton(sp => new AddressPool(sp.GetRequiredService<IOptions<AddressOptions>>().Value.Ipv4Prefix));
         services.TryAddSingleton(TimeProvider.System);
         // A storage failure in a silo must reach the gateway as what it is (and become a 503), not as a codec error.

@@ -2,6 +2,7 @@ using EphemeralOrleans.Contracts.Grains;
 using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Events;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 
@@ -37,7 +38,7 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
     private const int SecretLength = 32;
 
     private readonly IPersistentState<AuthKeyState> _key;
-    private readonly IGrainFactory _grains;
+    private readonly AuditLog _auditLog;
     private readonly TimeProvider _time;
     private readonly ILogger<AuthKeyGrain> _logger;
     private readonly GroupCommit _commit;
@@ -47,12 +48,12 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
 
     public AuthKeyGrain(
         [PersistentState("authkey", StorageNames.State)] IPersistentState<AuthKeyState> key,
-        IGrainFactory grains,
+        AuditLog auditLog,
         TimeProvider time,
         ILogger<AuthKeyGrain> logger)
     {
         _key = key;
-        _grains = grains;
+        _auditLog = auditLog;
         _time = time;
         _logger = logger;
         // Storage serializes the state after the write has started: it gets a copy, never the state being changed.
@@ -174,7 +175,7 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
     {
         try
         {
-            await _grains.GetGrain<IEventLogGrain>(State.Tailnet!).Append([EventDraft.Create(type, EventActors.Current, $"key:{Id}", null, data)]);
+            await _auditLog.AppendAsync(State.Tailnet!, EventDraft.Create(type, EventActors.Current, $"key:{Id}", null, data));
         }
         catch (Exception exception)
         {

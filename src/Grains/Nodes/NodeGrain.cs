@@ -4,6 +4,7 @@ using EphemeralOrleans.Contracts.Model;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Events;
 using EphemeralOrleans.Grains.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -20,6 +21,7 @@ namespace EphemeralOrleans.Grains.Nodes;
 public sealed partial class NodeGrain(
     [PersistentState("node", StorageNames.State)] IPersistentState<NodeState> node,
     IGrainFactory grains,
+    AuditLog auditLog,
     IOptions<EphemeralOptions> ephemeralOptions,
     AddressPool pool,
     IOptions<ReminderOptions> reminderOptions,
@@ -654,7 +656,7 @@ public sealed partial class NodeGrain(
         var events = ip is null
             ? [removed]
             : new[] { removed, Event(EventTypes.AddressReleased, actor, new { ip }) with { Once = $"released:{nodeId}" } };
-        return grains.GetGrain<IEventLogGrain>(State.Tailnet).Append(events);
+        return auditLog.AppendAsync(State.Tailnet, events);
     }
 
     private EventDraft Event(string type, string actor, object data) =>
@@ -666,7 +668,7 @@ public sealed partial class NodeGrain(
     {
         try
         {
-            await grains.GetGrain<IEventLogGrain>(State.Tailnet).Append([draft]);
+            await auditLog.AppendAsync(State.Tailnet, draft);
         }
         catch (Exception exception)
         {

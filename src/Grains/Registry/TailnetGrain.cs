@@ -5,6 +5,7 @@ using EphemeralOrleans.Contracts.Policy;
 using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
+using EphemeralOrleans.Grains.Events;
 using EphemeralOrleans.Grains.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -38,6 +39,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private readonly IPersistentState<TailnetSettingsState> _settings;
     private readonly IRegistryStore _registry;
     private readonly IGrainFactory _grains;
+    private readonly AuditLog _auditLog;
     private readonly MapOptions _mapOptions;
     private readonly ILogger<TailnetGrain> _logger;
     private readonly GroupCommit _settingsCommit;
@@ -63,6 +65,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         [PersistentState("settings", StorageNames.State)] IPersistentState<TailnetSettingsState> settings,
         IRegistryStore registry,
         IGrainFactory grains,
+        AuditLog auditLog,
         IOptions<MapOptions> mapOptions,
         TimeProvider time,
         ILogger<TailnetGrain> logger)
@@ -70,6 +73,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _settings = settings;
         _registry = registry;
         _grains = grains;
+        _auditLog = auditLog;
         _mapOptions = mapOptions.Value;
         _time = time;
         _logger = logger;
@@ -446,7 +450,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     {
         try
         {
-            await _grains.GetGrain<IEventLogGrain>(Tailnet).Append([EventDraft.Create(type, EventActors.Current, target, null, data)]);
+            await _auditLog.AppendAsync(Tailnet, EventDraft.Create(type, EventActors.Current, target, null, data));
         }
         catch (Exception exception)
         {

@@ -62,10 +62,6 @@ public sealed partial class WebhookGrain : Grain, IWebhookGrain, IRemindable
     private const int PageSize = 100;
     private const int AttemptsKept = 50;
     private static readonly TimeSpan IdlePoll = TimeSpan.FromSeconds(30);
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
-    {
-        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
-    };
 
     private readonly IPersistentState<WebhooksState> _state;
     private readonly IGrainFactory _grains;
@@ -348,12 +344,7 @@ public sealed partial class WebhookGrain : Grain, IWebhookGrain, IRemindable
     private async Task<bool> DeliverAsync(WebhookEndpointState endpoint, AuditEvent e, CancellationToken stopping)
     {
         var messageId = $"evt_{Tailnet}_{e.Id}";
-        var body = JsonSerializer.Serialize(new
-        {
-            type = e.Type,
-            timestamp = e.Time,
-            data = new { id = e.Id, tailnet = Tailnet, e.Time, e.Type, e.Actor, e.Target, node = e.NodeId, data = JsonDocument.Parse(e.Data).RootElement },
-        }, Json);
+        var body = Payload(Tailnet, e);
         var attempt = 0;
         var context = ResilienceContextPool.Shared.Get(continueOnCapturedContext: true, stopping);
         try
@@ -367,6 +358,36 @@ public sealed partial class WebhookGrain : Grain, IWebhookGrain, IRemindable
         }
     }
 
+    /// <summary>The Standard Webhooks payload: <c>{type, timestamp, data}</c>, the event's own data copied as it is stored.</summary>
+    private static byte[] Payload(string tailnet, AuditEvent e)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256 + e.Data.Length);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("type", e.Type);
+            json.WriteString("timestamp", e.Time);
+            json.WriteStartObject("data");
+            json.WriteNumber("id", e.Id);
+            json.WriteString("tailnet", tailnet);
+            json.WriteString("time", e.Time);
+            json.WriteString("type", e.Type);
+            json.WriteString("actor", e.Actor);
+            json.WriteString("target", e.Target);
+            if (e.NodeId is not null)
+            {
+                json.WriteString("node", e.NodeId);
+            }
+
+            json.WritePropertyName("data");
+            json.WriteRawValue(e.Data, skipInputValidation: true);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
     internal enum Outcome
     {
         Delivered,
@@ -375,7 +396,7 @@ public sealed partial class WebhookGrain : Grain, IWebhookGrain, IRemindable
         Paused,
     }
 
-    private async ValueTask<Outcome> AttemptAsync(WebhookEndpointState endpoint, AuditEvent e, string messageId, string body, int attempt, CancellationToken stopping)
+    private async ValueTask<Outcome> AttemptAsync(WebhookEndpointState endpoint, AuditEvent e, string messageId, byte[] body, int attempt, CancellationToken stopping)
     {
         stopping.ThrowIfCancellationRequested();
         var now = _time.GetUtcNow();

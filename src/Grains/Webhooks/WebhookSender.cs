@@ -37,18 +37,22 @@ public sealed class WebhookSender : IDisposable
 
     public static string NewSecret() => SecretPrefix + Convert.ToBase64String(RandomNumberGenerator.GetBytes(24));
 
-    public static string Sign(string secret, string messageId, long timestamp, string body)
+    /// <summary><c>v1,</c> and the base64 HMAC-SHA256 of <c>id.timestamp.body</c> under the secret's bytes.</summary>
+    public static string Sign(string secret, string messageId, long timestamp, ReadOnlySpan<byte> body)
     {
-        var key = Convert.FromBase64String(secret[SecretPrefix.Length..]);
-        var mac = HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"{messageId}.{timestamp}.{body}"));
-        return "v1," + Convert.ToBase64String(mac);
+        using var hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, Convert.FromBase64String(secret[SecretPrefix.Length..]));
+        hmac.AppendData(Encoding.UTF8.GetBytes($"{messageId}.{timestamp}."));
+        hmac.AppendData(body);
+        return "v1," + Convert.ToBase64String(hmac.GetHashAndReset());
     }
 
     /// <summary>Posts <paramref name="body"/>; the status code of the answer (any), or an exception for no answer.</summary>
-    public async Task<HttpStatusCode> SendAsync(string url, string secret, string messageId, string body, CancellationToken cancellationToken)
+    public async Task<HttpStatusCode> SendAsync(string url, string secret, string messageId, byte[] body, CancellationToken cancellationToken)
     {
         var timestamp = _time.GetUtcNow().ToUnixTimeSeconds();
-        using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
+        using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = content };
         request.Headers.Add("webhook-id", messageId);
         request.Headers.Add("webhook-timestamp", timestamp.ToString(System.Globalization.CultureInfo.InvariantCulture));
         request.Headers.Add("webhook-signature", Sign(secret, messageId, timestamp, body));

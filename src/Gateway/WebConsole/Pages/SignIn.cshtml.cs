@@ -38,6 +38,7 @@ public sealed class SignInModel(AdminKey adminKey, AdminGuard guard) : PageModel
         }
 
         await AdminConsole.SignInAsync(HttpContext, adminKey);
+        guard.SignedIn(HttpContext.Connection.RemoteIpAddress);
         return Redirect(Destination);
     }
 
