@@ -89,6 +89,21 @@ public sealed class EventLogTests : GatewayTest
     }
 
     [Fact]
+    public async Task A_key_that_expired_is_recorded_once_at_its_first_refusal()
+    {
+        var key = await Gateway.CreateKeyAsync(expirySeconds: 1);
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal("key_expired", (await Gateway.TryRegisterAsync(key.Str("key"))).Code);
+        }
+
+        var expired = Assert.Single(await Gateway.AllEventsAsync(type: "key.expired"));
+        Assert.Equal($"key:{key.Str("id")}", expired.Str("target"));
+        Assert.Equal(0, expired.GetProperty("data").GetProperty("uses").GetInt32());
+    }
+
+    [Fact]
     public async Task Device_approval_settings_expiry_and_reauthentication_are_recorded()
     {
         using (var patch = await Gateway.Admin.PatchAsJsonAsync("/api/v1/tailnets/-/settings", new { deviceApproval = true }))

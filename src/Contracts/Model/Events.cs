@@ -53,6 +53,7 @@ public static class EventTypes
     public const string KeyCreated = "key.created";
     public const string KeyRevoked = "key.revoked";
     public const string KeyUsedUp = "key.used_up";
+    public const string KeyExpired = "key.expired";
     public const string NodeRegistered = "node.registered";
     public const string NodeReauthenticated = "node.reauthenticated";
     public const string NodeApproved = "node.approved";
@@ -74,7 +75,7 @@ public static class EventTypes
 
     public static readonly IReadOnlySet<string> All = new HashSet<string>(StringComparer.Ordinal)
     {
-        KeyCreated, KeyRevoked, KeyUsedUp, NodeRegistered, NodeReauthenticated, NodeApproved, NodeRenamed, NodeLoggedOut,
+        KeyCreated, KeyRevoked, KeyUsedUp, KeyExpired, NodeRegistered, NodeReauthenticated, NodeApproved, NodeRenamed, NodeLoggedOut,
         NodeExpired, NodeRemoved, AddressReleased, PolicyUpdated, SettingsUpdated, TrustPolicyPut, TrustPolicyDeleted,
         AdminSignedIn, AdminSignInFailed, AdminThrottled, AdminNewAddress,
     };

@@ -23,6 +23,9 @@ public sealed class AuthKeyState
     [Id(9)] public bool Revoked { get; set; }
     [Id(10)] public int Uses { get; set; }
 
+    /// <summary>Whether <c>key.expired</c> was recorded (at the first use refused for expiry).</summary>
+    [Id(11)] public bool ExpiryRecorded { get; set; }
+
     public AuthKeyState Copy() => (AuthKeyState)MemberwiseClone();
 }
 
@@ -121,6 +124,14 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
 
         if (state.Expires is { } expires && _time.GetUtcNow() >= expires)
         {
+            if (!state.ExpiryRecorded)
+            {
+                // An expiry happens by itself; the log learns of it when the key is first refused for it.
+                state.ExpiryRecorded = true;
+                await _commit.Request();
+                await RecordAsync(EventTypes.KeyExpired, new { expired = expires, uses = state.Uses });
+            }
+
             return Refuse(Failure.Forbidden("key_expired", "The auth key has expired."));
         }
 
