@@ -37,7 +37,7 @@ string[] modes = ["off", "log", "webhooks"];
 // One unrecorded run first: the first gateway of the process pays for JIT and a cold PostgreSQL.
 await MeasureAsync(new Dictionary<string, string?>
 {
-    ["Admin:ApiKey"] = AdminKey, ["Storage:Provider"] = "Postgres", ["Silo:AdvertisedAddress"] = "127.0.0.1",
+    ["Admin:ApiKey"] = AdminKey, ["Storage:Provider"] = "Postgres", ["Silo:AdvertisedAddress"] = "127.0.0.1", ["RateLimits:Enabled"] = "false",
     ["ConnectionStrings:Postgres"] = await postgres.CreateDatabaseAsync("prime"),
 }, webhooks: true);
 for (var round = 1; round <= rounds; round++)
@@ -47,7 +47,10 @@ for (var round = 1; round <= rounds; round++)
         // Rotated, so that no mode always runs first (cold) or last (after the others' load on the server).
         foreach (var mode in modes.Skip((round - 1) % 3).Concat(modes.Take((round - 1) % 3)))
         {
-            var settings = new Dictionary<string, string?> { ["Admin:ApiKey"] = AdminKey, ["Events:Enabled"] = mode == "off" ? "false" : "true" };
+            var settings = new Dictionary<string, string?>
+            {
+                ["Admin:ApiKey"] = AdminKey, ["Events:Enabled"] = mode == "off" ? "false" : "true", ["RateLimits:Enabled"] = "false",
+            };
             if (storage == "postgres")
             {
                 settings["Storage:Provider"] = "Postgres";

@@ -318,6 +318,7 @@ namespace EphemeralOrleans.FanoutBench
             var settings = new Dictionary<string, string>
             {
                 ["Admin:ApiKey"] = AdminKey,
+                ["RateLimits:Enabled"] = "false", // thousands of streams from one address
                 ["Logging:LogLevel:Default"] = "Warning",
                 ["Gateway:StreamBufferSize"] = "1024",
             };

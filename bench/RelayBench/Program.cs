@@ -40,6 +40,7 @@ var common = new Dictionary<string, string>
     ["ConnectionStrings:Postgres"] = await postgres.CreateDatabaseAsync("relaybench"),
     ["Cluster:Id"] = "relaybench-" + Guid.NewGuid().ToString("N"),
     ["Admin:ApiKey"] = AdminKey,
+    ["RateLimits:Enabled"] = "false", // hundreds of agents' streams from one address
 };
 await using var silo = await HostProcess.StartSiloAsync(new Dictionary<string, string>(common)
 {

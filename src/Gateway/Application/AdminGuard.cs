@@ -125,7 +125,8 @@ public sealed partial class AdminGuard(AdminKey adminKey, IGrainFactory grains, 
         }
     }
 
-    private static string SourceKey(IPAddress? address)
+    /// <summary>Who a request comes from, for limits: its address, or an IPv6 address's /64 (one host's whole range).</summary>
+    internal static string SourceKey(IPAddress? address)
     {
         if (address is null)
         {

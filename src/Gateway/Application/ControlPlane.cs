@@ -33,7 +33,8 @@ public sealed record CreateKeyRequest(bool Reusable, bool Ephemeral, bool Preaut
 /// The application layer: every rule of the agent and admin APIs, called by each transport. Refusals are thrown as
 /// <see cref="ControlPlaneException"/>; the transports only translate.
 /// </summary>
-public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options, ControlKey controlKey, IdSeal seal, IdTokenValidator idTokens, TimeProvider time)
+public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options, ControlKey controlKey, IdSeal seal, IdTokenValidator idTokens,
+    RateLimits limits, TimeProvider time)
 {
     private const int MaxHostnameLength = 255;
     private const int MaxDescriptionLength = 512;
@@ -73,6 +74,13 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         if (request.IdToken is { } idToken && (request.AuthKey is not null || idToken.Length is 0 or > MaxIdTokenLength))
         {
             throw new ControlPlaneException(Failure.Invalid("token_malformed", $"Give either an auth key or an ID token (a JWT of at most {MaxIdTokenLength} characters), not both."));
+        }
+
+        // Per key, wherever the registrations come from (per source is the limiter in front); a token's trust policy
+        // is known only once it is validated, so tokens are limited per tailnet here.
+        if (limits.RegistrationRefusal(keyId ?? $"tokens:{Tailnet(request.Tailnet)}") is { } throttled)
+        {
+            throw new ControlPlaneException(throttled);
         }
 
         // Checked before the key is redeemed: a proof that fails here costs the key no use. The credential it covers is
@@ -216,15 +224,23 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         return provenAt;
     }
 
-    /// <summary>Authenticates a node token and opens a map session for <paramref name="streamId"/>.</summary>
-    public async Task<(INodeGrain Grain, SessionInfo Session)> OpenSessionAsync(string? token, string streamId)
+    /// <summary>Authenticates a node token and opens a map session for <paramref name="streamId"/>; the slot counts the
+    /// stream among the node's (<see cref="RateLimitOptions.MaxStreamsPerNode"/>): dispose it when the stream ends.</summary>
+    public async Task<(INodeGrain Grain, SessionInfo Session, IDisposable Slot)> OpenSessionAsync(string? token, string streamId)
     {
         if (await NodeOfTokenAsync(token) is var (nodeId, secret, grainKey))
         {
             var grain = grains.GetGrain<INodeGrain>(grainKey);
             if (await grain.OpenSession(nodeId, secret, streamId) is { } session)
             {
-                return (grain, session);
+                if (limits.OpenStream(nodeId) is { } slot)
+                {
+                    return (grain, session, slot);
+                }
+
+                await grain.CloseSession(streamId);
+                throw new ControlPlaneException(Failure.Throttled("too_many_streams",
+                    "This node already has its maximum of map streams open on this gateway; close one first.", TimeSpan.FromSeconds(1)));
             }
         }
 

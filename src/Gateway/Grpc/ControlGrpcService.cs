@@ -27,7 +27,8 @@ public sealed class ControlGrpcService(ControlPlane controlPlane, MapHub hub, IO
     public async Task Map(MapRequest request, IServerStreamWriter<MapMessage> responseStream, ServerCallContext context)
     {
         var streamId = Guid.NewGuid().ToString("N");
-        var (grain, session) = await controlPlane.OpenSessionAsync(GrpcCredentials.Bearer(context), streamId);
+        var (grain, session, slot) = await controlPlane.OpenSessionAsync(GrpcCredentials.Bearer(context), streamId);
+        using var _ = slot;
         if (await hub.RunStreamAsync(grain, session, streamId,
             (message, cancellationToken) => responseStream.WriteAsync(message, cancellationToken), context.CancellationToken))
         {

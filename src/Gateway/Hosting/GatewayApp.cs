@@ -93,6 +93,16 @@ public static partial class GatewayApp
                 "Admin:FailuresBeforeThrottle must not be negative; Admin:MaxThrottle and Admin:FailureMemory must be positive.")
             .ValidateOnStart();
         builder.Services.AddSingleton<AdminGuard>();
+        var rateLimits = configuration.GetSection(RateLimitOptions.Section).Get<RateLimitOptions>() ?? new RateLimitOptions();
+        if (new[] { rateLimits.RegistrationsPerSecond, rateLimits.RegistrationBurst, rateLimits.RegistrationsPerKeyPerSecond, rateLimits.RegistrationBurstPerKey,
+                rateLimits.MapOpensPerSecond, rateLimits.MapOpenBurst, rateLimits.AdminRequestsPerSecond, rateLimits.AdminBurst, rateLimits.MaxStreamsPerNode }.Any(v => v < 1))
+        {
+            throw new InvalidOperationException("RateLimits:* rates, bursts and MaxStreamsPerNode must be at least 1 (RateLimits:Enabled=false turns the limits off).");
+        }
+
+        builder.Services.Configure<RateLimitOptions>(configuration.GetSection(RateLimitOptions.Section));
+        builder.Services.AddSingleton<RateLimits>();
+        builder.Services.AddRateLimiter(limiter => RateLimits.Configure(limiter, rateLimits));
         builder.Services.AddSingleton<ControlKey>();
         builder.Services.AddSingleton<IdSeal>();
         builder.Services.AddSingleton<ControlPlane>();
@@ -125,6 +135,8 @@ public static partial class GatewayApp
         app.UseGrpcOnlyOnGrpcPort();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        // Before anything that reaches the cluster: a flood is refused here.
+        app.UseRateLimiter();
         // The relay's WebSockets; pings keep NATs and proxies from closing an idle one.
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(25) });
         app.UseAdminConsole();

@@ -34,7 +34,8 @@ public static class AgentEndpoints
         machine.MapGet("/map", async (HttpContext context, ControlPlane controlPlane, MapHub hub) =>
         {
             var streamId = Guid.NewGuid().ToString("N");
-            var (grain, session) = await controlPlane.OpenSessionAsync(RequestBodies.Bearer(context), streamId);
+            var (grain, session, slot) = await controlPlane.OpenSessionAsync(RequestBodies.Bearer(context), streamId);
+            using var _ = slot;
             context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
             context.Response.ContentType = "application/x-ndjson";
             context.Response.Headers.CacheControl = "no-store";

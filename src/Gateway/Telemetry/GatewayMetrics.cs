@@ -36,6 +36,11 @@ public static class GatewayMetrics
     private static readonly Counter<long> AdminAuthFailures = Meter.CreateCounter<long>(
         "eo.gateway.admin_auth_failures", "{attempt}", "Wrong admin keys, by surface (admin_api, admin_grpc, console, dashboard) and outcome: refused, or throttled (not compared).");
 
+    private static readonly Counter<long> RateLimitRefusals = Meter.CreateCounter<long>(
+        "eo_gateway_rate_limited_total", description: "Requests refused by a flood limit, by limit (registration, registration_key, map, admin, streams_per_node).");
+
+    public static void RateLimited(string limit) => RateLimitRefusals.Add(1, new KeyValuePair<string, object?>("limit", limit));
+
     public static void AdminAuthFailure(string surface, string outcome) =>
         AdminAuthFailures.Add(1, new KeyValuePair<string, object?>("surface", surface), new KeyValuePair<string, object?>("outcome", outcome));
 

@@ -258,9 +258,14 @@ public sealed class GrpcClient : ApiClient
         }
         catch (RpcException exception)
         {
-            var reason = exception.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason;
+            var status = exception.GetRpcStatus();
+            var reason = status?.GetDetail<ErrorInfo>()?.Reason;
             Assert.True(reason is not null, $"gRPC refusal without ErrorInfo: {exception.Status}");
-            return new Reply(HttpStatusOf(exception.StatusCode), reason, default, exception.Status.Detail);
+            // RESOURCE_EXHAUSTED with a time to wait is the HTTP API's 429; without one, its 503 (a pool exhausted).
+            var http = exception.StatusCode == StatusCode.ResourceExhausted && status!.GetDetail<RetryInfo>() is not null
+                ? HttpStatusCode.TooManyRequests
+                : HttpStatusOf(exception.StatusCode);
+            return new Reply(http, reason, default, exception.Status.Detail);
         }
     }
 }

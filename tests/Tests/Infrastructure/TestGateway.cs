@@ -206,6 +206,8 @@ public sealed class TestGateway : GatewayClient, IAsyncDisposable
         ["Silo:MinimumReminderPeriod"] = "00:00:01",
         ["Map:BatchWindow"] = "00:00:00.050",
         ["Map:KeepAliveInterval"] = "00:00:01",
+        // Tests register and stream far faster than any one source should; FloodTests turn the limits on.
+        ["RateLimits:Enabled"] = "false",
     };
 
     private readonly WebApplication _app;
