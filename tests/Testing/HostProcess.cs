@@ -43,6 +43,8 @@ public sealed class HostProcess : IAsyncDisposable
     public static async Task<HostProcess> StartGatewayAsync(IReadOnlyDictionary<string, string> settings, TimeSpan? readyWithin = null)
     {
         var all = new Dictionary<string, string>(settings);
+        // Test and bench processes play whole fleets from one address; a test of the limits sets them itself.
+        all.TryAdd("RateLimits:Enabled", "false");
         // A given address is kept (a network lab's bridge); a wildcard or none becomes loopback.
         var given = all.TryGetValue("Kestrel:Endpoints:Http:Url", out var url) ? new Uri(url) : null;
         var host = given is { Host: not ("0.0.0.0" or "+" or "*" or "[::]") } ? given.Host : "127.0.0.1";

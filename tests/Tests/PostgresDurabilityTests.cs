@@ -129,8 +129,10 @@ public sealed class PostgresDurabilityTests : PostgresTest
         }
 
         await stream.DisposeAsync();
-        await using var second = await HostProcess.StartGatewayAsync(settings);
+        // Started before the new process: its silo may reactivate nodes (their reminders) before the gateway says it is
+        // ready, so this is the earliest moment a node's clock can have restarted.
         var recovered = Stopwatch.StartNew();
+        await using var second = await HostProcess.StartGatewayAsync(settings);
 
         // The trust policy is still there; the token that registered a node still registers no other.
         var policies = await client.Admin.GetFromJsonAsync<JsonElement>("/api/v1/tailnets/-/trust-policies");

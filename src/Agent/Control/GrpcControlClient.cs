@@ -19,8 +19,10 @@ public sealed class GrpcControlClient(Uri grpcUrl) : IControlClient
     public static AgentFailure Translate(RpcException exception)
     {
         var reason = exception.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason;
+        // RESOURCE_EXHAUSTED with a time to wait is a flood limit: it passes, so the agent backs off and tries again.
         var transient = exception.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown
-            or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Aborted;
+            or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Aborted
+            || (exception.StatusCode == StatusCode.ResourceExhausted && exception.GetRpcStatus()?.GetDetail<RetryInfo>() is not null);
         // A transport failure (no reason from the gateway) says what went wrong with the connection.
         var message = reason is null && exception.StatusCode == StatusCode.Unavailable
             ? $"The gateway could not be reached: {Connectivity.Describe(exception.Status.DebugException ?? exception)}"

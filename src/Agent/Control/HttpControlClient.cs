@@ -185,7 +185,9 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
                 detail = problem.TryGetProperty("detail", out var d) ? d.GetString() ?? detail : detail;
             }
 
-            throw new AgentFailure(code, detail, transient: (int)response.StatusCode >= 500 && code != "address_pool_exhausted");
+            // A flood limit (429) passes: the agent backs off and tries again.
+            throw new AgentFailure(code, detail, transient: response.StatusCode == System.Net.HttpStatusCode.TooManyRequests
+                || ((int)response.StatusCode >= 500 && code != "address_pool_exhausted"));
         }
     }
 }

@@ -21,15 +21,16 @@ public sealed class RateLimitOptions
 
     /// <summary>Registrations per second from one source (a NAT in front of a CI fleet is one source: generous).</summary>
     public int RegistrationsPerSecond { get; set; } = 100;
-    public int RegistrationBurst { get; set; } = 200;
+    public int RegistrationBurst { get; set; } = 500;
 
     /// <summary>Registrations per second with one auth key or trust policy, from anywhere.</summary>
-    public int RegistrationsPerKeyPerSecond { get; set; } = 200;
-    public int RegistrationBurstPerKey { get; set; } = 400;
+    public int RegistrationsPerKeyPerSecond { get; set; } = 500;
+    public int RegistrationBurstPerKey { get; set; } = 2000;
 
-    /// <summary>Map streams opened per second from one source.</summary>
-    public int MapOpensPerSecond { get; set; } = 20;
-    public int MapOpenBurst { get; set; } = 60;
+    /// <summary>Map streams opened per second from one source; the burst lets a NAT's fleet reconnect at once after a
+    /// gateway restart.</summary>
+    public int MapOpensPerSecond { get; set; } = 100;
+    public int MapOpenBurst { get; set; } = 1000;
 
     /// <summary>Admin API requests (HTTP and gRPC) per second from one source.</summary>
     public int AdminRequestsPerSecond { get; set; } = 50;

@@ -531,14 +531,15 @@ public sealed partial class NodeGrain(
         var reason = State.Removing ?? RemovalReason.Admin;
         _sessions.Clear();
         StopChecks();
+        // First, so that the log has it by the time the node is gone from the API; a crash in any later step has the
+        // reminder run them all again, and 'once' keeps the events single.
+        await RecordRemovalAsync(nodeId, reason);
         if (State.Ipv4 != 0)
         {
             await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(State.Tailnet, State.Ipv4)).Release(nodeId);
         }
 
         await Tailnet().Remove(nodeId);
-        // Before the state goes: a crash up to here has the reminder run these steps again, and 'once' keeps the events single.
-        await RecordRemovalAsync(nodeId, reason);
         await DropReminderAsync();
         await node.ClearStateAsync();
         LogRemoved(nodeId, reason);
