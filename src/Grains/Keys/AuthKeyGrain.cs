@@ -180,19 +180,8 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
         return true;
     }
 
-    /// <summary>Records an event of a change that is already durable; should the log be unreachable, the change stands
-    /// and the event is lost (logged).</summary>
-    private async Task RecordAsync(string type, object data)
-    {
-        try
-        {
-            await _auditLog.AppendAsync(State.Tailnet!, EventDraft.Create(type, EventActors.Current, $"key:{Id}", null, data));
-        }
-        catch (Exception exception)
-        {
-            LogEventLost(exception, type, Id);
-        }
-    }
+    private Task RecordAsync(string type, object data) =>
+        _auditLog.RecordAsync(State.Tailnet!, EventDraft.Create(type, EventActors.Current, $"key:{Id}", null, data));
 
     private RedeemResult Refuse(Failure failure)
     {
@@ -208,9 +197,6 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Auth key {KeyId} created in tailnet {Tailnet} (reusable: {Reusable}, ephemeral: {Ephemeral})")]
     private partial void LogCreated(string keyId, string tailnet, bool reusable, bool ephemeral);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit event {Type} of auth key {KeyId} could not be recorded; the change stands")]
-    private partial void LogEventLost(Exception exception, string type, string keyId);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Auth key {KeyId} revoked")]
     private partial void LogRevoked(string keyId);

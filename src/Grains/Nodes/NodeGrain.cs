@@ -663,20 +663,7 @@ public sealed partial class NodeGrain(
     private EventDraft Event(string type, string actor, object data) =>
         EventDraft.Create(type, actor, $"node:{State.NodeId}", State.NodeId, data);
 
-    /// <summary>Records an event of a change that is already durable. Should the log be unreachable, the change stands
-    /// and the event is lost (logged): the log records at most once what happened, never what did not.</summary>
-    private async Task RecordAsync(EventDraft draft)
-    {
-        try
-        {
-            await auditLog.AppendAsync(State.Tailnet, draft);
-        }
-        catch (Exception exception)
-        {
-            LogEventLost(exception, draft.Type, State.NodeId ?? "");
-        }
-    }
-
+    private Task RecordAsync(EventDraft draft) => auditLog.RecordAsync(State.Tailnet, draft);
 
     private ITailnetGrain Tailnet() => grains.GetGrain<ITailnetGrain>(State.Tailnet);
 
@@ -719,9 +706,6 @@ public sealed partial class NodeGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} removed ({Reason})")]
     private partial void LogRemoved(string nodeId, RemovalReason reason);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit event {Type} of node {NodeId} could not be recorded; the change stands")]
-    private partial void LogEventLost(Exception exception, string type, string nodeId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Node {NodeId}: undoing a failed registration failed; lease and registry entry will be reclaimed")]
     private partial void LogUndoFailed(Exception exception, string nodeId);

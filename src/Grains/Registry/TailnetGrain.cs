@@ -444,22 +444,8 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         }
     }
 
-    /// <summary>Records an event of a change that is already durable; should the log be unreachable, the change stands
-    /// and the event is lost (logged).</summary>
-    private async Task RecordAsync(string type, string target, object data)
-    {
-        try
-        {
-            await _auditLog.AppendAsync(Tailnet, EventDraft.Create(type, EventActors.Current, target, null, data));
-        }
-        catch (Exception exception)
-        {
-            LogEventLost(exception, type, Tailnet);
-        }
-    }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit event {Type} of tailnet {Tailnet} could not be recorded; the change stands")]
-    private partial void LogEventLost(Exception exception, string type, string tailnet);
+    private Task RecordAsync(string type, string target, object data) =>
+        _auditLog.RecordAsync(Tailnet, EventDraft.Create(type, EventActors.Current, target, null, data));
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Tailnet {Tailnet}: {Count} registry entries checked with their nodes")]
     private partial void LogRefreshed(string tailnet, int count);
