@@ -86,8 +86,8 @@ public sealed class FloodTests(ITestOutputHelper log) : GatewayTest
         // About the limit got through: 20 a second plus the burst, over ~4.5 s.
         Assert.InRange(outcomes.GetValueOrDefault(HttpStatusCode.OK), 40, 150);
         Assert.NotNull(retryAfter);
-        // The victim: every registration accepted, and not much slower (the tight figure is in the log; the bound is generous).
-        Assert.Equal(alone.Count, flooded.Count);
+        // The victim: every registration accepted (VictimAsync asserts each), and not much slower (the tight figure is in
+        // the log; the bound is generous).
         Assert.True(p99Flooded <= Math.Max(3 * p99Alone, p99Alone + 100), $"the victim's p99 went from {p99Alone:F1} ms to {p99Flooded:F1} ms");
 
         var metrics = await Gateway.Http.GetStringAsync("/metrics");
