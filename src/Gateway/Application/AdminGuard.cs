@@ -106,24 +106,10 @@ public sealed partial class AdminGuard(AdminKey adminKey, IGrainFactory grains, 
         }
     }
 
-    /// <summary>Appends to the admin log without holding up the caller; a failure is logged, the answer stands.</summary>
-    private void Record(string type, string source, string surface, int? failures)
-    {
-        _ = RecordAsync();
-
-        async Task RecordAsync()
-        {
-            try
-            {
-                var actor = type == EventTypes.AdminSignedIn ? EventActors.Console : "anonymous";
-                await auditLog.AppendAsync(EventLogs.Admin, EventDraft.Create(type, actor, "admin", null, new { address = source, surface, failures }));
-            }
-            catch (Exception exception)
-            {
-                LogRecordFailed(logger, exception, type);
-            }
-        }
-    }
+    /// <summary>Appends to the admin log without holding up the caller; a failure is logged (by the audit log), the answer stands.</summary>
+    private void Record(string type, string source, string surface, int? failures) =>
+        _ = auditLog.RecordAsync(EventLogs.Admin, EventDraft.Create(type, type == EventTypes.AdminSignedIn ? EventActors.Console : "anonymous",
+            "admin", null, new { address = source, surface, failures }));
 
     /// <summary>Who a request comes from, for limits: its address, or an IPv6 address's /64 (one host's whole range).</summary>
     internal static string SourceKey(IPAddress? address)

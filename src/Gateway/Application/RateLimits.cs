@@ -197,7 +197,7 @@ public sealed class RateLimits : IDisposable
         TokenLimit = Math.Max(1, burst),
         // A tenth of the rate every tenth of a second: a refused client waits about that long, not a whole second.
         TokensPerPeriod = Math.Max(1, perSecond / 10),
-        ReplenishmentPeriod = TimeSpan.FromMilliseconds(perSecond >= 10 ? 100 : 1000 / Math.Max(1, perSecond) * 1),
+        ReplenishmentPeriod = TimeSpan.FromMilliseconds(perSecond >= 10 ? 100 : 1000 / Math.Max(1, perSecond)),
         QueueLimit = 0,
         AutoReplenishment = true,
     };
