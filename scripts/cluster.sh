@@ -7,7 +7,8 @@
 #
 # Environment: EO_HTTP_PORT (8080), EO_GRPC_PORT (8081), EO_ADMIN_KEY (generated, printed), EO_CONFIGURATION
 # (Release), EO_NO_BUILD=1 to use existing build output, EO_PG_PORT (55432), EO_SILO_PORTS ("11111 30000 11112 30001"),
-# EO_METRICS_PORTS ("9464 9465"), and any further gateway/silo setting as EO_SETTINGS="--Ephemeral:InactivityTimeout=00:05:00 …".
+# EO_METRICS_PORTS ("9464 9465"), EO_KEYRING_DIR (.keyring: the key ring certificate, made once by scripts/keyring-cert.sh),
+# and any further gateway/silo setting as EO_SETTINGS="--Ephemeral:InactivityTimeout=00:05:00 …".
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +18,7 @@ grpc_port="${EO_GRPC_PORT:-8081}"
 pg_port="${EO_PG_PORT:-55432}"
 read -r silo1_port silo1_gateway silo2_port silo2_gateway <<< "${EO_SILO_PORTS:-11111 30000 11112 30001}"
 read -r metrics1 metrics2 <<< "${EO_METRICS_PORTS:-9464 9465}"
+keyring_dir="${EO_KEYRING_DIR:-$root/.keyring}"
 admin_key="${EO_ADMIN_KEY:-eo-admin-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')}"
 cluster_id="local-$(date +%s)"
 read -r -a extra <<< "${EO_SETTINGS:-}"
@@ -75,7 +77,9 @@ start_silo() {
 start_silo "$silo1_port" "$silo1_gateway" "$metrics1"
 start_silo "$silo2_port" "$silo2_gateway" "$metrics2"
 
+"$root/scripts/keyring-cert.sh" "$keyring_dir"
 dotnet "$gateway_dll" "${common[@]}" --Gateway:Mode=Client "--Admin:ApiKey=$admin_key" \
+  "--KeyRing:CertificatePath=$keyring_dir/keyring.pem" "--KeyRing:KeyPath=$keyring_dir/keyring.key" \
   --Kestrel:Endpoints:Http:Url="http://127.0.0.1:$http_port" --Kestrel:Endpoints:Grpc:Url="http://127.0.0.1:$grpc_port" &
 pids=("$!" "${pids[@]}")
 

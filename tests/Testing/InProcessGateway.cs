@@ -30,6 +30,8 @@ public static class InProcessGateway
             all[key] = value;
         }
 
+        TestCertificates.EncryptKeyRing(all);
+
         var app = GatewayApp.Build([], configuration => configuration.AddInMemoryCollection(all));
         await EphemeralHosting.PrepareStorageAsync(app.Configuration, app.Logger);
         await app.StartAsync();

@@ -167,29 +167,12 @@ public sealed class AdminGuardTests(ITestOutputHelper log) : GatewayTest
     [InlineData("abcabcabcabcabcabcabcabcabcabcabcabc", "only 3 distinct characters")]
     public async Task A_gateway_given_a_weak_admin_key_refuses_to_start_with_one_line_that_does_not_echo_it(string key, string says)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        start.ArgumentList.Add(EphemeralOrleans.Testing.HostProcess.ProjectDll("Gateway"));
-        start.ArgumentList.Add("--Admin:ApiKey=" + key);
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        try
-        {
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        }
-        finally
-        {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-            }
-        }
-
-        Assert.Equal(2, process.ExitCode);
-        var line = Assert.Single((await stderr).Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        var (exitCode, stdout, stderr) = await EphemeralOrleans.Testing.HostProcess.RunToExitAsync("Gateway", ["--Admin:ApiKey=" + key], TimeSpan.FromSeconds(60));
+        Assert.Equal(2, exitCode);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith("error: Admin:ApiKey is too weak: ", line);
         Assert.Contains(says, line);
-        Assert.DoesNotContain(key, line + await stdout);
+        Assert.DoesNotContain(key, line + stdout);
     }
 
     private HttpClient From(string source) => new(LoopbackSource.Handler(source)) { BaseAddress = Gateway.Http.BaseAddress };

@@ -30,6 +30,8 @@ public sealed class ClusterScriptTests
         start.Environment["EO_SILO_PORTS"] = $"{FreePort.Next()} {FreePort.Next()} {FreePort.Next()} {FreePort.Next()}";
         start.Environment["EO_METRICS_PORTS"] = $"{metrics1} {metrics2}";
         start.Environment["EO_ADMIN_KEY"] = ApiClient.AdminKey;
+        var keyring = Directory.CreateTempSubdirectory("eo-keyring-").FullName;
+        start.Environment["EO_KEYRING_DIR"] = keyring;
         var output = new StringBuilder();
         using var script = Process.Start(start)!;
         var ready = new TaskCompletionSource();
@@ -121,6 +123,8 @@ public sealed class ClusterScriptTests
             {
                 script.Kill(entireProcessTree: true);
             }
+
+            Directory.Delete(keyring, recursive: true);
         }
     }
 

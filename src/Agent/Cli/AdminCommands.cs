@@ -6,7 +6,7 @@ namespace EphemeralOrleans.Agent.Cli;
 /// <summary><c>keys …</c> and <c>nodes …</c>: the admin API (<see cref="AdminClient"/>). Lists have a header and say
 /// states in words; <c>--json</c> prints the API's objects as they are. Nodes are named by id or name, keys by id or
 /// description.</summary>
-public sealed class AdminCommands(Uri loginServer, string adminKey, string tailnet, bool json, bool ipv6 = false)
+public sealed class AdminCommands(Uri loginServer, GatewayTrust trust, string adminKey, string tailnet, bool json, bool ipv6 = false)
 {
     public Task<int> CreateKeyAsync(bool reusable, bool ephemeral, bool preauthorized, string[] tags, TimeSpan? expiry, string? description) =>
         CallAsync(async (admin, ct) =>
@@ -128,7 +128,7 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
     /// stopped (exit 0). A gateway out of reach while following is waited for.</summary>
     public async Task<int> EventsAsync(string? since, string? type, string? node, int limit, bool follow, bool adminLog, TimeSpan interval, CancellationToken stopping)
     {
-        using var admin = new AdminClient(loginServer, adminKey, tailnet);
+        using var admin = new AdminClient(loginServer, trust, adminKey, tailnet);
         var cursor = since;
         var left = follow ? long.MaxValue : limit;
         var header = false;
@@ -195,7 +195,7 @@ public sealed class AdminCommands(Uri loginServer, string adminKey, string tailn
     private async Task<int> CallAsync(Func<AdminClient, CancellationToken, Task> call)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        using var admin = new AdminClient(loginServer, adminKey, tailnet);
+        using var admin = new AdminClient(loginServer, trust, adminKey, tailnet);
         try
         {
             await call(admin, timeout.Token);

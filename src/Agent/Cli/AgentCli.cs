@@ -50,6 +50,12 @@ public static partial class AgentCli
                 return null;
             },
         };
+        var caFile = new Option<GatewayTrust>("--ca-file")
+        {
+            Description = "Trust an https:// gateway whose certificate chains to a CA certificate (PEM) in this file, instead of the system's roots (env EO_CA_FILE).",
+            DefaultValueFactory = result => TrustFrom(Environment.GetEnvironmentVariable("EO_CA_FILE") is { Length: > 0 } path ? path : null, result),
+            CustomParser = result => TrustFrom(result.Tokens.Single().Value, result),
+        };
         var json = new Option<bool>("--json") { Description = "One JSON object a line." };
         var socket = new Option<string>("--socket") { Description = "The running agent's local control socket.", DefaultValueFactory = _ => LocalApi.DefaultSocket };
 
@@ -137,7 +143,7 @@ public static partial class AgentCli
         var up = new Command("up", "Join the tailnet and follow its netmap until stopped.\n\nExample:\n  EO_AUTH_KEY=eo-auth-… eo up --hostname build-42 --login-server https://eo.example.com")
         {
             loginServer, authKey, idTokenFile, idTokenGitHub, idTokenAudience, tailnetName, hostname, state, json, transport, socket, connectTimeout,
-            streamTimeout, listenPort, tun, relayAfter,
+            streamTimeout, listenPort, tun, relayAfter, caFile,
         };
         up.SetAction(parse => new UpCommand(new UpOptions(
             parse.GetValue(loginServer)!,
@@ -158,6 +164,7 @@ public static partial class AgentCli
             IdTokenGitHub = parse.GetValue(idTokenGitHub),
             IdTokenAudience = parse.GetValue(idTokenAudience),
             Tailnet = parse.GetValue(tailnetName),
+            Trust = parse.GetValue(caFile)!,
         }).RunAsync());
 
         // logout, status, netmap: ask the agent that is up
@@ -203,12 +210,12 @@ public static partial class AgentCli
                 return null;
             }
 
-            return new AdminCommands(parse.GetValue(loginServer)!, key, parse.GetValue(tailnet)!, parse.GetValue(json), parse.GetValue(ipv6));
+            return new AdminCommands(parse.GetValue(loginServer)!, parse.GetValue(caFile)!, key, parse.GetValue(tailnet)!, parse.GetValue(json), parse.GetValue(ipv6));
         }
 
         Command AdminCommand(string name, string description, params Option[] options)
         {
-            var command = new Command(name, description) { loginServer, adminKey, tailnet, json };
+            var command = new Command(name, description) { loginServer, caFile, adminKey, tailnet, json };
             foreach (var option in options)
             {
                 command.Options.Add(option);
@@ -345,6 +352,20 @@ public static partial class AgentCli
 
         // `up` handles SIGINT and SIGTERM itself (it logs out first); no forced termination by the parser.
         return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false });
+    }
+
+    /// <summary>The trust <c>--ca-file</c> (or EO_CA_FILE) names; a file that cannot be used is a usage error.</summary>
+    private static GatewayTrust TrustFrom(string? path, System.CommandLine.Parsing.ArgumentResult result)
+    {
+        try
+        {
+            return GatewayTrust.Load(path);
+        }
+        catch (AgentFailure failure)
+        {
+            result.AddError(failure.Message);
+            return GatewayTrust.System;
+        }
     }
 
     /// <summary>A URL-like prefix (<c>file:</c>, <c>memory:</c>): not a path --state accepts.</summary>

@@ -33,7 +33,7 @@ public sealed class LogoutCommand(string socket, string? stateFile, AgentOutput 
                 return await AskAgentAsync(cancellationToken) ?? ExitCodes.NotRunning;
             }
 
-            using var client = new HttpControlClient(new Uri(saved.LoginServer));
+            using var client = new HttpControlClient(new Uri(saved.LoginServer), GatewayTrust.Load(saved.CaFile));
             await client.LogoutAsync(saved.NodeToken, agentExit: false, cancellationToken);
             AgentState.Delete(stateFile);
             output.Event("logged_out", new { node = saved.NodeId }, $"logged out: {saved.NodeId}");

@@ -40,6 +40,9 @@ public sealed record UpOptions(
 
     public string? Tailnet { get; init; }
 
+    /// <summary><c>--ca-file</c>: the certificates accepted from an <c>https://</c> gateway.</summary>
+    public GatewayTrust Trust { get; init; } = GatewayTrust.System;
+
     /// <summary><c>--state mem:</c>: nothing on disk, the node is ephemeral and goes when the agent exits.</summary>
     public bool InMemory => State == MemoryState;
 }
@@ -181,6 +184,7 @@ public sealed class UpCommand(UpOptions options)
                 {
                     IdToken = idToken,
                     Tailnet = options.Tailnet,
+                    Trust = options.Trust,
                 },
                 identity, saved, _output, _dataplane is { } dataplane ? dataplane.Offer : null);
             if (!await _session.StartAsync(_stopping.Token))
@@ -189,7 +193,7 @@ public sealed class UpCommand(UpOptions options)
             }
 
             var session = _session;
-            _dataplane?.StartRelay(options.LoginServer, () => session.NodeToken);
+            _dataplane?.StartRelay(options.LoginServer, options.Trust, () => session.NodeToken);
 
             var exitCode = await _session.FollowAsync(_stopping.Token);
             if (_dataplaneFailure is { } failure)

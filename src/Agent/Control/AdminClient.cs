@@ -12,9 +12,9 @@ public sealed class AdminClient : IDisposable
     private readonly HttpClient _http;
     private readonly string _tailnet;
 
-    public AdminClient(Uri loginServer, string adminKey, string tailnet)
+    public AdminClient(Uri loginServer, GatewayTrust trust, string adminKey, string tailnet)
     {
-        _http = new HttpClient { BaseAddress = loginServer, Timeout = TimeSpan.FromSeconds(30) };
+        _http = new HttpClient(trust.CreateHandler()) { BaseAddress = loginServer, Timeout = TimeSpan.FromSeconds(30) };
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
         _tailnet = Uri.EscapeDataString(tailnet);
     }

@@ -22,7 +22,9 @@ public static class Connectivity
                 case SocketException { SocketErrorCode: SocketError.NetworkUnreachable or SocketError.HostUnreachable }:
                     return "no route to the gateway (network unreachable)";
                 case AuthenticationException authentication:
-                    return $"TLS failed: {authentication.Message}";
+                    return $"TLS failed: {authentication.Message} (an https:// gateway whose certificate a private CA signed needs --ca-file)";
+                case HttpRequestException { HttpRequestError: HttpRequestError.ResponseEnded }:
+                    return "the connection was closed without an answer (is that port serving TLS? then use https://)";
                 case HttpRequestException { HttpRequestError: HttpRequestError.NameResolutionError }:
                     return "the gateway's name could not be resolved (DNS)";
                 case HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError } secure when secure.InnerException is null:
@@ -31,5 +33,20 @@ public static class Connectivity
         }
 
         return exception?.Message ?? "no reason given";
+    }
+
+    /// <summary>The TLS handshake failed (an untrusted certificate, TLS against a cleartext port): trying again does
+    /// not help, unlike a refused or broken connection.</summary>
+    public static bool IsTlsFailure(Exception? exception)
+    {
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is AuthenticationException)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

@@ -31,6 +31,9 @@ public sealed record ControlSessionOptions(
 
     /// <summary>The tailnet whose trust policies judge <see cref="IdToken"/> (null: the default tailnet).</summary>
     public string? Tailnet { get; init; }
+
+    /// <summary>The certificates accepted from an <c>https://</c> gateway (<c>--ca-file</c>).</summary>
+    public GatewayTrust Trust { get; init; } = GatewayTrust.System;
 }
 
 /// <summary>A logout's outcome: done, or why not.</summary>
@@ -250,7 +253,7 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
         _reportedEndpoints = null;
         if (options.StateFile is { } path)
         {
-            new AgentState(options.LoginServer.ToString(), Convert.ToBase64String(identity.PrivateKey), response.Node.Id, response.NodeToken).Save(path);
+            new AgentState(options.LoginServer.ToString(), Convert.ToBase64String(identity.PrivateKey), response.Node.Id, response.NodeToken) { CaFile = options.Trust.CaFile }.Save(path);
         }
 
         _netmap = NetmapSnapshot.Initial(response.Node);
@@ -374,19 +377,19 @@ public sealed class ControlSession(ControlSessionOptions options, NodeIdentity i
     /// the control key), retried within the connect timeout; null when stopped meanwhile.</summary>
     private async Task<IControlClient?> ConnectAsync(CancellationToken stopping)
     {
-        var discovery = await RetryAsync(ct => HttpControlClient.DiscoverAsync(options.LoginServer, ct), stopping);
+        var discovery = await RetryAsync(ct => HttpControlClient.DiscoverAsync(options.LoginServer, options.Trust, ct), stopping);
         return discovery is null ? null : ClientFor(discovery);
     }
 
     private async Task<IControlClient> ConnectOnceAsync(CancellationToken stopping) =>
-        ClientFor(await HttpControlClient.DiscoverAsync(options.LoginServer, stopping));
+        ClientFor(await HttpControlClient.DiscoverAsync(options.LoginServer, options.Trust, stopping));
 
     private IControlClient ClientFor(GatewayDiscovery discovery)
     {
         _controlKey = discovery.ControlKey;
         return options.Transport == AgentTransport.Http
-            ? new HttpControlClient(options.LoginServer)
-            : new GrpcControlClient(discovery.GrpcUrl ?? throw AgentFailure.Unreachable("The gateway named no gRPC endpoint."));
+            ? new HttpControlClient(options.LoginServer, options.Trust)
+            : new GrpcControlClient(discovery.GrpcUrl ?? throw AgentFailure.Unreachable("The gateway named no gRPC endpoint."), options.Trust);
     }
 
     /// <summary>

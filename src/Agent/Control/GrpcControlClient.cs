@@ -7,9 +7,20 @@ using Grpc.Net.Client;
 namespace EphemeralOrleans.Agent.Control;
 
 /// <summary>The agent API over gRPC (the default transport).</summary>
-public sealed class GrpcControlClient(Uri grpcUrl) : IControlClient
+public sealed class GrpcControlClient(Uri grpcUrl, GatewayTrust trust) : IControlClient
 {
-    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(grpcUrl);
+    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(grpcUrl, new GrpcChannelOptions
+    {
+        HttpHandler = GrpcHandler(trust), DisposeHttpClient = true,
+    });
+
+    // As the channel's own handler would be: more streams than one HTTP/2 connection allows open further connections.
+    private static SocketsHttpHandler GrpcHandler(GatewayTrust trust)
+    {
+        var handler = trust.CreateHandler();
+        handler.EnableMultipleHttp2Connections = true;
+        return handler;
+    }
 
     private ControlService.ControlServiceClient Client => new(_channel);
 
@@ -24,6 +35,11 @@ public sealed class GrpcControlClient(Uri grpcUrl) : IControlClient
             or StatusCode.DeadlineExceeded or StatusCode.Cancelled or StatusCode.Aborted
             || (exception.StatusCode == StatusCode.ResourceExhausted && exception.GetRpcStatus()?.GetDetail<RetryInfo>() is not null);
         // A transport failure (no reason from the gateway) says what went wrong with the connection.
+        if (reason is null && exception.StatusCode == StatusCode.Unavailable && Connectivity.IsTlsFailure(exception.Status.DebugException))
+        {
+            return AgentFailure.Connecting(exception.Status.DebugException!);
+        }
+
         var message = reason is null && exception.StatusCode == StatusCode.Unavailable
             ? $"The gateway could not be reached: {Connectivity.Describe(exception.Status.DebugException ?? exception)}"
             : exception.Status.Detail;

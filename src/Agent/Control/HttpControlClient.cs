@@ -12,22 +12,20 @@ namespace EphemeralOrleans.Agent.Control;
 public sealed record GatewayDiscovery(Uri? GrpcUrl, byte[]? ControlKey);
 
 /// <summary>The agent API over HTTP/1.1: JSON calls and the NDJSON netmap stream, read into the same messages as gRPC.</summary>
-public sealed class HttpControlClient(Uri loginServer) : IControlClient
+public sealed class HttpControlClient(Uri loginServer, GatewayTrust trust) : IControlClient
 {
     // The HTTP API's JSON names are the proto's JSON names; new fields from newer gateways are ignored.
     private static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
-    // No draining of an unfinished response (HttpClient's default: up to 2 s): a map stream the agent leaves must close
-    // its connection at once, or the gateway keeps the node online that much longer.
-    private readonly HttpClient _http = new(new SocketsHttpHandler { MaxResponseDrainSize = 0, ResponseDrainTimeout = TimeSpan.Zero })
+    private readonly HttpClient _http = new(trust.CreateHandler(drainResponses: false))
     {
         BaseAddress = loginServer, Timeout = Timeout.InfiniteTimeSpan,
     };
 
     /// <summary>The discovery document of the gateway behind <paramref name="loginServer"/>: where it serves gRPC, and
     /// its control key (absent from gateways older than registration proofs).</summary>
-    public static async Task<GatewayDiscovery> DiscoverAsync(Uri loginServer, CancellationToken cancellationToken)
+    public static async Task<GatewayDiscovery> DiscoverAsync(Uri loginServer, GatewayTrust trust, CancellationToken cancellationToken)
     {
-        using var http = new HttpClient { BaseAddress = loginServer, Timeout = TimeSpan.FromSeconds(10) };
+        using var http = new HttpClient(trust.CreateHandler()) { BaseAddress = loginServer, Timeout = TimeSpan.FromSeconds(10) };
         JsonElement json;
         try
         {
@@ -166,7 +164,7 @@ public sealed class HttpControlClient(Uri loginServer) : IControlClient
         catch (Exception exception) when (exception is HttpRequestException or IOException
             || (exception is TaskCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            throw AgentFailure.Unreachable($"The gateway could not be reached: {Connectivity.Describe(exception)}");
+            throw AgentFailure.Connecting(exception);
         }
 
         if (response.IsSuccessStatusCode)

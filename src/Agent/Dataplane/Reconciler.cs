@@ -147,9 +147,9 @@ public sealed class Reconciler : IAsyncDisposable
     }
 
     /// <summary>Uses the gateway's relay for peers with no direct path (once the node has a token).</summary>
-    public void StartRelay(Uri loginServer, Func<string?> nodeToken)
+    public void StartRelay(Uri loginServer, GatewayTrust trust, Func<string?> nodeToken)
     {
-        _relay = new RelayLink(loginServer, nodeToken, _listenPort, _output, (nodeId, from) =>
+        _relay = new RelayLink(loginServer, trust, nodeToken, _listenPort, _output, (nodeId, from) =>
         {
             _heardDirectly.Enqueue((nodeId, from));
             _wake.Writer.TryWrite(true);

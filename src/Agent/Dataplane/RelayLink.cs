@@ -26,8 +26,10 @@ namespace EphemeralOrleans.Agent.Dataplane;
 /// device like a relayed one, so nothing is lost meanwhile; WireGuard authenticates it either way.
 /// </para>
 /// </summary>
-public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int deviceListenPort, AgentOutput output, Action<string, IPEndPoint> directHeard) : IAsyncDisposable
+public sealed class RelayLink(Uri loginServer, GatewayTrust trust, Func<string?> nodeToken, int deviceListenPort, AgentOutput output, Action<string, IPEndPoint> directHeard) : IAsyncDisposable
 {
+    private readonly HttpMessageInvoker _http = new(trust.CreateHandler());
+
     /// <summary>How often a relayed peer's direct endpoint is tried: often at first (a path that opens is used within a
     /// second or so), less once the peer has been relayed a while.</summary>
     public static TimeSpan ProbeInterval(TimeSpan relayedFor) => relayedFor < TimeSpan.FromSeconds(10) ? TimeSpan.FromMilliseconds(500) : TimeSpan.FromSeconds(2);
@@ -95,6 +97,8 @@ public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int devi
         {
             port.Dispose();
         }
+
+        _http.Dispose();
     }
 
     private PeerPort Port(string peerId)
@@ -175,7 +179,7 @@ public sealed class RelayLink(Uri loginServer, Func<string?> nodeToken, int devi
             socket.Options.KeepAliveInterval = TimeSpan.FromSeconds(25);
             try
             {
-                await socket.ConnectAsync(url, cancellationToken);
+                await socket.ConnectAsync(url, _http, cancellationToken);
                 Connected = true;
                 backoff.Reset();
                 output.Event("relay_connected", null, "");

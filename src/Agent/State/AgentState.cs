@@ -5,6 +5,9 @@ namespace EphemeralOrleans.Agent.State;
 /// <summary>What an agent with a state file remembers across restarts: its key, its node and its token.</summary>
 public sealed record AgentState(string LoginServer, string PrivateKey, string NodeId, string NodeToken)
 {
+    /// <summary>The <c>--ca-file</c> the node joined with: <c>logout --state</c> trusts the gateway as <c>up</c> did.</summary>
+    public string? CaFile { get; init; }
+
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     /// <summary>The saved state, or null when the file does not exist.</summary>

@@ -26,9 +26,13 @@ public interface IKeyRingGrain : IGrainWithStringKey
     /// <summary>The console's key ring.</summary>
     public const string Key = "admin-console";
 
-    /// <summary>Every stored key element, as XML text.</summary>
+    /// <summary>Every stored key element, as XML text, by its friendly name.</summary>
     [ReadOnly]
-    Task<string[]> GetElements();
+    Task<Dictionary<string, string>> GetElements();
+
+    /// <summary>Removes the elements of these friendly names (keys stored unencrypted before encryption was configured);
+    /// completes once durable.</summary>
+    Task RemoveElements(string[] friendlyNames);
 
     /// <summary>Stores one key element under <paramref name="friendlyName"/> (replacing one of the same name); completes once durable.</summary>
     Task StoreElement(string friendlyName, string xml);
@@ -37,6 +41,10 @@ public interface IKeyRingGrain : IGrainWithStringKey
     /// <paramref name="candidate"/> stored now when there is none yet. Completes once the key is durable, so every
     /// gateway of the cluster, concurrent first starts included, ends up with the same key.</summary>
     Task<string> GetOrCreateControlKey(string candidate);
+
+    /// <summary>Replaces the stored control key text <paramref name="stored"/> by <paramref name="replacement"/> (the same
+    /// key, encrypted); nothing when another gateway replaced it first. Completes once durable.</summary>
+    Task ReplaceControlKey(string stored, string replacement);
 }
 
 /// <summary>

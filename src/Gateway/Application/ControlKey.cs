@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using EphemeralOrleans.Contracts.Grains;
+using EphemeralOrleans.Gateway.Hosting;
 using EphemeralOrleans.Protocol;
 using NSec.Cryptography;
 
@@ -10,13 +11,14 @@ namespace EphemeralOrleans.Gateway.Application;
 /// shares with this key (<see cref="RegistrationProof"/>). Kept in the key ring grain, so it survives restarts and
 /// every gateway of a cluster has the same one; loaded on first use and then held in memory.
 /// </summary>
-public sealed class ControlKey(IGrainFactory grains) : IDisposable
+public sealed class ControlKey(IGrainFactory grains, KeyRingEncryption encryption) : IDisposable
 {
     private readonly SemaphoreSlim _loading = new(1, 1);
     private volatile Key? _key;
     private byte[]? _sealKey;
 
     /// <summary>The private key, for verifying proofs.</summary>
+    /// <exception cref="InvalidOperationException">The stored key was encrypted to another certificate than the configured one.</exception>
     public async Task<Key> PrivateKeyAsync(CancellationToken cancellationToken = default) => _key ?? await LoadAsync(cancellationToken);
 
     /// <summary>A MAC key derived from the private key, for sealing ids (<see cref="IdSeal"/>): the same on every
@@ -46,9 +48,15 @@ public sealed class ControlKey(IGrainFactory grains) : IDisposable
             // Every gateway offers a fresh key; the ring keeps the first one stored and hands that to all.
             using var candidate = Key.Create(KeyAgreementAlgorithm.X25519,
                 new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport });
-            var offered = Convert.ToBase64String(candidate.Export(KeyBlobFormat.RawPrivateKey));
-            var stored = await grains.GetGrain<IKeyRingGrain>(IKeyRingGrain.Key).GetOrCreateControlKey(offered).WaitAsync(cancellationToken);
-            var privateKey = Convert.FromBase64String(stored);
+            var ring = grains.GetGrain<IKeyRingGrain>(IKeyRingGrain.Key);
+            var stored = await ring.GetOrCreateControlKey(encryption.Protect(candidate.Export(KeyBlobFormat.RawPrivateKey))).WaitAsync(cancellationToken);
+            var privateKey = encryption.Unprotect(stored);
+            if (encryption.Certificate is not null && !KeyRingEncryption.IsEncrypted(stored))
+            {
+                // Stored before encryption was configured: the same key, encrypted from now on.
+                await ring.ReplaceControlKey(stored, encryption.Protect(privateKey)).WaitAsync(cancellationToken);
+            }
+
             _sealKey = HMACSHA256.HashData(privateKey, "eo id seal"u8);
             _key = Key.Import(KeyAgreementAlgorithm.X25519, privateKey, KeyBlobFormat.RawPrivateKey);
             return _key;

@@ -44,6 +44,7 @@ public static partial class GatewayApp
 
         var configuration = builder.Configuration;
         builder.WebHost.ConfigureKestrel((context, kestrel) => GrpcPort.MarkGrpcEndpoint(kestrel, context.Configuration));
+        RequireCertificates(configuration);
         var gatewayOptions = configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
         builder.Services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));
         if (gatewayOptions.FleetMetricsInterval <= TimeSpan.Zero)
@@ -127,12 +128,22 @@ public static partial class GatewayApp
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IServiceMethodProvider<ControlGrpcService>, ControlServiceBinding>());
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks().AddCheck<ClusterReadiness>("cluster");
+        // Sent on HTTPS responses only; loopback is not excluded (a TLS gateway on loopback asked for it too).
+        builder.Services.AddHsts(o =>
+        {
+            o.MaxAge = TimeSpan.FromDays(365);
+            o.ExcludedHosts.Clear();
+        });
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
-        builder.Services.AddAdminConsole();
+        var keyRing = KeyRingEncryption.Load(configuration.GetSection(KeyRingOptions.Section).Get<KeyRingOptions>() ?? new KeyRingOptions(),
+            persisted: EphemeralHosting.Storage(configuration).Provider == StorageProvider.Postgres);
+        builder.Services.AddSingleton(keyRing);
+        builder.Services.AddAdminConsole(keyRing);
 
         var app = builder.Build();
         app.UseGrpcOnlyOnGrpcPort();
+        app.UseHsts();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         // Before anything that reaches the cluster: a flood is refused here.
@@ -158,6 +169,22 @@ public static partial class GatewayApp
 
         app.Lifetime.ApplicationStarted.Register(() => PrintBanner(app, gatewayOptions, generatedAdminKey ? adminKey : null));
         return app;
+    }
+
+    /// <summary>An https:// endpoint needs a certificate; Kestrel's own message would send the operator to the
+    /// development certificate, which a server must not use.</summary>
+    private static void RequireCertificates(IConfiguration configuration)
+    {
+        var hasDefault = configuration["Kestrel:Certificates:Default:Path"] is { Length: > 0 } || configuration["Kestrel:Certificates:Default:Subject"] is { Length: > 0 };
+        foreach (var endpoint in configuration.GetSection("Kestrel:Endpoints").GetChildren())
+        {
+            if (endpoint["Url"]?.StartsWith("https:", StringComparison.OrdinalIgnoreCase) == true && !hasDefault
+                && endpoint.GetSection("Certificate").GetChildren().All(setting => string.IsNullOrEmpty(setting.Value)))
+            {
+                throw new InvalidOperationException($"Kestrel:Endpoints:{endpoint.Key}:Url is https:// but no certificate is configured: set Kestrel:Certificates:Default:Path "
+                    + "and Kestrel:Certificates:Default:KeyPath to a PEM certificate and its key (or the endpoint's own Certificate:Path and Certificate:KeyPath).");
+            }
+        }
     }
 
     /// <summary>Prepares storage (the PostgreSQL schema) and runs until shut down.</summary>

@@ -27,7 +27,7 @@ public static class AdminConsole
 
     private static readonly Assembly Assembly = typeof(AdminConsole).Assembly;
 
-    public static void AddAdminConsole(this IServiceCollection services)
+    public static void AddAdminConsole(this IServiceCollection services, KeyRingEncryption keyRing)
     {
         services.AddRazorPages(o =>
             {
@@ -90,9 +90,15 @@ public static class AdminConsole
             o.Cookie.SameSite = SameSiteMode.Strict;
         });
 
-        services.AddDataProtection().SetApplicationName("EphemeralOrleans");
+        var dataProtection = services.AddDataProtection().SetApplicationName("EphemeralOrleans");
+        if (keyRing.Certificate is { } certificate)
+        {
+            dataProtection.ProtectKeysWithCertificate(certificate);
+        }
+
         services.AddSingleton<IConfigureOptions<KeyManagementOptions>>(sp =>
-            new ConfigureOptions<KeyManagementOptions>(o => o.XmlRepository = new GrainKeyRingRepository(sp.GetRequiredService<IGrainFactory>())));
+            new ConfigureOptions<KeyManagementOptions>(o => o.XmlRepository = new GrainKeyRingRepository(sp.GetRequiredService<IGrainFactory>(), keyRing,
+                sp.GetRequiredService<ILogger<GrainKeyRingRepository>>())));
         // That service loads the key ring while the host starts, before the silo or the cluster client can answer;
         // the ring is loaded on the first console request instead.
         var preload = services.FirstOrDefault(d => d.ImplementationType?.FullName == "Microsoft.AspNetCore.DataProtection.Internal.DataProtectionHostedService");

@@ -47,42 +47,41 @@ public sealed class KeyRingState
 public sealed class KeyRingGrain(
     [PersistentState("keyring", StorageNames.State)] IPersistentState<KeyRingState> ring) : Grain, IKeyRingGrain
 {
-    public Task<string[]> GetElements() => Task.FromResult(ring.State.Elements.Values.ToArray());
+    public Task<Dictionary<string, string>> GetElements() => Task.FromResult(ring.State.Elements.ToDictionary(StringComparer.Ordinal));
 
-    public async Task StoreElement(string friendlyName, string xml)
-    {
-        var before = ring.State.Elements;
-        ring.State.Elements = before.SetItem(friendlyName, xml);
-        try
-        {
-            await ring.WriteStateAsync();
-        }
-        catch
-        {
-            ring.State.Elements = before;
-            throw;
-        }
-    }
+    public Task StoreElement(string friendlyName, string xml) => WriteAsync(state => state.Elements = state.Elements.SetItem(friendlyName, xml));
+
+    public Task RemoveElements(string[] friendlyNames) => WriteAsync(state => state.Elements = state.Elements.RemoveRange(friendlyNames));
 
     public async Task<string> GetOrCreateControlKey(string candidate)
     {
-        if (ring.State.ControlKey is { } stored)
+        if (ring.State.ControlKey is not { } stored)
         {
-            return stored;
+            await WriteAsync(state => state.ControlKey = candidate);
+            stored = candidate;
         }
 
-        ring.State.ControlKey = candidate;
+        return stored;
+    }
+
+    public Task ReplaceControlKey(string stored, string replacement) =>
+        ring.State.ControlKey == stored ? WriteAsync(state => state.ControlKey = replacement) : Task.CompletedTask;
+
+    /// <summary>Applies <paramref name="change"/> and writes it; on a failed write the state is as before.</summary>
+    private async Task WriteAsync(Action<KeyRingState> change)
+    {
+        var before = new KeyRingState { Elements = ring.State.Elements, ControlKey = ring.State.ControlKey };
+        change(ring.State);
         try
         {
             await ring.WriteStateAsync();
         }
         catch
         {
-            ring.State.ControlKey = null;
+            ring.State.Elements = before.Elements;
+            ring.State.ControlKey = before.ControlKey;
             throw;
         }
-
-        return candidate;
     }
 }
 
