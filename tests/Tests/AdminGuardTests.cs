@@ -5,6 +5,7 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using EphemeralOrleans.Protocol.V1;
+using EphemeralOrleans.Testing;
 using EphemeralOrleans.Tests.Infrastructure;
 using Grpc.Core;
 using Grpc.Net.Client;

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using EphemeralOrleans.Protocol.V1;
+using EphemeralOrleans.Testing;
 using EphemeralOrleans.Tests.Infrastructure;
 using Grpc.Core;
 using Grpc.Net.Client;

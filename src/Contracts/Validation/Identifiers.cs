@@ -31,7 +31,7 @@ public static partial class Identifiers
         return tailnet is not null && TailnetPattern().IsMatch(tailnet);
     }
 
-    public static bool IsTag(string tag) => TagPattern().IsMatch(tag);
+    public static bool IsTag([NotNullWhen(true)] string? tag) => tag is not null && TagPattern().IsMatch(tag);
 
     /// <summary>Normalizes a node key to lowercase; false when it is not <c>nodekey:</c> followed by 64 hex digits.</summary>
     public static bool TryNodeKey(string? value, [NotNullWhen(true)] out string? nodeKey)

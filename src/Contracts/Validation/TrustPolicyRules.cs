@@ -45,12 +45,14 @@ public static class TrustPolicyRules
             return (null, Failure.Invalid("invalid_tags", "tags must look like tag:name (a-z, 0-9, -)."));
         }
 
-        if (description is { Length: > MaxTextLength })
+        // As for keys and webhooks: shown in the console and the CLI, so printable text only.
+        var shown = description is null ? null : Identifiers.DisplayText(description);
+        if (description is not null && (shown is null || shown.Length > MaxTextLength))
         {
-            return (null, Failure.Invalid("invalid_description", $"description is at most {MaxTextLength} characters."));
+            return (null, Failure.Invalid("invalid_description", $"description must be at most {MaxTextLength} printable characters."));
         }
 
-        return (new TrustPolicySpec(normalizedIssuer!, audienceList, subject, claimMap, tagList, needsApproval, string.IsNullOrWhiteSpace(description) ? null : description.Trim()), null);
+        return (new TrustPolicySpec(normalizedIssuer!, audienceList, subject, claimMap, tagList, needsApproval, string.IsNullOrWhiteSpace(shown) ? null : shown.Trim()), null);
     }
 
     /// <summary>An issuer URL as tokens carry it: https, or http for loopback (tests, a local issuer).</summary>

@@ -10,7 +10,7 @@ namespace EphemeralOrleans.Gateway.Http;
 /// <summary>Reads JSON bodies with a size limit and turns malformed ones into 400 problems.</summary>
 public static class RequestBodies
 {
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { Converters = { new StringListConverter() } };
 
     public static async Task<T> ReadAsync<T>(HttpContext context)
         where T : class
@@ -51,5 +51,33 @@ public static class RequestBodies
         {
             throw new BadHttpRequestException("Request body too large.", StatusCodes.Status413PayloadTooLarge);
         }
+    }
+
+    /// <summary>A list of strings (tags, audiences, event types, endpoints) without nulls: <c>["tag:ci", null]</c> is
+    /// malformed here, so no validator downstream meets a null element.</summary>
+    private sealed class StringListConverter : System.Text.Json.Serialization.JsonConverter<string[]>
+    {
+        public override string[]? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+        {
+            if (reader.TokenType == JsonTokenType.Null)
+            {
+                return null;
+            }
+
+            if (reader.TokenType != JsonTokenType.StartArray)
+            {
+                throw new JsonException("Expected a list of strings.");
+            }
+
+            var items = new List<string>();
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+            {
+                items.Add(reader.TokenType == JsonTokenType.String ? reader.GetString()! : throw new JsonException("A list of strings holds only strings (no null, number or object)."));
+            }
+
+            return [.. items];
+        }
+
+        public override void Write(Utf8JsonWriter writer, string[] value, JsonSerializerOptions options) => JsonSerializer.Serialize(writer, value);
     }
 }

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace EphemeralOrleans.Tests.Infrastructure;
+namespace EphemeralOrleans.Testing;
 
 /// <summary>Clients that come from a chosen loopback address (any 127.0.0.x reaches a gateway on 127.0.0.1), so that
 /// one test can play several sources of traffic.</summary>
