@@ -148,6 +148,53 @@ public sealed class ParserPropertyTests
     }
 
     [Fact]
+    public void An_address_in_a_policy_or_an_endpoint_is_accepted_only_written_as_the_address_it_means()
+    {
+        // Four numbers of 0-255 in any of the forms IPAddress.TryParse reads (a leading zero is octal, 0x hex), or fewer
+        // parts (the last one fills the rest), or one integer.
+        var part = Gen.Int[0, 255];
+        var written = Gen.Select(part, Gen.Int[0, 3], (value, form) => form switch
+        {
+            0 => value.ToString(),
+            1 => "0" + Convert.ToString(value, 8),
+            2 => "0x" + value.ToString("x"),
+            _ => value.ToString("000"),
+        });
+        var ipv4 = Gen.OneOf(
+            written.Array[4].Select(parts => string.Join('.', parts)),
+            written.Array[1, 3].Select(parts => string.Join('.', parts)),
+            Gen.UInt.Select(n => n.ToString()));
+        ipv4.Sample(text =>
+        {
+            var parsed = System.Net.IPAddress.TryParse(text, out var address);
+            var means = parsed && address!.ToString() == text;
+            var policy = $$"""{"acls":[{"action":"accept","src":["{{text}}"],"dst":["{{text}}:22"]}]}""";
+            var policyAccepted = true;
+            try
+            {
+                PolicyDocument.Parse(policy);
+            }
+            catch (PolicyException)
+            {
+                policyAccepted = false;
+            }
+
+            // A shorthand that reads as another address is refused, in a policy and as an endpoint.
+            if (parsed && !means)
+            {
+                Assert.False(policyAccepted, text);
+                Assert.False(Endpoints.TryParse([$"{text}:51820"], out _, out _), text);
+            }
+
+            // Stored policies keep the meaning earlier versions gave them.
+            if (parsed)
+            {
+                PolicyDocument.ParseStored(policy);
+            }
+        }, iter: Iterations);
+    }
+
+    [Fact]
     public void A_policy_document_parses_or_is_refused_with_a_policy_error_never_anything_else()
     {
         // Random documents of the policy's shape: the known sections and some others, with values of every JSON kind.

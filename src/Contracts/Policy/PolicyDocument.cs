@@ -36,9 +36,15 @@ public sealed partial class PolicyDocument
 
     public static PolicyDocument AllowAll { get; } = Parse(AllowAllJson);
 
-    /// <summary>Parses and checks <paramref name="json"/>.</summary>
+    /// <summary>Parses and checks <paramref name="json"/>, a policy being set.</summary>
     /// <exception cref="PolicyException">The document is not a valid policy; the message names the bad entry.</exception>
-    public static PolicyDocument Parse(string json)
+    public static PolicyDocument Parse(string json) => Parse(json, strictAddresses: true);
+
+    /// <summary>Parses a policy that was stored: as <see cref="Parse(string)"/>, except that addresses in the shorthand
+    /// forms earlier versions accepted ("10.1") are read as they were then, so a stored policy keeps its meaning.</summary>
+    public static PolicyDocument ParseStored(string json) => Parse(json, strictAddresses: false);
+
+    private static PolicyDocument Parse(string json, bool strictAddresses)
     {
         JsonNode? root;
         try
@@ -97,7 +103,7 @@ public sealed partial class PolicyDocument
             {
                 if (!members[i].Contains('@', StringComparison.Ordinal))
                 {
-                    CheckSelector(members[i], groups, tagOwners, $"groups[\"{group}\"][{i}]");
+                    CheckSelector(members[i], groups, tagOwners, $"groups[\"{group}\"][{i}]", strictAddresses);
                 }
             }
         }
@@ -125,7 +131,7 @@ public sealed partial class PolicyDocument
             var sources = new List<string>();
             foreach (var (i, source) in Strings(rule["src"], $"{path}.src"))
             {
-                CheckSelector(source, groups, tagOwners, $"{path}.src[{i}]");
+                CheckSelector(source, groups, tagOwners, $"{path}.src[{i}]", strictAddresses);
                 sources.AddRange(Expand(source, groups));
             }
 
@@ -139,7 +145,7 @@ public sealed partial class PolicyDocument
                     throw new PolicyException(at, $"'{destination}' must be <target>:<ports>, e.g. tag:db:5432 or *:*");
                 }
 
-                CheckSelector(destination[..colon], groups, tagOwners, at);
+                CheckSelector(destination[..colon], groups, tagOwners, at, strictAddresses);
                 CheckPorts(destination[(colon + 1)..], at);
                 destinations.AddRange(Expand(destination[..colon], groups).Select(t => new PolicyDestination(PolicyTarget.Parse(t), destination[(colon + 1)..])));
             }
@@ -211,7 +217,7 @@ public sealed partial class PolicyDocument
     }
 
     /// <summary>A source or destination target: <c>*</c>, a tag, a group, an address or CIDR, or a node name.</summary>
-    private static void CheckSelector(string selector, Dictionary<string, string[]> groups, Dictionary<string, string[]> tagOwners, string path)
+    private static void CheckSelector(string selector, Dictionary<string, string[]> groups, Dictionary<string, string[]> tagOwners, string path, bool strictAddresses)
     {
         if (selector == "*")
         {
@@ -239,8 +245,14 @@ public sealed partial class PolicyDocument
             return;
         }
 
-        if (IPAddress.TryParse(selector, out _) || IPNetwork.TryParse(selector, out _))
+        if (IPAddress.TryParse(selector, out var address) || IPNetwork.TryParse(selector, out _))
         {
+            if (strictAddresses && !AddressText.IsWrittenAsParsed(selector))
+            {
+                throw new PolicyException(path, $"'{selector}' is read as {(address?.ToString() ?? "another prefix")}: write an address as four decimal numbers without leading zeros "
+                    + "(IPv6 without a zone), a prefix as address/length");
+            }
+
             return;
         }
 

@@ -63,7 +63,8 @@ public static class Endpoints
         var ipv6 = host.StartsWith('[') && host.EndsWith(']');
         if (colon <= 0 || (host.Contains(':') && !ipv6) || !ushort.TryParse(text.AsSpan(colon + 1), out var port) || port == 0
             || text[(colon + 1)..].Any(c => !char.IsAsciiDigit(c))
-            || !IPAddress.TryParse(ipv6 ? host[1..^1] : host, out var address) || (address.AddressFamily == AddressFamily.InterNetworkV6) != ipv6
+            || !IPAddress.TryParse(ipv6 ? host[1..^1] : host, out var address) || !AddressText.IsWrittenAsParsed(ipv6 ? host[1..^1] : host)
+            || (address.AddressFamily == AddressFamily.InterNetworkV6) != ipv6
             || (ipv6 && address.ScopeId != 0))
         {
             return "expected ip:port with a port from 1 to 65535 (IPv6 as [address]:port).";

@@ -527,7 +527,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
     }
 
     private async Task<PolicyDocument> PolicyAsync(string tailnet) =>
-        await grains.GetGrain<ITailnetGrain>(tailnet).GetPolicy() is { } json ? PolicyDocument.Parse(json) : PolicyDocument.AllowAll;
+        await grains.GetGrain<ITailnetGrain>(tailnet).GetPolicy() is { } json ? PolicyDocument.ParseStored(json) : PolicyDocument.AllowAll;
 
     private static bool IsKeyId(string keyId) => keyId.Length is > 0 and <= 64 && keyId.All(char.IsAsciiLetterOrDigit);
 

@@ -467,7 +467,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
         }
 
         _policyJson = policyJson;
-        return policyJson is null ? PolicyVisibility.AllowAll : new PolicyVisibility(PolicyDocument.Parse(policyJson));
+        return policyJson is null ? PolicyVisibility.AllowAll : new PolicyVisibility(PolicyDocument.ParseStored(policyJson));
     }
 
     private static bool SameFilter(PacketFilterRule[] a, PacketFilterRule[] b) =>
