@@ -57,6 +57,7 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
     protected override IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
         ["Ephemeral:InactivityTimeout"] = "00:02:00",
+        ["Console:LiveSessionCheck"] = "00:00:01",
     };
 
     private string Url(string path) => new Uri(Gateway.Http.BaseAddress!, path).ToString();
@@ -128,6 +129,20 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
         Assert.Empty(await Gateway.ListKeysAsync());
         await page.GotoAsync(Url("/admin/keys"));
         Assert.Contains("/admin/signin", page.Url);
+    }
+
+    [BrowserFact]
+    public async Task An_open_device_list_stops_following_the_fleet_when_its_session_is_signed_out_elsewhere()
+    {
+        var page = await SignedInPageAsync();
+        var other = await page.Context.NewPageAsync();
+        await other.GotoAsync(Url("/admin/keys"));
+        await other.ClickAsync("text=Sign out");
+        await Expect(other.Locator("h1")).ToHaveTextAsync("Sign in");
+
+        // The open list's stream was authenticated when it opened; it notices within Console:LiveSessionCheck and the
+        // page goes to the sign-in form by itself (nothing is clicked or navigated there).
+        await Expect(page.Locator("h1")).ToHaveTextAsync("Sign in", new() { Timeout = 15_000 });
     }
 
     [BrowserFact]
@@ -212,6 +227,9 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
     {
         var page = await SignedInPageAsync();
         await page.EvaluateAsync("() => { window.notReloaded = true; }");
+        // The list is pushed: once the page's stream has its first list, devices coming and going are deltas only.
+        await Poll.UntilAsync(async () => await ListUpdatesAsync("reset") >= 1, TimeSpan.FromSeconds(10), "the live list's first reset");
+        var resets = await ListUpdatesAsync("reset");
 
         var persistent = (await Gateway.CreateKeyAsync(ephemeral: false)).Str("key");
         await Gateway.RegisterAsync(persistent, hostname: "build-cache");
@@ -226,6 +244,10 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
         await Expect(row).ToContainTextAsync(node.Str("ipv4"));
         await Expect(row).ToContainTextAsync("tag:ci");
         await Expect(page.Locator("tr[data-name='build-cache'] .badge.ephemeral")).ToHaveCountAsync(0);
+        await Expect(page.Locator("[data-count='total']")).ToHaveTextAsync("2");
+        await Expect(page.Locator("[data-count='online']")).ToHaveTextAsync("1");
+        Assert.Equal(resets, await ListUpdatesAsync("reset")); // no snapshot for the changes
+        Assert.True(await ListUpdatesAsync("delta") >= 1);
         await ScreenshotAsync(page, "devices");
 
         // Filters: persistent only hides the ephemeral runner; tag:ci shows only it.
@@ -246,6 +268,14 @@ public sealed class ConsoleTests(BrowserFixture browser) : GatewayTest, IClassFi
         Assert.Equal(HttpStatusCode.NoContent, await Gateway.LogoutAsync(token));
         await Expect(row).ToHaveCountAsync(0);
         Assert.True(await page.EvaluateAsync<bool>("() => window.notReloaded === true"), "the page was reloaded");
+    }
+
+    /// <summary>How many updates of a kind the gateway pushed to live device lists (its metric).</summary>
+    private async Task<double> ListUpdatesAsync(string kind)
+    {
+        var metrics = await Gateway.Http.GetStringAsync("/metrics");
+        var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("eo_gateway_console_device_list_updates_total{", StringComparison.Ordinal) && l.Contains($"kind=\"{kind}\""));
+        return line is null ? 0 : double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [BrowserFact]

@@ -152,6 +152,24 @@ public sealed class TlsTests(ITestOutputHelper log) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_relay_answers_over_wss_to_a_node_that_trusts_the_CA()
+    {
+        using var admin = Admin();
+        var key = await admin.PostAsJsonAsync("/api/v1/tailnets/-/keys", new { reusable = false, ephemeral = true, preauthorized = true });
+        var authKey = (await key.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("key").GetString()!;
+        using var register = await admin.PostAsJsonAsync("/api/v1/machine/register", new { authKey, nodeKey = ApiClient.NewNodeKey(), hostname = "relayed", ephemeral = true });
+        var token = (await register.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("nodeToken").GetString()!;
+
+        // As the agent's relay link connects: a WebSocket over the same trust (wss:// from an https:// login server).
+        using var invoker = new HttpMessageInvoker(TrustingTheCa());
+        using var socket = new System.Net.WebSockets.ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", "Bearer " + token);
+        await socket.ConnectAsync(new UriBuilder(_gateway.HttpUrl) { Scheme = "wss", Path = "/api/v1/machine/relay" }.Uri, invoker, CancellationToken.None);
+        Assert.Equal(System.Net.WebSockets.WebSocketState.Open, socket.State);
+        await socket.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
+    }
+
+    [Fact]
     public async Task A_gateway_given_an_https_endpoint_without_a_certificate_refuses_to_start_with_one_line()
     {
         var (exitCode, _, stderr) = await HostProcess.RunToExitAsync("Gateway",

@@ -188,6 +188,30 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         }
     }
 
+    /// <summary>A tailnet's nodes as this gateway follows them: every node first, then each batch's changes, until
+    /// <paramref name="cancellationToken"/> ends it or the watcher falls behind (then the sequence just ends).</summary>
+    public async IAsyncEnumerable<TailnetWatchUpdate> WatchAsync(string tailnet, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var feed = await FeedAsync(tailnet);
+        var watch = new TailnetWatch();
+        feed.Watch(watch);
+        try
+        {
+            while (await watch.Updates.WaitToReadAsync(cancellationToken))
+            {
+                while (watch.Updates.TryRead(out var update))
+                {
+                    yield return update;
+                }
+            }
+        }
+        finally
+        {
+            feed.Unwatch(watch);
+            watch.End();
+        }
+    }
+
     /// <summary>Whether the relay may carry packets between two nodes: this gateway follows their tailnet (the sender's
     /// map stream is here) and the policy pairs them. Cheap enough for every packet.</summary>
     public bool Pairs(string tailnet, string fromId, string toId) => _feeds.TryGetValue(tailnet, out var feed) && feed.Pairs(fromId, toId);
@@ -241,7 +265,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             {
                 foreach (var feed in _feeds.Values)
                 {
-                    if (feed.StreamCount == 0)
+                    if (feed.IsIdle)
                     {
                         _feeds.TryRemove(feed.Tailnet, out _);
                         await UnsubscribeQuietlyAsync(feed);

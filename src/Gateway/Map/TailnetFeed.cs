@@ -20,6 +20,7 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
     private readonly Dictionary<string, HashSet<string>> _nodesByClass = new(StringComparer.Ordinal);
     private readonly Dictionary<string, HashSet<MapStream>> _streamsByClass = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<MapStream>> _streamsByNode = new(StringComparer.Ordinal);
+    private readonly List<TailnetWatch> _watches = [];
     private PolicyVisibility _policy = PolicyVisibility.AllowAll;
     private string? _policyJson;
     private int _streamCount;
@@ -33,7 +34,17 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
 
     public bool IsInitialized => Version >= 0;
 
-    public int StreamCount => Volatile.Read(ref _streamCount);
+    /// <summary>No stream and no watcher: the hub may drop the feed.</summary>
+    public bool IsIdle
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _streamCount == 0 && _watches.Count == 0;
+            }
+        }
+    }
 
     /// <summary>Whether the policy pairs two nodes of the tailnet — the test that puts each in the other's netmap. The
     /// relay forwards only between such nodes.</summary>
@@ -66,6 +77,12 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
             Reclassify();
             var reset = IsInitialized;
             Version = snapshot.Version;
+            if (_watches.Count > 0)
+            {
+                var all = _nodes.Values.ToArray();
+                Notify(new TailnetWatchUpdate(all, [], [], NodeCounts.Of(all)));
+            }
+
             if (reset)
             {
                 foreach (var stream in AllStreams())
@@ -93,6 +110,11 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
                 return false;
             }
 
+            // Before routing updates the copy: what is news to a watcher is what differs from it.
+            (NodeEntry[] Changed, string[] Removed)? watched = _watches.Count == 0 ? null : (
+                changes.Changed.Where(n => _nodes.GetValueOrDefault(n.Id) != n).ToArray(),
+                changes.Removed.Where(_nodes.ContainsKey).ToArray());
+
             if (changes.PolicyJson is { } policyJson)
             {
                 ApplyWithNewPolicy(changes, Visibility(policyJson));
@@ -103,7 +125,31 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
             }
 
             Version = changes.Version;
+            if (watched is { } news && (news.Changed.Length > 0 || news.Removed.Length > 0))
+            {
+                Notify(new TailnetWatchUpdate(null, news.Changed, news.Removed, NodeCounts.Of(_nodes.Values)));
+            }
+
             return true;
+        }
+    }
+
+    /// <summary>Adds a watcher and queues every node for it in the same step, so no batch falls between the two.</summary>
+    public void Watch(TailnetWatch watch)
+    {
+        lock (_gate)
+        {
+            _watches.Add(watch);
+            var all = _nodes.Values.ToArray();
+            watch.Push(new TailnetWatchUpdate(all, [], [], NodeCounts.Of(all)));
+        }
+    }
+
+    public void Unwatch(TailnetWatch watch)
+    {
+        lock (_gate)
+        {
+            _watches.Remove(watch);
         }
     }
 
@@ -450,6 +496,14 @@ internal sealed class TailnetFeed(string tailnet, FanoutThreads fanout)
         }
 
         File(stream, streamClass);
+    }
+
+    private void Notify(TailnetWatchUpdate update)
+    {
+        foreach (var watch in _watches)
+        {
+            watch.Push(update);
+        }
     }
 
     private IEnumerable<MapStream> AllStreams() => _streamsByClass.Values.SelectMany(s => s);

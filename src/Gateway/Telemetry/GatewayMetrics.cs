@@ -33,6 +33,9 @@ public static class GatewayMetrics
     private static readonly Counter<long> RelayBytes = Meter.CreateCounter<long>(
         "eo.gateway.relay_bytes", "By", "Payload bytes the relay delivered.");
 
+    private static readonly Counter<long> ConsoleDeviceListUpdates = Meter.CreateCounter<long>(
+        "eo.gateway.console_device_list_updates", "{update}", "Updates pushed to the console's live device lists: reset (the whole list, when a page connects or after a resync) or delta (one batch of changes).");
+
     private static readonly Counter<long> AdminAuthFailures = Meter.CreateCounter<long>(
         "eo.gateway.admin_auth_failures", "{attempt}", "Wrong admin keys, by surface (admin_api, admin_grpc, console, dashboard) and outcome: refused, or throttled (not compared).");
 
@@ -63,6 +66,8 @@ public static class GatewayMetrics
     /// <summary>A registration's outcome ("ok" or the refusal's code), by credential: an auth key or an OIDC token.</summary>
     public static void Registration(string outcome, string credential = "key") =>
         Registrations.Add(1, new KeyValuePair<string, object?>("outcome", outcome), new KeyValuePair<string, object?>("credential", credential));
+
+    public static void ConsoleDeviceListUpdate(string kind) => ConsoleDeviceListUpdates.Add(1, new KeyValuePair<string, object?>("kind", kind));
 
     public static void StreamOpened() => Streams.Add(1);
 

@@ -20,6 +20,10 @@ public sealed class ConsoleOptions
     /// <summary>Mark the console's cookies <c>Secure</c> even on plain-HTTP requests: for a gateway behind a proxy that
     /// terminates TLS. Otherwise they are <c>Secure</c> when the request came over HTTPS.</summary>
     public bool SecureCookies { get; set; }
+
+    /// <summary>How often a page's live stream (the device list) checks that its session still stands: a stream opened
+    /// before a sign-out elsewhere ends within this.</summary>
+    public TimeSpan LiveSessionCheck { get; set; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -31,6 +35,14 @@ public sealed class ConsoleSessionStore(IGrainFactory grains, TimeProvider time,
 {
     /// <summary>The sign-in time, kept in the ticket's properties across renewals (which reset its issue time).</summary>
     public const string SignedInItem = "eo:signed-in";
+
+    /// <summary>The claim the cookie handler puts the session's key in (ASP.NET Core's, not ours).</summary>
+    private const string SessionKeyClaim = "Microsoft.AspNetCore.Authentication.Cookies-SessionId";
+
+    /// <summary>Whether the session of a signed-in request still stands (not signed out, not expired): a long request
+    /// (a live stream) is authenticated once, at its start.</summary>
+    public async Task<bool> StandsAsync(System.Security.Claims.ClaimsPrincipal user) =>
+        user.FindFirst(SessionKeyClaim)?.Value is { } key && await RetrieveAsync(key) is not null;
 
     private IConsoleSessionsGrain Sessions => grains.GetGrain<IConsoleSessionsGrain>(IConsoleSessionsGrain.Key);
 

@@ -37,7 +37,71 @@
     });
   }
 
-  // The device list follows the fleet: the live region is re-fetched every two seconds.
+  // The device list follows the fleet by server push: the gateway sends the list when the stream opens ("reset"),
+  // then each changed device's row ("row"), removals ("remove") and the counts ("counts"). Updates wait while the
+  // operator has something in the list focused (a confirmation open, a button about to be clicked): the click must
+  // land on what they saw.
+  const stream = document.querySelector('[data-stream]');
+  if (stream && window.EventSource) {
+    const source = new EventSource(stream.dataset.stream);
+    const held = [];
+    const row = (id) => stream.querySelector(`tr[data-node="${CSS.escape(id)}"]`);
+    const showEmpty = () => {
+      const table = stream.querySelector('table');
+      const rows = table ? table.tBodies[0].rows.length : 0;
+      if (table) table.hidden = rows === 0;
+      const empty = stream.querySelector('.empty');
+      if (empty) empty.hidden = rows > 0;
+    };
+    const apply = (type, data) => {
+      if (type === 'reset') {
+        stream.innerHTML = data.html;
+      } else if (type === 'row') {
+        const template = document.createElement('template');
+        template.innerHTML = data.html.trim();
+        const fresh = template.content.firstElementChild;
+        const old = row(data.id);
+        const table = stream.querySelector('table');
+        if (old) {
+          old.replaceWith(fresh);
+        } else if (table) {
+          const body = table.tBodies[0];
+          body.prepend(fresh); // the newest device first, as the list is sorted
+          while (body.rows.length > Number(table.dataset.maxRows || 500)) body.deleteRow(-1);
+        }
+        showEmpty();
+      } else if (type === 'remove') {
+        const old = row(data.id);
+        if (old) old.remove();
+        showEmpty();
+      } else if (type === 'counts') {
+        for (const [name, value] of Object.entries(data)) {
+          const count = stream.querySelector(`[data-count="${name}"]`);
+          if (count) count.textContent = value;
+        }
+        const awaiting = stream.querySelector('[data-awaiting]');
+        if (awaiting) awaiting.hidden = data.awaiting === 0;
+      }
+    };
+    const flush = () => {
+      if (!stream.contains(document.activeElement)) held.splice(0).forEach(([type, data]) => apply(type, data));
+    };
+    for (const type of ['reset', 'row', 'remove', 'counts']) {
+      source.addEventListener(type, (event) => {
+        held.push([type, JSON.parse(event.data)]);
+        flush();
+      });
+    }
+    stream.addEventListener('focusout', () => setTimeout(flush, 0));
+    // The session ended (signed out elsewhere, expired): the reload goes to the sign-in page. A gateway that is
+    // restarting is retried by the browser itself, and the stream starts over with a reset.
+    source.addEventListener('signedout', () => location.reload());
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) location.reload();
+    };
+  }
+
+  // The event list follows the log: the live region is re-fetched every two seconds.
   const live = document.querySelector('[data-live]');
   if (live) {
     let last = live.innerHTML;
