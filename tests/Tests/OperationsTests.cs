@@ -124,3 +124,56 @@ public sealed class ExposedDashboardTests : GatewayTest
         Assert.NotNull(health);
     }
 }
+
+/// <summary>
+/// <c>deploy/grafana/ephemeral-orleans.json</c> charts only what the gateway exports: after a workload that makes every
+/// kind of event the panels show (registrations ok and refused, a map stream and its deltas, a removal for inactivity,
+/// flood refusals, a wrong admin key), every metric a panel's query names is in the gateway's scrape.
+/// </summary>
+public sealed class GrafanaDashboardTests : GatewayTest
+{
+    protected override IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Gateway:FleetMetricsInterval"] = "00:00:01",
+        ["RateLimits:Enabled"] = "true",
+        ["RateLimits:RegistrationsPerSecond"] = "1",
+        ["RateLimits:RegistrationBurst"] = "4",
+    };
+
+    [Fact]
+    public async Task Every_metric_the_Grafana_dashboard_queries_is_exported()
+    {
+        var path = Path.Combine(HostProcess.RepositoryRoot(), "deploy", "grafana", "ephemeral-orleans.json");
+        using var dashboard = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(path));
+        var queried = dashboard.RootElement.GetProperty("panels").EnumerateArray()
+            .SelectMany(p => p.GetProperty("targets").EnumerateArray()).Select(t => t.GetProperty("expr").GetString()!)
+            .SelectMany(e => System.Text.RegularExpressions.Regex.Matches(e, @"\beo_[a-z_]+").Select(m => m.Value))
+            .ToHashSet(StringComparer.Ordinal);
+        Assert.True(queried.Count >= 8, string.Join(", ", queried));
+
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var (_, streaming) = await Gateway.RegisterAsync(key, hostname: "streams");
+        await using var map = await Gateway.OpenMapAsync(streaming);
+        await map.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "full map");
+        var (idle, _) = await Gateway.RegisterAsync(key, hostname: "goes-idle"); // removed for inactivity (2 s)
+        Assert.Equal(HttpStatusCode.Unauthorized, (await Gateway.TryRegisterAsync(key[..^4] + "AAAA")).Status);
+        using (var wrongKey = new HttpClient { BaseAddress = Gateway.Http.BaseAddress })
+        {
+            wrongKey.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "eo-admin-wrong-key-000000000000000000000");
+            Assert.Equal(HttpStatusCode.Unauthorized, (await wrongKey.GetAsync("/api/v1/tailnets/-/nodes")).StatusCode);
+        }
+
+        for (var i = 0; i < 10 && (await Gateway.TryRegisterAsync(key)).Status != HttpStatusCode.TooManyRequests; i++)
+        {
+        }
+
+        await map.WaitForAsync(m => m.Type() == "delta" && m.Ids("peersRemoved").Contains(idle.Str("id")), TimeSpan.FromSeconds(20), "the inactivity removal");
+        string[] missing = [];
+        await Poll.UntilAsync(async () =>
+        {
+            var scrape = await Gateway.Http.GetStringAsync("/metrics");
+            missing = queried.Where(name => !System.Text.RegularExpressions.Regex.IsMatch(scrape, $"^{name}[{{ ]", System.Text.RegularExpressions.RegexOptions.Multiline)).ToArray();
+            return missing.Length == 0;
+        }, TimeSpan.FromSeconds(20), "every queried metric in the scrape", why: () => "missing: " + string.Join(", ", missing));
+    }
+}
