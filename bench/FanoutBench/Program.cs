@@ -33,6 +33,7 @@ var sizes = Option("--sizes", "1000,10000,50000").Split(',', StringSplitOptions.
 Console.WriteLine($"{Environment.ProcessorCount} cores; streams {string.Join("/", streamCounts)}; {rate} joins/s + {rate} leaves/s for {seconds} s; batch window {(window is { } w ? $"{w.TotalMilliseconds} ms" : "the gateway's default")}");
 Bench.BatchWindow = window;
 
+var fanout = new List<(int Streams, double RawP50, double RawP99, double GatewayP50, double GatewayP99)>();
 Console.WriteLine("| streams | raw msg/s | raw p50 ms | raw p99 ms | raw p99 ms, change to delivery | raw server cores | gateway msg/s | gateway p50 ms | gateway p99 ms | gateway cores | load process cores (gateway run) | registration p99 ms | gateway p99 / raw change-to-delivery p99 | gateway p99 / raw p99 | reconnect storm s |");
 Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 foreach (var n in streamCounts)
@@ -42,6 +43,18 @@ foreach (var n in streamCounts)
     Console.WriteLine($"| {n} | {raw.Messages / (double)seconds:F0} | {raw.Latency.P(50):F0} | {raw.Latency.P(99):F0} | {raw.ChangeLatency!.P(99):F0} | {raw.ServerCores:F2} "
         + $"| {gateway.Messages / (double)seconds:F0} | {gateway.Latency.P(50):F0} | {gateway.Latency.P(99):F0} | {gateway.ServerCores:F2} | {gateway.LoadCores:F2} | {gateway.Registration!.P(99):F0} "
         + $"| {gateway.Latency.P(99) / Math.Max(1, raw.ChangeLatency.P(99)):F2} | {gateway.Latency.P(99) / Math.Max(1, raw.Latency.P(99)):F2} | {storm.TotalSeconds:F2} |");
+    fanout.Add((n, raw.ChangeLatency.P(50), raw.ChangeLatency.P(99), gateway.Latency.P(50), gateway.Latency.P(99)));
+}
+
+if (fanout.Count > 0)
+{
+    Console.WriteLine("chart points (change to delivery, ms): " + string.Join("; ", fanout.Select(f =>
+        $"{f.Streams} streams: gateway p50 {f.GatewayP50:F0} p99 {f.GatewayP99:F0}, raw p50 {f.RawP50:F0} p99 {f.RawP99:F0}")));
+    Console.WriteLine(EphemeralOrleans.Bench.Charts.Lines(Path.Combine(EphemeralOrleans.Testing.HostProcess.RepositoryRoot(), "docs", "plots"), "fanout",
+        $"Change to delivery against open streams ({rate} joins + {rate} leaves a second)", "map streams", "ms",
+        fanout.Select(f => f.Streams.ToString("N0")).ToArray(),
+        [("gateway p50", fanout.Select(f => f.GatewayP50).ToArray()), ("gateway p99", fanout.Select(f => f.GatewayP99).ToArray()),
+            ("raw broadcast p50 (change to delivery)", fanout.Select(f => f.RawP50).ToArray()), ("raw broadcast p99 (change to delivery)", fanout.Select(f => f.RawP99).ToArray())]));
 }
 
 Console.WriteLine("| tailnet size | changes | gateway CPU ms per change | idle CPU ms/s | p50 ms | p99 ms (10 affected streams) |");

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
+using EphemeralOrleans.Bench;
 using EphemeralOrleans.Testing;
 
 // What a registration flood from one source does to another source's registrations, with the production rate limits
@@ -13,11 +14,14 @@ using EphemeralOrleans.Testing;
 // 429, 5xx). Each source uses its own key, so the per-key limit (500 a second) is not what is measured. A last round
 // runs the same flood against a gateway without limits (RateLimits:Enabled=false): what the limits spare the victim.
 //
-//   dotnet run -c Release --project bench/FloodBench -- [--seconds 20] [--rounds 3] [--victim-rate 50] [--flood-factor 10]
+// Writes flood-latency.png (the victim's latency distributions) to --plots (docs/plots).
+//
+//   dotnet run -c Release --project bench/FloodBench -- [--seconds 20] [--rounds 3] [--victim-rate 50] [--flood-factor 10] [--plots DIR]
 var duration = TimeSpan.FromSeconds(Argument("--seconds", 20));
 var rounds = Argument("--rounds", 3);
 var victimRate = Argument("--victim-rate", 50);
 var floodFactor = Argument("--flood-factor", 10);
+var plots = args.SkipWhile(a => a != "--plots").Skip(1).FirstOrDefault() ?? Path.Combine(HostProcess.RepositoryRoot(), "docs", "plots");
 const int SourceLimit = 100; // RateLimits:RegistrationsPerSecond's default, set explicitly below
 const string AdminKey = "bench-admin-key-4Fq8Zr2Lw6Xt9Mv3";
 
@@ -25,24 +29,27 @@ Console.WriteLine($"{Environment.ProcessorCount} cores; victim {victimRate}/s fr
     + $"{duration.TotalSeconds} s a measurement, {rounds} rounds");
 Console.WriteLine("| round | victim p50/p99 alone (ms) | victim p50/p99 under the flood (ms) | p99 ratio | flood: accepted / 429 / 5xx / other | flood sent/s |");
 Console.WriteLine("|---|---|---|---|---|---|");
-var ratios = new List<double>();
+var results = new List<(double Ratio, List<double> Alone, List<double> Flooded)>();
 await using (var limited = await StartAsync(limits: true))
 {
     await limited.VictimAsync(TimeSpan.FromSeconds(3)); // warm-up: JIT, first grains
     for (var round = 1; round <= rounds; round++)
     {
-        ratios.Add(await limited.RoundAsync(round.ToString()));
+        results.Add(await limited.RoundAsync(round.ToString()));
     }
 }
 
-var medianRatio = ratios.Order().ElementAt(ratios.Count / 2);
+var median = results.OrderBy(r => r.Ratio).ElementAt(results.Count / 2);
+List<double> unlimitedFlooded;
 await using (var unlimited = await StartAsync(limits: false))
 {
     await unlimited.VictimAsync(TimeSpan.FromSeconds(3));
-    await unlimited.RoundAsync("no limits");
+    unlimitedFlooded = (await unlimited.RoundAsync("no limits")).Flooded;
 }
 
-Console.WriteLine($"median p99 ratio with the limits (flooded / alone): {medianRatio:F2}  (goal ≤ 2)");
+Console.WriteLine($"median p99 ratio with the limits (flooded / alone): {median.Ratio:F2}  (goal ≤ 2)");
+Console.WriteLine(Charts.Distribution(plots, "flood-latency", $"Victim registrations: alone, under a {floodFactor}x flood, and the flood without limits", "latency (ms)",
+    [("alone (median round)", median.Alone), ("under the flood, limits on", median.Flooded), ("under the flood, no limits", unlimitedFlooded)]));
 return 0;
 
 async Task<Target> StartAsync(bool limits)
@@ -72,8 +79,8 @@ sealed class Target(HostProcess gateway, string victimKey, string floodKey, int 
     private readonly HttpClient _victim = new(LoopbackSource.Handler("127.0.0.41")) { BaseAddress = gateway.HttpUrl };
     private readonly HttpClient _flooder = new(LoopbackSource.Handler("127.0.0.42")) { BaseAddress = gateway.HttpUrl, Timeout = TimeSpan.FromSeconds(30) };
 
-    /// <summary>The victim alone, then under the flood; prints the row and returns the p99 ratio.</summary>
-    public async Task<double> RoundAsync(string label)
+    /// <summary>The victim alone, then under the flood; prints the row and returns the p99 ratio and the latencies.</summary>
+    public async Task<(double Ratio, List<double> Alone, List<double> Flooded)> RoundAsync(string label)
     {
         var alone = await VictimAsync(duration);
         var outcomes = new ConcurrentDictionary<string, int>();
@@ -89,7 +96,7 @@ sealed class Target(HostProcess gateway, string victimKey, string floodKey, int 
         Console.WriteLine($"| {label} | {Percentile(alone, 0.5):F1} / {Percentile(alone, 0.99):F1} | {Percentile(flooded, 0.5):F1} / {Percentile(flooded, 0.99):F1} | {ratio:F2} | "
             + $"{outcomes.GetValueOrDefault("200")} / {outcomes.GetValueOrDefault("429")} / {outcomes.Where(o => o.Key.StartsWith('5')).Sum(o => o.Value)} / "
             + $"{outcomes.Where(o => o.Key is not ("200" or "429") && !o.Key.StartsWith('5')).Sum(o => o.Value)} | {sent:F0} |");
-        return ratio;
+        return (ratio, alone, flooded);
     }
 
     public async ValueTask DisposeAsync()

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
+using EphemeralOrleans.Bench;
 using EphemeralOrleans.Testing;
 using Npgsql;
 
@@ -11,6 +12,8 @@ using Npgsql;
 // concurrent clients. Figures are ratios to that baseline because the machine is shared and noisy. Each storage is
 // measured twice: registering with an auth key, and with an OIDC ID token (workload identity) from an issuer of this
 // process (RS256, minted before the measurement), whose requests during the run are counted.
+//
+// Writes registrations.png (the medians as bars) to docs/plots.
 //
 //   dotnet run -c Release --project bench/RegistrationBench -- [--clients 32] [--seconds 10] [--rounds 2]
 var clients = Argument("--clients", 32);
@@ -87,6 +90,14 @@ Console.WriteLine("|---|---:|---:|---:|");
 Console.WriteLine($"| embedded in-memory | {Median("memory"):F0} | {Median("memory-tokens"):F0} | {Median("memory-tokens") / Median("memory"):F2} |");
 Console.WriteLine($"| PostgreSQL | {Median("postgres"):F0} | {Median("postgres-tokens"):F0} | {Median("postgres-tokens") / Median("postgres"):F2} |");
 Console.WriteLine($"issuer requests over all token runs: {issuer.Requests} (discovery + JWKS, per gateway start)");
+if (!postgresOnly)
+{
+    Console.WriteLine(Charts.Bars(Path.Combine(HostProcess.RepositoryRoot(), "docs", "plots"), "registrations",
+        $"Ephemeral registrations per second ({clients} clients, median of {rounds} rounds)", "per second",
+        [("PostgreSQL commits\n(baseline)", medianBaseline), ("in memory,\nauth keys", Median("memory")), ("in memory,\nOIDC tokens", Median("memory-tokens")),
+            ("PostgreSQL,\nauth keys", Median("postgres")), ("PostgreSQL,\nOIDC tokens", Median("postgres-tokens"))]));
+}
+
 return 0;
 
 async Task<double> BaselineAsync(string connectionString)

@@ -20,7 +20,6 @@ public sealed class DevicesModel(ControlPlane controlPlane, TimeProvider time) :
     /// <summary>A page this long stays quick to render; filters narrow a larger fleet.</summary>
     public const int MaxRows = 500;
 
-
     [BindProperty(SupportsGet = true, Name = "tag")]
     public string? Tag { get; set; }
 
@@ -66,10 +65,12 @@ public sealed class DevicesModel(ControlPlane controlPlane, TimeProvider time) :
     public async Task<IActionResult> OnGetLiveAsync([FromServices] MapHub hub, [FromServices] ICompositeViewEngine views,
         [FromServices] ConsoleSessionStore sessions, [FromServices] IOptions<ConsoleOptions> console)
     {
-        var aborted = HttpContext.RequestAborted;
         Response.ContentType = "text/event-stream";
         Response.Headers["X-Accel-Buffering"] = "no"; // a proxy must not hold events back
-        await using var updates = hub.WatchAsync(Tailnet, aborted).GetAsyncEnumerator(aborted);
+        // Ended by the browser leaving, or by this handler (signed out): the watch is cancelled before it is disposed.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(HttpContext.RequestAborted);
+        var aborted = stop.Token;
+        var updates = hub.WatchAsync(Tailnet, aborted).GetAsyncEnumerator(aborted);
         var next = updates.MoveNextAsync().AsTask();
         try
         {
@@ -77,6 +78,7 @@ public sealed class DevicesModel(ControlPlane controlPlane, TimeProvider time) :
             {
                 if (await Task.WhenAny(next, Task.Delay(console.Value.LiveSessionCheck, aborted)) != next)
                 {
+                    aborted.ThrowIfCancellationRequested();
                     if (!await sessions.StandsAsync(User))
                     {
                         await SendAsync("signedout", "{}");
@@ -119,8 +121,22 @@ public sealed class DevicesModel(ControlPlane controlPlane, TimeProvider time) :
                 GatewayMetrics.ConsoleDeviceListUpdate("delta");
             }
         }
-        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        catch (Exception exception) when (exception is OperationCanceledException or IOException && aborted.IsCancellationRequested)
         {
+            // The browser left.
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            try
+            {
+                await next;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            await updates.DisposeAsync();
         }
 
         return new EmptyResult();
