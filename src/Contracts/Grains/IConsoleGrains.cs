@@ -16,6 +16,15 @@ public interface ITailnetDirectoryGrain : IGrainWithIntegerKey
     Task<string[]> List();
 }
 
+/// <summary>The tailnets as the gateways list them.</summary>
+public static class TailnetDirectory
+{
+    /// <summary>Every tailnet: those the directory recorded, and the default one, which exists without being recorded; sorted.</summary>
+    public static async Task<string[]> ListTailnetsAsync(this IGrainFactory grains) =>
+        (await grains.GetGrain<ITailnetDirectoryGrain>(ITailnetDirectoryGrain.Key).List())
+            .Append(Validation.Identifiers.DefaultTailnet).Distinct().Order(StringComparer.Ordinal).ToArray();
+}
+
 /// <summary>
 /// The gateways' shared secrets (the grain of key <see cref="Key"/>): the ASP.NET Core data-protection key ring, so that
 /// a console session cookie or anti-forgery token issued by one gateway is accepted by the others and survives

@@ -66,10 +66,10 @@ public static partial class Identifiers
             : text;
     }
 
-    /// <summary>A hostname reduced to a DNS label usable as a node name (lowercase letters, digits and dashes).</summary>
     /// <summary>A node name as the tailnet gives them: 1 to 63 of <c>[a-z0-9-]</c>, not starting or ending with <c>-</c>.</summary>
     public static bool IsNodeName(string? name) => name is { Length: > 0 and <= 63 } && NameFromHostname(name) == name;
 
+    /// <summary>A hostname reduced to a DNS label usable as a node name (lowercase letters, digits and dashes).</summary>
     public static string NameFromHostname(string hostname)
     {
         var builder = new StringBuilder(Math.Min(hostname.Length, 63));

@@ -419,11 +419,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
     }
 
     /// <summary>Every tailnet that has had a key, and the default one.</summary>
-    public async Task<string[]> ListTailnetsAsync()
-    {
-        var recorded = await grains.GetGrain<ITailnetDirectoryGrain>(ITailnetDirectoryGrain.Key).List();
-        return recorded.Append(Identifiers.DefaultTailnet).Distinct().Order(StringComparer.Ordinal).ToArray();
-    }
+    public Task<string[]> ListTailnetsAsync() => grains.ListTailnetsAsync();
 
     public async Task<AuthKeyInfo[]> ListKeysAsync(string tailnet)
     {

@@ -72,7 +72,7 @@ public sealed class IdSeal(ControlKey controlKey, IGrainFactory grains)
     /// (it only holds ids that may since have gone, which their grains then refuse).</summary>
     private async Task<IssuedBeforeSealing> LoadIssuedBeforeSealingAsync()
     {
-        var tailnets = (await grains.GetGrain<ITailnetDirectoryGrain>(ITailnetDirectoryGrain.Key).List()).Append(Identifiers.DefaultTailnet).Distinct();
+        var tailnets = await grains.ListTailnetsAsync();
         var keyIds = new HashSet<string>(StringComparer.Ordinal);
         var nodeIds = new HashSet<string>(StringComparer.Ordinal);
         foreach (var tailnet in tailnets)

@@ -39,7 +39,7 @@ public sealed partial class FleetMetrics(IGrainFactory grains, IOptions<GatewayO
 
     private async Task<IReadOnlyDictionary<string, TailnetCounts>> PollAsync()
     {
-        var tailnets = (await grains.GetGrain<ITailnetDirectoryGrain>(ITailnetDirectoryGrain.Key).List()).Append(Identifiers.DefaultTailnet).Distinct().ToArray();
+        var tailnets = await grains.ListTailnetsAsync();
         var counts = await Task.WhenAll(tailnets.Select(t => grains.GetGrain<ITailnetGrain>(t).GetCounts()));
         return tailnets.Zip(counts).ToDictionary(p => p.First, p => p.Second, StringComparer.Ordinal);
     }
