@@ -128,14 +128,9 @@ public sealed class DevicesModel(ControlPlane controlPlane, TimeProvider time) :
         finally
         {
             await stop.CancelAsync();
-            try
-            {
-                await next;
-            }
-            catch (OperationCanceledException)
-            {
-            }
-
+            // Only to let the pending step finish before the watch is disposed: whatever it failed with has been
+            // handled above, or is already on its way out of this handler.
+            await next.ContinueWith(step => _ = step.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             await updates.DisposeAsync();
         }
 
