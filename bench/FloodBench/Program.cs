@@ -92,6 +92,9 @@ sealed class Target(HostProcess gateway, string victimKey, string floodKey, int 
         await stop.CancelAsync();
         await flood;
         var sent = outcomes.Values.Sum() / clock.Elapsed.TotalSeconds;
+        alone.Sort();
+        flooded.Sort();
+        double Percentile(List<double> sorted, double p) => LabMeasure.Percentile(sorted, p);
         var ratio = Percentile(flooded, 0.99) / Percentile(alone, 0.99);
         Console.WriteLine($"| {label} | {Percentile(alone, 0.5):F1} / {Percentile(alone, 0.99):F1} | {Percentile(flooded, 0.5):F1} / {Percentile(flooded, 0.99):F1} | {ratio:F2} | "
             + $"{outcomes.GetValueOrDefault("200")} / {outcomes.GetValueOrDefault("429")} / {outcomes.Where(o => o.Key.StartsWith('5')).Sum(o => o.Value)} / "
@@ -165,10 +168,4 @@ sealed class Target(HostProcess gateway, string victimKey, string floodKey, int 
         {
             authKey, nodeKey = "nodekey:" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)), hostname = "flood", ephemeral = true,
         });
-
-    private static double Percentile(List<double> values, double p)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
-    }
 }

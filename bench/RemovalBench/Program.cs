@@ -85,8 +85,9 @@ foreach (var storage in new[] { "memory", "postgres" })
         since = page.GetProperty("next").GetString()!;
     }
 
-    double P(double p) => lag.Order().ElementAt(Math.Min(lag.Count - 1, (int)Math.Ceiling(p * lag.Count) - 1));
-    Console.WriteLine($"| {(storage == "memory" ? "embedded in-memory" : "PostgreSQL")} | {lag.Count} | {P(0.5):F0} | {P(0.9):F0} | {P(0.99):F0} | {lag.Max():F0} | {P(0.99) / timeout.TotalMilliseconds:F3} |");
+    lag.Sort();
+    double P(double p) => LabMeasure.Percentile(lag, p);
+    Console.WriteLine($"| {(storage == "memory" ? "embedded in-memory" : "PostgreSQL")} | {lag.Count} | {P(0.5):F0} | {P(0.9):F0} | {P(0.99):F0} | {lag[^1]:F0} | {P(0.99) / timeout.TotalMilliseconds:F3} |");
     lags.Add((storage == "memory" ? "in memory" : "PostgreSQL", lag));
 }
 

@@ -87,7 +87,7 @@ public sealed class KeyRingEncryption
     /// <exception cref="InvalidOperationException">It was encrypted to another certificate, or none is configured.</exception>
     public byte[] Unprotect(string stored)
     {
-        if (!stored.StartsWith(Marker, StringComparison.Ordinal))
+        if (!IsEncrypted(stored))
         {
             return Convert.FromBase64String(stored);
         }
