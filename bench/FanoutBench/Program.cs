@@ -29,6 +29,8 @@ var rate = int.Parse(Option("--rate", "50"));
 var window = Option("--window", "") is { Length: > 0 } windowMs ? TimeSpan.FromMilliseconds(int.Parse(windowMs)) : (TimeSpan?)null;
 // Offline ephemeral nodes waiting for their removal (registered, never connected), and the gateway's CPU while they wait.
 var offline = Option("--offline", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(n => n > 0).ToArray();
+// Idle streams held for keepalive: grain calls per second the gateway's session keepalive costs (0 skips it).
+var keepalive = Option("--keepalive", "10000").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(n => n > 0).ToArray();
 var sizes = Option("--sizes", "1000,10000,50000").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(n => n > 0).ToArray();
 Console.WriteLine($"{Environment.ProcessorCount} cores; streams {string.Join("/", streamCounts)}; {rate} joins/s + {rate} leaves/s for {seconds} s; batch window {(window is { } w ? $"{w.TotalMilliseconds} ms" : "the gateway's default")}");
 Bench.BatchWindow = window;
@@ -55,6 +57,18 @@ if (fanout.Count > 0)
         fanout.Select(f => f.Streams.ToString("N0")).ToArray(),
         [("gateway p50", fanout.Select(f => f.GatewayP50).ToArray()), ("gateway p99", fanout.Select(f => f.GatewayP99).ToArray()),
             ("raw broadcast p50 (change to delivery)", fanout.Select(f => f.RawP50).ToArray()), ("raw broadcast p99 (change to delivery)", fanout.Select(f => f.RawP99).ToArray())]));
+}
+
+if (keepalive.Length > 0)
+{
+    Console.WriteLine("| idle streams | session lease | keepalive grain calls/s | per stream per lease | gateway cores |");
+    Console.WriteLine("|---:|---:|---:|---:|---:|");
+}
+
+foreach (var n in keepalive)
+{
+    var result = await Bench.KeepaliveAsync(n, seconds);
+    Console.WriteLine($"| {n} | {result.Lease.TotalSeconds:0.#} s | {result.CallsPerSecond:F1} | {result.CallsPerSecond * result.Lease.TotalSeconds / n:F4} | {result.Cores:F2} |");
 }
 
 Console.WriteLine("| tailnet size | changes | gateway CPU ms per change | idle CPU ms/s | p50 ms | p99 ms (10 affected streams) |");
@@ -255,6 +269,37 @@ namespace EphemeralOrleans.FanoutBench
             await held.CloseAllAsync();
             return (fanout, stormTime);
         }
+
+        /// <summary>Grain calls per second that keep <paramref name="streams"/> idle map streams' sessions alive, counted by
+        /// the silo (<c>eo_session_keepalive_calls_total</c>) over <paramref name="seconds"/>, with a 15 s session lease
+        /// (a five-minute inactivity timeout) so that a short window holds several renewals. (At a 3 s lease, per-stream
+        /// heartbeats at 10,000 streams were 10,000 calls a second, and the full maps did not get out within two minutes.)</summary>
+        public static async Task<(double CallsPerSecond, TimeSpan Lease, double Cores)> KeepaliveAsync(int streams, int seconds)
+        {
+            var settings = GatewaySettings();
+            settings["Ephemeral:InactivityTimeout"] = "00:05:00";
+            var lease = new EphemeralOrleans.Contracts.Options.EphemeralOptions { InactivityTimeout = TimeSpan.FromMinutes(5) }.SessionLease;
+            await using var gateway = await HostProcess.StartGatewayAsync(settings);
+            using var http = Admin(gateway.HttpUrl);
+            var client = new ControlService.ControlServiceClient(Channel(GrpcUrl(gateway)));
+            // As in the fan-out run: agents do not see each other (N full maps of N peers would be the whole story).
+            await PutPolicyAsync(http, """{"tagOwners":{"tag:agent":[],"tag:ci":[]},"acls":[{"action":"accept","src":["tag:agent"],"dst":["tag:ci:*"]}]}""");
+            var key = await CreateKeyAsync(http, "bench", ephemeral: false, tags: ["tag:agent"]);
+            var held = new StreamSet(GrpcUrl(gateway), await RegisterManyAsync(client, key, streams, "idle"), _ => { });
+            await held.OpenAllAsync();
+            await Task.Delay(2 * lease); // past the opening: only keepalives from here
+            var before = await KeepaliveCallsAsync(http);
+            var cpu = ProcessCpu.Of(gateway.Pid);
+            await Task.Delay(TimeSpan.FromSeconds(seconds));
+            var calls = await KeepaliveCallsAsync(http) - before;
+            var cores = cpu.CoresSince();
+            await held.CloseAllAsync();
+            return (calls / seconds, lease, cores);
+        }
+
+        private static async Task<double> KeepaliveCallsAsync(HttpClient http) =>
+            System.Text.RegularExpressions.Regex.Matches(await http.GetStringAsync("/metrics"), @"^eo_session_keepalive_calls_total(\{[^}]*\})? (\S+)", System.Text.RegularExpressions.RegexOptions.Multiline)
+                .Sum(m => double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
 
         /// <summary>The gateway's CPU with no nodes, then with <paramref name="count"/> offline ephemeral nodes waiting for
         /// their removal (the default 30-minute timeout), each over <paramref name="seconds"/>.</summary>

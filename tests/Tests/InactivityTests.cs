@@ -108,7 +108,7 @@ public sealed class InactivityTests : GatewayTest
         Assert.True(NodeIds.TryGrainKey(nodeId, out var grainKey));
         var grain = Gateway.Service<IGrainFactory>().GetGrain<INodeGrain>(grainKey);
         var clock = Stopwatch.StartNew();
-        Assert.NotNull(await grain.OpenSession(nodeId, secret, "orphaned-stream"));
+        Assert.NotNull(await grain.OpenSession(nodeId, secret, "orphaned-stream", "a-gateway-that-never-renews"));
 
         await WaitRemovedAsync(node.Str("id"));
         // The session's lease (1 s at this timeout), then the timeout: never earlier than the last sign of life + lease + timeout.
@@ -153,6 +153,42 @@ public sealed class InactivityTests : GatewayTest
         // Not at its first deadline (0.8 s after the second registration): the registration counted as activity.
         Assert.True(again.Elapsed >= Timeout, $"removed {again.Elapsed} after registering again");
         Assert.True(again.Elapsed <= Timeout + Slack + Tolerance, $"removed {again.Elapsed} after registering again");
+    }
+
+    [Fact]
+    public async Task A_connected_node_whose_grain_restarts_stays_online_through_its_gateways_lease_and_goes_once_its_stream_closes()
+    {
+        var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
+        var (node, token) = await Gateway.RegisterAsync(key);
+        var map = await Gateway.OpenMapAsync(token);
+        await map.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "full map");
+        var grains = Gateway.Service<IGrainFactory>();
+        Assert.True(NodeIds.TryGrainKey(node.Str("id"), out var grainKey));
+        var grain = grains.GetGrain<INodeGrain>(grainKey);
+
+        // The grain forgets its sessions (as after its silo's failure); nothing renews them per stream any more.
+        await grain.Cast<IGrainManagementExtension>().DeactivateOnIdle();
+        var management = grains.GetGrain<IManagementGrain>(0);
+        await Poll.UntilAsync(async () => !(await management.GetDetailedGrainStatistics()).Any(a => a.GrainId == grain.GetGrainId()),
+            TimeSpan.FromSeconds(5), "the node grain to be deactivated");
+        Assert.NotNull(await grain.GetEntry(node.Str("id"))); // back: it asks the gateway's lease which sessions stand
+
+        // Three timeouts later: still there, and online throughout.
+        var connected = Stopwatch.StartNew();
+        while (connected.Elapsed < 3 * Timeout)
+        {
+            var listed = await Gateway.GetNodeAsync(node.Str("id"));
+            Assert.True(listed is not null, $"removed while connected, after {connected.Elapsed}");
+            Assert.True(listed.Value.GetProperty("online").GetBoolean(), $"offline while connected, after {connected.Elapsed}");
+            await Task.Delay(200);
+        }
+
+        // The stream it took back from the lease is the one that closes.
+        var closed = Stopwatch.StartNew();
+        await map.DisposeAsync();
+        await WaitRemovedAsync(node.Str("id"));
+        Assert.True(closed.Elapsed >= Timeout, $"removed {closed.Elapsed} after the stream closed");
+        Assert.True(closed.Elapsed <= Timeout + Slack + Tolerance, $"removed {closed.Elapsed} after the stream closed");
     }
 
     private async Task<TimeSpan> WaitRemovedAsync(string nodeId) =>

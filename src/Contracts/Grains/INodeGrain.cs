@@ -13,14 +13,25 @@ public interface INodeGrain : IGrainWithStringKey
     /// <summary>Registers the node (or re-registers it with a new token) under an already redeemed key.</summary>
     Task<RegisterResult> Register(RegisterCommand command);
 
-    /// <summary>Opens a map session for stream <paramref name="streamId"/> if the token is valid; the node is online while any session lives.</summary>
-    Task<SessionInfo?> OpenSession(string nodeId, string tokenSecret, string streamId);
+    /// <summary>Opens a map session for stream <paramref name="streamId"/> if the token is valid, held by the gateway whose
+    /// session lease is <paramref name="leaseId"/> (see <see cref="ISessionLeaseGrain"/>); the node is online while any
+    /// session lives.</summary>
+    Task<SessionInfo?> OpenSession(string nodeId, string tokenSecret, string streamId, string leaseId);
 
-    /// <summary>Keeps a session alive; false means the session is over (token replaced, logged out or node removed).</summary>
-    Task<bool> KeepSession(string streamId, int epoch);
+    /// <summary>Closes a session (and releases it from its gateway's lease, <paramref name="leaseId"/>); with none left
+    /// the node is offline and its inactivity clock starts.</summary>
+    Task CloseSession(string streamId, string leaseId);
 
-    /// <summary>Closes a session; with none left the node is offline and its inactivity clock starts.</summary>
-    Task CloseSession(string streamId);
+    /// <summary>The gateway lease <paramref name="leaseId"/> lapsed (its gateway stopped renewing it): the sessions it held
+    /// are over, none of them later than <paramref name="since"/>.</summary>
+    Task SessionsLapsed(string leaseId, DateTimeOffset since);
+
+    /// <summary>The gateway lease <paramref name="leaseId"/> restored after a restart or a lapse: these streams are open.</summary>
+    Task Reattach(string leaseId, ValueList<string> streamIds);
+
+    /// <summary>Asks the leases of the node's sessions whether they still hold them (after a silo failure, which may have
+    /// taken a lease with it).</summary>
+    Task ConfirmSessions();
 
     /// <summary>Logs the node out: an ephemeral node is removed at once, another stays listed as logged out. False for a bad token.
     /// <paramref name="agentExit"/>: the agent logs out because it exits (<c>--state mem:</c>), which the audit log records.</summary>

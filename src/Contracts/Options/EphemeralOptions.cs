@@ -2,7 +2,7 @@ namespace EphemeralOrleans.Contracts.Options;
 
 /// <summary>
 /// <c>Ephemeral:*</c>: when offline ephemeral nodes go, and the timings derived from it. Silos and gateways must
-/// agree on these values (gateways heartbeat sessions at <see cref="SessionHeartbeat"/>).
+/// agree on these values (gateways renew their session lease at <see cref="SessionHeartbeat"/>).
 /// </summary>
 public sealed class EphemeralOptions
 {
@@ -21,10 +21,11 @@ public sealed class EphemeralOptions
     /// <summary>The removal lag the contract allows beyond the timeout: max(10% of it, 2 s).</summary>
     public TimeSpan Slack => Max(InactivityTimeout / 10, TimeSpan.FromSeconds(2));
 
-    /// <summary>A session without a heartbeat for this long is taken as gone (its gateway died); half the slack, at most a minute.</summary>
+    /// <summary>A gateway's session lease not renewed for this long is taken as gone (the gateway died), and with it the
+    /// sessions it held; half the slack, at most a minute.</summary>
     public TimeSpan SessionLease => Clamp(Slack / 2, TimeSpan.FromMilliseconds(500), TimeSpan.FromMinutes(1));
 
-    /// <summary>How often a gateway renews each open session: three times a lease.</summary>
+    /// <summary>How often a gateway renews its session lease (one call for all its streams): three times a lease.</summary>
     public TimeSpan SessionHeartbeat => SessionLease / 3;
 
     /// <summary>How often an active node grain checks its deadlines: a quarter of the slack, 100 ms to 15 s.</summary>

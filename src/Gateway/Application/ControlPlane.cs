@@ -34,7 +34,7 @@ public sealed record CreateKeyRequest(bool Reusable, bool Ephemeral, bool Preaut
 /// <see cref="ControlPlaneException"/>; the transports only translate.
 /// </summary>
 public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> options, ControlKey controlKey, IdSeal seal, IdTokenValidator idTokens,
-    RateLimits limits, TimeProvider time)
+    RateLimits limits, Map.GatewaySessionLease sessionLease, TimeProvider time)
 {
     private const int MaxHostnameLength = 255;
     private const int MaxDescriptionLength = 512;
@@ -231,17 +231,35 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         if (await NodeOfTokenAsync(token) is var (nodeId, secret, grainKey))
         {
             var grain = grains.GetGrain<INodeGrain>(grainKey);
-            if (await grain.OpenSession(nodeId, secret, streamId) is { } session)
+            sessionLease.Add(nodeId, streamId);
+            SessionInfo? session;
+            try
+            {
+                session = await grain.OpenSession(nodeId, secret, streamId, sessionLease.Id);
+            }
+            catch
+            {
+                // The call may still have opened the session (it timed out, not failed): close it, or it would outlive
+                // the stream that never started.
+                sessionLease.Remove(streamId);
+                _ = grain.CloseSession(streamId, sessionLease.Id).ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+                throw;
+            }
+
+            if (session is not null)
             {
                 if (limits.OpenStream(nodeId) is { } slot)
                 {
                     return (grain, session, slot);
                 }
 
-                await grain.CloseSession(streamId);
+                sessionLease.Remove(streamId);
+                await grain.CloseSession(streamId, sessionLease.Id);
                 throw new ControlPlaneException(Failure.Throttled("too_many_streams",
                     "This node already has its maximum of map streams open on this gateway; close one first.", TimeSpan.FromSeconds(1)));
             }
+
+            sessionLease.Remove(streamId);
         }
 
         throw InvalidToken();

@@ -109,6 +109,8 @@ public static partial class GatewayApp
         builder.Services.AddSingleton<ControlPlane>();
         builder.Services.Configure<IdentityOptions>(configuration.GetSection(IdentityOptions.Section));
         builder.Services.AddSingleton<IdTokenValidator>();
+        builder.Services.AddSingleton<GatewaySessionLease>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<GatewaySessionLease>());
         builder.Services.AddSingleton<MapHub>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MapHub>());
         builder.Services.AddOptions<RelayOptions>().Bind(configuration.GetSection("Relay"));

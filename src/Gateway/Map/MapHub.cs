@@ -20,7 +20,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
 
     private readonly IGrainFactory _grains;
     private readonly MapOptions _mapOptions;
-    private readonly EphemeralOptions _ephemeralOptions;
+    private readonly GatewaySessionLease _sessionLease;
     private readonly GatewayOptions _gatewayOptions;
     private readonly ILogger<MapHub> _logger;
     private readonly ConcurrentDictionary<string, TailnetFeed> _feeds = new(StringComparer.Ordinal);
@@ -31,13 +31,13 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     private Task? _renewLoop;
     private Task? _keepAliveLoop;
 
-    public MapHub(IGrainFactory grains, IOptions<MapOptions> mapOptions, IOptions<EphemeralOptions> ephemeralOptions,
+    public MapHub(IGrainFactory grains, IOptions<MapOptions> mapOptions, GatewaySessionLease sessionLease,
         IOptions<GatewayOptions> gatewayOptions, IHostApplicationLifetime lifetime, ILogger<MapHub> logger)
     {
         _applicationStopping = lifetime.ApplicationStopping;
         _grains = grains;
         _mapOptions = mapOptions.Value;
-        _ephemeralOptions = ephemeralOptions.Value;
+        _sessionLease = sessionLease;
         _gatewayOptions = gatewayOptions.Value;
         _logger = logger;
     }
@@ -67,7 +67,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _applicationStopping);
         feed.Attach(stream);
         GatewayMetrics.StreamOpened();
-        var heartbeats = HeartbeatAsync(node, stream, streamId, linked.Token);
         try
         {
             await WriteAsync(feed, stream, send, linked.Token);
@@ -82,14 +81,15 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             feed.Detach(stream);
             GatewayMetrics.StreamClosed();
             await linked.CancelAsync();
-            await heartbeats;
             LogStreamClosed(session.Node.Id, stream.ClosedBecause ?? "ended");
             // A gateway going down leaves its sessions open: the agent will be back, so its node's clock must not start
-            // now. They lapse after the session lease, or restart at recovery if the silo goes down too.
+            // now. They end when this gateway's session lease lapses, a lease after its last renewal.
             if (!_applicationStopping.IsCancellationRequested)
             {
                 await CloseSessionQuietlyAsync(node, session.Node.Id, streamId);
             }
+
+            _sessionLease.Remove(streamId);
         }
 
         return stream.ClosedBecause == GatewayStopping;
@@ -143,48 +143,6 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
             {
                 GatewayMetrics.DeltaSent(DateTimeOffset.UtcNow - changedAt);
             }
-        }
-    }
-
-    /// <summary>Renews the session on the node grain; the node is online while these arrive.</summary>
-    private async Task HeartbeatAsync(INodeGrain node, MapStream stream, string streamId, CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(_ephemeralOptions.SessionHeartbeat);
-        var failingSince = (DateTimeOffset?)null;
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken))
-            {
-                try
-                {
-                    // Bounded: a call queued behind a dead silo's connection can hang for Orleans' response timeout,
-                    // and the next heartbeats must not wait behind it once the cluster has a route again.
-                    if (!await node.KeepSession(streamId, stream.Epoch).WaitAsync(_ephemeralOptions.SessionLease, cancellationToken))
-                    {
-                        stream.Close("session ended");
-                        return;
-                    }
-
-                    if (failingSince is { } since)
-                    {
-                        LogHeartbeatRecovered(stream.SelfId, DateTimeOffset.UtcNow - since);
-                        failingSince = null;
-                    }
-                }
-                catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-                {
-                    // The cluster may be recovering; the stream stays and the next heartbeat re-establishes the session.
-                    // Logged once per outage: thousands of streams failing several times a second would flood the log.
-                    if (failingSince is null)
-                    {
-                        failingSince = DateTimeOffset.UtcNow;
-                        LogHeartbeatFailed(exception, stream.SelfId);
-                    }
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
         }
     }
 
@@ -329,12 +287,12 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     {
         try
         {
-            await node.CloseSession(streamId);
+            await node.CloseSession(streamId, _sessionLease.Id);
         }
         catch (Exception exception)
         {
-            // Unclosed, the session lapses after Ephemeral's session lease instead.
-            LogHeartbeatFailed(exception, nodeId);
+            // Unclosed, the session ends when this gateway's lease lapses instead.
+            LogCloseFailed(exception, nodeId);
         }
     }
 
@@ -344,11 +302,8 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
     [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: batch gap (have {Have}, batch follows {Previous}); resyncing")]
     private partial void LogGap(string tailnet, long have, long previous);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Session heartbeats for node {NodeId} are failing; the stream stays open")]
-    private partial void LogHeartbeatFailed(Exception exception, string nodeId);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Session heartbeats for node {NodeId} are getting through again after {Outage}")]
-    private partial void LogHeartbeatRecovered(string nodeId, TimeSpan outage);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Closing the session of node {NodeId} failed; it ends when this gateway's lease lapses")]
+    private partial void LogCloseFailed(Exception exception, string nodeId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Tailnet {Tailnet}: subscription renewal failed")]
     private partial void LogRenewFailed(Exception exception, string tailnet);

@@ -101,6 +101,8 @@ public static class EphemeralHosting
         var storage = Storage(configuration);
         var siloOptions = configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
         silo.Services.AddEphemeralOptions(configuration);
+        silo.Services.AddSingleton<Sessions.ConnectedNodes>();
+        silo.Services.AddHostedService<Sessions.SessionConfirmer>();
         // Every silo feeds the Orleans dashboard; gateways serve it at /dashboard.
         silo.AddDashboard();
         silo.Configure<ClusterOptions>(o =>

@@ -24,26 +24,32 @@ public sealed partial class NodeGrain(
     AuditLog auditLog,
     IOptions<EphemeralOptions> ephemeralOptions,
     AddressPool pool,
+    Sessions.ConnectedNodes connectedNodes,
     IOptions<ReminderOptions> reminderOptions,
     TimeProvider time,
-    ILogger<NodeGrain> logger) : Grain, INodeGrain, IRemindable
+    ILogger<NodeGrain> logger) : Grain, INodeGrain, IRemindable, IIncomingGrainCallFilter
 {
     private const string ReminderName = "lifecycle";
-    private const string RecoveredSession = "~recovered";
     private const int RandomAttempts = 32;
     private const long ScanLimit = 1 << 16;
     private static readonly TimeSpan MinimumCheckDelay = TimeSpan.FromMilliseconds(10);
 
     private readonly EphemeralOptions _options = ephemeralOptions.Value;
 
-    /// <summary>Open map sessions and their last heartbeat; in memory only.</summary>
-    private readonly Dictionary<string, DateTimeOffset> _sessions = new(StringComparer.Ordinal);
+    /// <summary>An open map session: the lease of the gateway that serves it, and when the node learnt of it.</summary>
+    private readonly record struct Session(string LeaseId, DateTimeOffset OpenedAt);
+
+    /// <summary>Open map sessions by stream id; in memory only (<see cref="NodeState.SessionHosts"/> says whom to ask after a restart).</summary>
+    private readonly Dictionary<string, Session> _sessions = new(StringComparer.Ordinal);
+
+    /// <summary>Set while the node counts as online without knowing that its sessions stand (after a restart, or a silo
+    /// failure that may have taken a gateway's lease): by then the leases are asked again, and what they cannot confirm is over.</summary>
+    private DateTimeOffset? _unconfirmedUntil;
 
     private DateTimeOffset _inactiveSince;
     private IGrainTimer? _checkTimer;
 
-    /// <summary>The moment the armed check timer fires once (an offline ephemeral node's deadline); null when it is
-    /// periodic or there is none.</summary>
+    /// <summary>The moment the armed check timer fires (a deadline, or when sessions must be confirmed); null when there is none.</summary>
     private DateTimeOffset? _checkAt;
     private (string NodeId, uint Ipv4)? _acquiring;
 
@@ -51,7 +57,7 @@ public sealed partial class NodeGrain(
 
     private bool Exists => State.NodeId is not null && State.Removing is null;
 
-    private bool Online => _sessions.Count > 0;
+    private bool Online => _sessions.Count > 0 || _unconfirmedUntil is not null;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -60,16 +66,45 @@ public sealed partial class NodeGrain(
             return;
         }
 
-        var now = time.GetUtcNow();
+        _inactiveSince = State.LastSeen;
         if (State.Connected)
         {
-            // It was online when its silo went away: its clock restarts now, unless a gateway renews the session.
-            _sessions[RecoveredSession] = now;
+            // It was online when its grain went away: the leases of its gateways say which sessions stand. A lease that
+            // cannot tell yet (restarted with its silo) gets one lease's time to be restored by its gateway.
+            var now = time.GetUtcNow();
+            _unconfirmedUntil = now + _options.SessionLease;
+            if (await ConfirmAsync(final: false))
+            {
+                _unconfirmedUntil = null;
+            }
+
+            if (!Online)
+            {
+                await GoOfflineAsync(now);
+            }
         }
 
-        _inactiveSince = State.LastSeen;
         ScheduleChecks();
         State.Name = await Tailnet().Upsert(Entry());
+    }
+
+    /// <summary>After every call: whether this silo counts the node among its connected ones (see <see cref="Sessions.SessionConfirmer"/>).</summary>
+    public async Task Invoke(IIncomingGrainCallContext context)
+    {
+        try
+        {
+            await context.Invoke();
+        }
+        finally
+        {
+            connectedNodes.Set(this.GetPrimaryKeyString(), _sessions.Count > 0);
+        }
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        connectedNodes.Set(this.GetPrimaryKeyString(), false);
+        return Task.CompletedTask;
     }
 
     public async Task<RegisterResult> Register(RegisterCommand command)
@@ -165,33 +200,72 @@ public sealed partial class NodeGrain(
         return new RegisterResult(Entry(), $"{nodeId}.{secret}", null);
     }
 
-    public async Task<SessionInfo?> OpenSession(string nodeId, string tokenSecret, string streamId)
+    public async Task<SessionInfo?> OpenSession(string nodeId, string tokenSecret, string streamId, string leaseId)
     {
         if (!IsCurrent(nodeId) || State.LoggedOut || !Secrets.Matches(tokenSecret, State.TokenHash))
         {
             return null;
         }
 
-        await TouchSessionAsync(streamId);
+        // Held first: from here on, the gateway's death reaches this node through its lease.
+        await Lease(leaseId).Hold(nodeId, streamId);
+        try
+        {
+            await AddSessionsAsync(leaseId, [streamId]);
+        }
+        catch
+        {
+            _sessions.Remove(streamId);
+            await Lease(leaseId).Release(streamId);
+            throw;
+        }
+
         return new SessionInfo(Entry(), State.SessionEpoch);
     }
 
-    public async Task<bool> KeepSession(string streamId, int epoch)
+    public async Task CloseSession(string streamId, string leaseId)
     {
-        if (!Exists || State.LoggedOut || epoch != State.SessionEpoch)
+        var now = time.GetUtcNow();
+        if (_sessions.Remove(streamId) && !Online && Exists && State.Connected)
         {
-            return false;
+            await GoOfflineAsync(now);
         }
 
-        await TouchSessionAsync(streamId);
-        return true;
+        // After the local close, so that a restart in between cannot take the stream back from the lease.
+        await Lease(leaseId).Release(streamId);
     }
 
-    public async Task CloseSession(string streamId)
+    public Task SessionsLapsed(string leaseId, DateTimeOffset since)
     {
-        if (_sessions.Remove(streamId) && _sessions.Count == 0 && Exists)
+        State.SessionHosts = State.SessionHosts.Where(host => host != leaseId).ToArray();
+        return EndSessionsAsync(session => session.LeaseId == leaseId, since);
+    }
+
+    public async Task Reattach(string leaseId, ValueList<string> streamIds)
+    {
+        if (Exists && !State.LoggedOut)
         {
-            await GoOfflineAsync(time.GetUtcNow());
+            await AddSessionsAsync(leaseId, streamIds.Where(id => !_sessions.ContainsKey(id)).ToArray());
+        }
+    }
+
+    public async Task ConfirmSessions()
+    {
+        if (_sessions.Count == 0 || !Exists)
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow();
+        if (!await ConfirmAsync(final: false))
+        {
+            _unconfirmedUntil ??= now + _options.SessionLease;
+            ScheduleChecks();
+        }
+
+        if (!Online && State.Connected)
+        {
+            await GoOfflineAsync(now);
         }
     }
 
@@ -255,6 +329,8 @@ public sealed partial class NodeGrain(
         }
 
         _sessions.Clear();
+        _unconfirmedUntil = null;
+        State.SessionHosts = [];
         ScheduleChecks();
         State.LoggedOut = true;
         State.TokenHash = null;
@@ -347,17 +423,15 @@ public sealed partial class NodeGrain(
         }
 
         var now = time.GetUtcNow();
-        var lease = _options.SessionLease;
-        var expired = _sessions.Where(s => now - s.Value > lease).ToArray();
-        foreach (var session in expired)
+        if (_unconfirmedUntil is { } until && now >= until)
         {
-            _sessions.Remove(session.Key);
-        }
-
-        if (expired.Length > 0 && _sessions.Count == 0)
-        {
-            // No gateway renewed these sessions: the latest moment they could still have been open is the lease's end.
-            await GoOfflineAsync(expired.Max(s => s.Value) + lease);
+            // What the leases cannot confirm by now is over: the latest moment it could still have been open is now.
+            _unconfirmedUntil = null;
+            await ConfirmAsync(final: true);
+            if (!Online && State.Connected)
+            {
+                await GoOfflineAsync(until);
+            }
         }
 
         if (State.Ephemeral && !Online && now >= _inactiveSince + _options.InactivityTimeout)
@@ -480,22 +554,114 @@ public sealed partial class NodeGrain(
         }
     }
 
-    private async Task TouchSessionAsync(string streamId)
+    private async Task AddSessionsAsync(string leaseId, IReadOnlyCollection<string> streamIds)
     {
+        if (streamIds.Count == 0)
+        {
+            return;
+        }
+
         var wasOnline = Online;
-        _sessions[streamId] = time.GetUtcNow();
-        _sessions.Remove(RecoveredSession);
+        var now = time.GetUtcNow();
+        foreach (var streamId in streamIds)
+        {
+            _sessions[streamId] = new Session(leaseId, now);
+        }
+
         if (!wasOnline)
         {
             ScheduleChecks();
         }
 
-        if (!wasOnline || !State.Connected)
+        // Written when the node comes online, or when a gateway it was not held by before holds it now.
+        var hosts = _sessions.Values.Select(s => s.LeaseId).Concat(_unconfirmedUntil is null ? [] : State.SessionHosts)
+            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        if (State.Connected && hosts.SequenceEqual(State.SessionHosts))
         {
-            State.Connected = true;
-            State.LastSeen = time.GetUtcNow();
-            await node.WriteStateAsync();
+            return;
+        }
+
+        var connecting = !State.Connected;
+        State.Connected = true;
+        State.SessionHosts = hosts;
+        if (connecting)
+        {
+            State.LastSeen = now;
+        }
+
+        await node.WriteStateAsync();
+        if (connecting)
+        {
             await Tailnet().Upsert(Entry());
+        }
+    }
+
+    /// <summary>Ends the sessions <paramref name="which"/> picks; with none left the node went offline at
+    /// <paramref name="since"/>, or when the last of them opened, if later (never earlier than a sign of life).</summary>
+    private async Task EndSessionsAsync(Func<Session, bool> which, DateTimeOffset since)
+    {
+        var ended = _sessions.Where(s => which(s.Value)).ToArray();
+        foreach (var session in ended)
+        {
+            _sessions.Remove(session.Key);
+        }
+
+        if (ended.Length > 0 && !Online && Exists && State.Connected)
+        {
+            var lastOpened = ended.Max(s => s.Value.OpenedAt);
+            await GoOfflineAsync(lastOpened > since ? lastOpened : since);
+        }
+    }
+
+    /// <summary>Asks the leases of the node's sessions (and of those it had at its last write) which sessions they hold:
+    /// those they do not are over, and those they do and the node had lost (it restarted) are back. A lease that cannot
+    /// tell yet leaves its sessions as they are, unless <paramref name="final"/>. True when every lease could tell.</summary>
+    private async Task<bool> ConfirmAsync(bool final)
+    {
+        var hosts = State.SessionHosts.Concat(_sessions.Values.Select(s => s.LeaseId)).Distinct(StringComparer.Ordinal).ToArray();
+        var allTold = hosts.Length > 0;
+        var now = time.GetUtcNow();
+        foreach (var host in hosts)
+        {
+            string[]? held;
+            try
+            {
+                held = await Lease(host).Held(State.NodeId!);
+            }
+            catch (Exception exception)
+            {
+                LogLeaseUnreachable(exception, State.NodeId!, host);
+                held = null;
+            }
+
+            if (held is null)
+            {
+                allTold = false;
+                if (final)
+                {
+                    RemoveSessions(session => session.LeaseId == host);
+                }
+
+                continue;
+            }
+
+            RemoveSessions(session => session.LeaseId == host && !held.Contains(session.StreamId));
+            foreach (var streamId in held)
+            {
+                _sessions.TryAdd(streamId, new Session(host, now));
+            }
+        }
+
+        State.SessionHosts = _sessions.Values.Select(s => s.LeaseId).Concat(allTold || final ? [] : State.SessionHosts)
+            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        return allTold;
+
+        void RemoveSessions(Func<(string LeaseId, string StreamId), bool> which)
+        {
+            foreach (var session in _sessions.Where(s => which((s.Value.LeaseId, s.Key))).ToArray())
+            {
+                _sessions.Remove(session.Key);
+            }
         }
     }
 
@@ -505,6 +671,7 @@ public sealed partial class NodeGrain(
         ScheduleChecks();
         State.Connected = false;
         State.LastSeen = since;
+        State.SessionHosts = [];
         await node.WriteStateAsync();
         await Tailnet().Upsert(Entry());
     }
@@ -530,6 +697,7 @@ public sealed partial class NodeGrain(
         var nodeId = State.NodeId!;
         var reason = State.Removing ?? RemovalReason.Admin;
         _sessions.Clear();
+        _unconfirmedUntil = null;
         StopChecks();
         // First, so that the log has it by the time the node is gone from the API; a crash in any later step has the
         // reminder run them all again, and 'once' keeps the events single.
@@ -548,10 +716,11 @@ public sealed partial class NodeGrain(
     }
 
     /// <summary>
-    /// Arms the check timer for what the node needs now. Online: a check every <see cref="EphemeralOptions.CheckInterval"/>,
-    /// since its sessions lapse unless a gateway renews them. Offline and ephemeral: one check, at its removal deadline,
-    /// with the activation kept until then. Offline otherwise: none. So a fleet of offline nodes waiting for their
-    /// deadlines costs no timer ticks (with a check every 15 s, 50,000 of them cost 3,300 grain turns a second).
+    /// Arms the check timer for what the node needs now. Sessions to confirm: one check, when the leases must have been
+    /// restored. Online otherwise: none (its gateways' leases tell it when its sessions end). Offline and ephemeral: one
+    /// check, at its removal deadline, with the activation kept until then. Offline otherwise: none. So neither a
+    /// connected fleet nor offline nodes waiting for their deadlines cost timer ticks (with a check every 15 s, 50,000
+    /// nodes cost 3,300 grain turns a second).
     /// </summary>
     private void ScheduleChecks()
     {
@@ -561,27 +730,23 @@ public sealed partial class NodeGrain(
             return;
         }
 
-        if (Online)
+        if (_unconfirmedUntil is { } until)
         {
-            if (_checkTimer is null || _checkAt is not null)
-            {
-                StopChecks();
-                var interval = _options.CheckInterval;
-                _checkTimer = this.RegisterGrainTimer(
-                    OnCheckTimerAsync,
-                    new GrainTimerCreationOptions(interval, interval) { KeepAlive = State.Ephemeral });
-            }
-
+            CheckOnceAt(until);
             return;
         }
 
-        if (!State.Ephemeral)
+        if (Online || !State.Ephemeral)
         {
             StopChecks();
             return;
         }
 
-        var deadline = _inactiveSince + _options.InactivityTimeout;
+        CheckOnceAt(_inactiveSince + _options.InactivityTimeout);
+    }
+
+    private void CheckOnceAt(DateTimeOffset deadline)
+    {
         if (_checkTimer is not null && _checkAt == deadline)
         {
             return;
@@ -600,12 +765,9 @@ public sealed partial class NodeGrain(
 
     private async Task OnCheckTimerAsync(CancellationToken cancellationToken)
     {
-        if (_checkAt is not null)
-        {
-            StopChecks(); // fired once: spent
-        }
-
+        StopChecks(); // fired once: spent
         await CheckAsync(cancellationToken);
+        connectedNodes.Set(this.GetPrimaryKeyString(), _sessions.Count > 0);
     }
 
     private void StopChecks()
@@ -667,6 +829,8 @@ public sealed partial class NodeGrain(
 
     private ITailnetGrain Tailnet() => grains.GetGrain<ITailnetGrain>(State.Tailnet);
 
+    private ISessionLeaseGrain Lease(string leaseId) => grains.GetGrain<ISessionLeaseGrain>(leaseId);
+
     private NodeEntry Entry() => new(
         new NodeRecord(
             State.NodeId!,
@@ -688,6 +852,9 @@ public sealed partial class NodeGrain(
             Subject = State.Subject,
         },
         new NodePresence(Online, State.LastSeen));
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Node {NodeId}: the session lease {LeaseId} could not be asked; its sessions count as unconfirmed")]
+    private partial void LogLeaseUnreachable(Exception exception, string nodeId, string leaseId);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} registered in {Tailnet} as {Name} at {Ipv4} (ephemeral: {Ephemeral}, key {KeyId})")]
     private partial void LogRegistered(string nodeId, string tailnet, string name, string ipv4, bool ephemeral, string keyId);

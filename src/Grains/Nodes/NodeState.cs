@@ -44,4 +44,8 @@ public sealed class NodeState
 
     /// <summary>When the removal started, set with <see cref="Removing"/>.</summary>
     [Id(21)] public DateTimeOffset? RemovedAt { get; set; }
+
+    /// <summary>The gateway session leases that held the node's open sessions at the last write: after a restart the
+    /// grain asks them which sessions still stand.</summary>
+    [Id(22)] public string[] SessionHosts { get; set; } = [];
 }

@@ -21,6 +21,9 @@ public static class SiloMetrics
         "eo.node.removal_lag", "s", "How long after its inactivity deadline an ephemeral node was removed.",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600] });
 
+    private static readonly Counter<long> SessionKeepalives = Meter.CreateCounter<long>(
+        "eo.session.keepalive_calls", "{call}", "Grain calls made to keep map sessions alive (not to open or close them), by kind.");
+
     static SiloMetrics()
     {
         Meter.CreateObservableGauge("eo.nodes", () =>
@@ -46,6 +49,9 @@ public static class SiloMetrics
 
     public static void Removed(RemovalReason reason) =>
         Removals.Add(1, new KeyValuePair<string, object?>("reason", reason.ToString().ToLowerInvariant()));
+
+    public static void SessionKeepalive(string kind) =>
+        SessionKeepalives.Add(1, new KeyValuePair<string, object?>("kind", kind));
 
     public static void RemovedLate(TimeSpan lag) => RemovalLag.Record(Math.Max(0, lag.TotalSeconds));
 

@@ -14,6 +14,7 @@ public sealed class HeldStream : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
     private long _lastMessageTicks;
+    private long _longestGapTicks;
 
     private HeldStream(ControlService.ControlServiceClient control, string nodeId, string token)
     {
@@ -34,6 +35,11 @@ public sealed class HeldStream : IAsyncDisposable
 
     /// <summary>Since the last message of any kind (keepalives included).</summary>
     public TimeSpan Silence => Clock.Elapsed - TimeSpan.FromTicks(Interlocked.Read(ref _lastMessageTicks));
+
+    /// <summary>The longest silence since <see cref="ResetLongestSilence"/>, the current one included.</summary>
+    public TimeSpan LongestSilence => Silence > TimeSpan.FromTicks(Interlocked.Read(ref _longestGapTicks)) ? Silence : TimeSpan.FromTicks(Interlocked.Read(ref _longestGapTicks));
+
+    public void ResetLongestSilence() => Interlocked.Exchange(ref _longestGapTicks, 0);
 
     /// <summary>Holds the stream over gRPC (raw messages: a test process holding hundreds of streams must stay light).</summary>
     public static HeldStream Start(ControlService.ControlServiceClient control, string nodeId, string token) => new(control, nodeId, token);
@@ -62,7 +68,12 @@ public sealed class HeldStream : IAsyncDisposable
                         return;
                     }
 
-                    Interlocked.Exchange(ref _lastMessageTicks, Clock.Elapsed.Ticks);
+                    var now = Clock.Elapsed.Ticks;
+                    var gap = now - Interlocked.Exchange(ref _lastMessageTicks, now);
+                    if (gap > Interlocked.Read(ref _longestGapTicks))
+                    {
+                        Interlocked.Exchange(ref _longestGapTicks, gap);
+                    }
                     var message = call.ResponseStream.Current;
                     if (message.MessageCase == MapResponse.MessageOneofCase.Full && message.Full.Self.Id == NodeId)
                     {
