@@ -88,6 +88,7 @@ public static class EphemeralHosting
             .ValidateOnStart();
         services.TryAddSingleton<WebhookSender>();
         services.TryAddSingleton<AuditLog>();
+        services.TryAddSingleton<Sessions.ConnectedNodes>();
         services.TryAddSingleton(sp => new AddressPool(sp.GetRequiredService<IOptions<AddressOptions>>().Value.Ipv4Prefix));
         services.TryAddSingleton(TimeProvider.System);
         // A storage failure in a silo must reach the gateway as what it is (and become a 503), not as a codec error.
@@ -101,7 +102,6 @@ public static class EphemeralHosting
         var storage = Storage(configuration);
         var siloOptions = configuration.GetSection(SiloOptions.Section).Get<SiloOptions>() ?? new SiloOptions();
         silo.Services.AddEphemeralOptions(configuration);
-        silo.Services.AddSingleton<Sessions.ConnectedNodes>();
         silo.Services.AddHostedService<Sessions.SessionConfirmer>();
         // Every silo feeds the Orleans dashboard; gateways serve it at /dashboard.
         silo.AddDashboard();
