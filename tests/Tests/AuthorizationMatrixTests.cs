@@ -54,6 +54,8 @@ public sealed class AuthorizationMatrixTests(ITestOutputHelper log) : GatewayTes
         ("GET", "/readyz", Access.Public),
         ("*", "/metrics", Access.Public),
         ("GET", "/api/v1/machine/endpoints", Access.Public),
+        ("GET", "/openapi/{documentName}.json", Access.Public),
+        ("GET", "/api/docs*", Access.Public),
         ("POST", "/api/v1/machine/register", Access.Registration),
         ("GET", "/api/v1/machine/map", Access.Node),
         ("PUT", "/api/v1/machine/self/endpoints", Access.Node),

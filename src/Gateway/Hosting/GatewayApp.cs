@@ -137,6 +137,7 @@ public static partial class GatewayApp
             o.ExcludedHosts.Clear();
         });
         builder.Services.AddProblemDetails();
+        builder.Services.AddApiDocument();
         builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
         var keyRing = KeyRingEncryption.Load(configuration.GetSection(KeyRingOptions.Section).Get<KeyRingOptions>() ?? new KeyRingOptions(),
             persisted: EphemeralHosting.Storage(configuration).Provider == StorageProvider.Postgres);
@@ -161,6 +162,7 @@ public static partial class GatewayApp
         app.MapHealth();
         app.MapAgentApi();
         app.MapAdminApi();
+        app.MapApiDocument();
         app.MapGrpcService<ControlGrpcService>();
         app.MapGrpcService<AdminGrpcService>();
         app.MapGrpcReflectionService();

@@ -19,17 +19,21 @@ public static class AgentEndpoints
 
     public static void MapAgentApi(this IEndpointRouteBuilder app)
     {
-        var machine = app.MapGroup("/api/v1/machine");
+        var machine = app.MapGroup("/api/v1/machine").WithTags("agent")
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         machine.MapPost("/register", async (HttpContext context, ControlPlane controlPlane) =>
         {
             var request = await RequestBodies.ReadAsync<RegisterRequest>(context);
             var (node, token) = await controlPlane.RegisterAsync(request, RequestBodies.Bearer(context), context.RequestAborted);
-            return Results.Ok(new { node = NodeView.From(node), nodeToken = token });
-        });
+            return Results.Ok(new RegisterResponse(NodeView.From(node), token));
+        }).Accepts<RegisterRequest>("application/json").Produces<RegisterResponse>()
+            .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status409Conflict);
 
         machine.MapGet("/endpoints", async (HttpContext context, ControlPlane controlPlane, IOptions<GatewayOptions> options, IConfiguration configuration) =>
-            Results.Ok(new { grpc = options.Value.GrpcUrl(configuration), controlKey = await controlPlane.ControlKeyAsync(context.RequestAborted) }));
+            Results.Ok(new EndpointsResponse(options.Value.GrpcUrl(configuration), await controlPlane.ControlKeyAsync(context.RequestAborted))))
+            .Produces<EndpointsResponse>();
 
         machine.MapGet("/map", async (HttpContext context, ControlPlane controlPlane, MapHub hub) =>
         {
@@ -53,14 +57,15 @@ public static class AgentEndpoints
                 context.Abort();
             }
             return Results.Empty;
-        });
+        }).Produces<MapLine>(StatusCodes.Status200OK, "application/x-ndjson")
+            .WithDescription("The netmap as NDJSON, one message a line: a `full` map first, then `delta`s, with `keepalive`s when silent (see docs/api.md).");
 
         machine.MapPut("/self/endpoints", async (HttpContext context, ControlPlane controlPlane) =>
         {
             var body = await RequestBodies.ReadAsync<SetEndpointsBody>(context);
             var node = await controlPlane.SetEndpointsAsync(RequestBodies.Bearer(context), body.Endpoints ?? []);
-            return Results.Ok(new { node = NodeView.From(node) });
-        });
+            return Results.Ok(new NodeResponse(NodeView.From(node)));
+        }).Accepts<SetEndpointsBody>("application/json").Produces<NodeResponse>();
 
         machine.MapGet("/relay", async (HttpContext context, ControlPlane controlPlane, RelayHub relay) =>
         {
@@ -75,12 +80,13 @@ public static class AgentEndpoints
             using var socket = await context.WebSockets.AcceptWebSocketAsync();
             await relay.RunAsync(socket, node.Record.Tailnet, node.Record.Id, context.RequestAborted);
             return Results.Empty;
-        });
+        }).Produces(StatusCodes.Status101SwitchingProtocols)
+            .WithDescription("The relay: a WebSocket (binary frames of WireGuard packets between the node and its peers; see docs/api.md).");
 
-        machine.MapPost("/logout", async (HttpContext context, ControlPlane controlPlane) =>
+        machine.MapPost("/logout", async (HttpContext context, ControlPlane controlPlane, string? reason) =>
         {
-            await controlPlane.LogoutAsync(RequestBodies.Bearer(context), context.Request.Query["reason"].ToString());
+            await controlPlane.LogoutAsync(RequestBodies.Bearer(context), reason ?? "");
             return Results.NoContent();
-        });
+        }).Produces(StatusCodes.Status204NoContent);
     }
 }

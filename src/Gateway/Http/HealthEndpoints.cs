@@ -11,14 +11,14 @@ public static class HealthEndpoints
 {
     public static void MapHealth(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
+        app.MapGet("/healthz", () => Results.Ok(new HealthResponse("ok"))).WithTags("health").Produces<HealthResponse>();
         app.MapGet("/readyz", async (ClusterReadiness readiness, CancellationToken cancellationToken) =>
         {
             var (silo, storage) = await readiness.ProbeAsync(cancellationToken);
             var ready = silo == "ok" && storage == "ok";
-            return Results.Json(new { status = ready ? "ready" : "not ready", silo, storage },
+            return Results.Json(new ReadinessResponse(ready ? "ready" : "not ready", silo, storage),
                 statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
-        });
+        }).WithTags("health").Produces<ReadinessResponse>().Produces<ReadinessResponse>(StatusCodes.Status503ServiceUnavailable);
     }
 }
 
