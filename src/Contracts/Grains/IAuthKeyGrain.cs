@@ -9,8 +9,10 @@ public interface IAuthKeyGrain : IGrainWithStringKey
     /// <summary>Creates the key in <paramref name="tailnet"/> and returns its full string once; fails if the id is already taken.</summary>
     Task<CreatedAuthKey?> Create(string tailnet, AuthKeySpec spec);
 
-    /// <summary>Checks <paramref name="secret"/> in constant time and, if the key is usable, counts one use and returns what it grants.</summary>
-    Task<RedeemResult> Redeem(string secret);
+    /// <summary>Checks <paramref name="secret"/> in constant time and, if the key is usable, counts one use and returns what it grants.
+    /// <paramref name="requestId"/>: the gateway's id of the registration, the same when it retries one that may have
+    /// reached the key before a silo failed: a redemption already counted for it is granted again, not counted twice.</summary>
+    Task<RedeemResult> Redeem(string secret, string? requestId = null);
 
     /// <summary>The key as operators see it, or null when it does not exist.</summary>
     [ReadOnly]

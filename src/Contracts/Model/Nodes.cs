@@ -22,6 +22,11 @@ public sealed record RegisterCommand(
     /// issued before ids were sealed.</summary>
     [Id(6)]
     public string? NewNodeId { get; init; }
+
+    /// <summary>The gateway's id of this registration, the same when it retries it after a silo failure: a node that
+    /// this very registration made or re-registered (its answer was lost) is handed over again, with a new token.</summary>
+    [Id(7)]
+    public string? RequestId { get; init; }
 }
 
 /// <summary>A registered node and its new token (shown once), or why not.</summary>

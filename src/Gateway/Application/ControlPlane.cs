@@ -92,24 +92,31 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
         await _registrations.WaitAsync(cancellationToken);
         try
         {
-            KeyGrant grant;
-            if (request.IdToken is { } token)
+            // One id for every attempt: a retried step that had completed (the key counted the use, the node was made)
+            // is recognised, not repeated (see ClusterRetry).
+            var requestId = Guid.NewGuid().ToString("N");
+            var result = await ClusterRetry.RunAsync(async () =>
             {
-                grant = await RedeemIdTokenAsync(token, Tailnet(request.Tailnet), nodeKey, cancellationToken);
-            }
-            else
-            {
-                var redeemed = await grains.GetGrain<IAuthKeyGrain>(keyId!).Redeem(secret!);
-                grant = redeemed.Grant ?? throw Refused(redeemed.Failure!);
-            }
+                KeyGrant grant;
+                if (request.IdToken is { } token)
+                {
+                    grant = await RedeemIdTokenAsync(token, Tailnet(request.Tailnet), nodeKey, cancellationToken);
+                }
+                else
+                {
+                    var redeemed = await grains.GetGrain<IAuthKeyGrain>(keyId!).Redeem(secret!, requestId);
+                    grant = redeemed.Grant ?? throw Refused(redeemed.Failure!);
+                }
 
-            var grainKey = NodeIds.GrainKeyFor(grant.Tailnet, nodeKey);
-            var result = await grains.GetGrain<INodeGrain>(grainKey).Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant)
-            {
-                ProvenAt = provenAt,
-                NodeToken = nodeToken,
-                NewNodeId = await seal.NewNodeIdAsync(grainKey),
-            });
+                var grainKey = NodeIds.GrainKeyFor(grant.Tailnet, nodeKey);
+                return await grains.GetGrain<INodeGrain>(grainKey).Register(new RegisterCommand(nodeKey, hostname, request.Ephemeral, grant)
+                {
+                    ProvenAt = provenAt,
+                    NodeToken = nodeToken,
+                    NewNodeId = await seal.NewNodeIdAsync(grainKey),
+                    RequestId = requestId,
+                });
+            }, options.Value.ClusterRetryWindow, time, cancellationToken);
             if (result.Failure is { } failure)
             {
                 throw Refused(failure);

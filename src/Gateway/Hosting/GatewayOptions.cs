@@ -25,6 +25,10 @@ public sealed class GatewayOptions
     /// <summary>Messages buffered per map stream; a stream that falls further behind is reset with a fresh full map.</summary>
     public int StreamBufferSize { get; set; } = 256;
 
+    /// <summary>How long a registration is retried inside the gateway when a silo goes away under it (the cluster
+    /// declares a killed silo dead within seconds and reroutes); past it, the caller gets 503.</summary>
+    public TimeSpan ClusterRetryWindow { get; set; } = TimeSpan.FromSeconds(20);
+
     /// <summary>How far a registration proof's timestamp may be from this gateway's clock, either way.</summary>
     public TimeSpan ProofClockWindow { get; set; } = TimeSpan.FromMinutes(5);
 

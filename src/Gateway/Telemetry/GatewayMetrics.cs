@@ -42,6 +42,11 @@ public static class GatewayMetrics
     private static readonly Counter<long> RateLimitRefusals = Meter.CreateCounter<long>(
         "eo_gateway_rate_limited_total", description: "Requests refused by a flood limit, by limit (registration, registration_key, map, admin, streams_per_node).");
 
+    private static readonly Counter<long> ClusterRetries = Meter.CreateCounter<long>(
+        "eo.gateway.cluster_retries", "{retry}", "Calls retried inside the gateway because a silo went away under them, by failure.");
+
+    public static void ClusterRetry(string failure) => ClusterRetries.Add(1, new KeyValuePair<string, object?>("failure", failure));
+
     public static void RateLimited(string limit) => RateLimitRefusals.Add(1, new KeyValuePair<string, object?>("limit", limit));
 
     public static void AdminAuthFailure(string surface, string outcome) =>

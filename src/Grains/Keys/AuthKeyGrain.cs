@@ -26,6 +26,10 @@ public sealed class AuthKeyState
     /// <summary>Whether <c>key.expired</c> was recorded (at the first use refused for expiry).</summary>
     [Id(11)] public bool ExpiryRecorded { get; set; }
 
+    /// <summary>The gateways' request ids of the latest redemptions (at most <see cref="AuthKeyGrain.RememberedRedemptions"/>),
+    /// so that a registration retried after a silo failure is not counted twice.</summary>
+    [Id(12)] public string[] RecentRedemptions { get; set; } = [];
+
     public AuthKeyState Copy() => (AuthKeyState)MemberwiseClone();
 }
 
@@ -39,6 +43,9 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
 {
     // 32 characters of [A-Za-z0-9]: about 190 random bits.
     private const int SecretLength = 32;
+
+    /// <summary>Redemption ids kept: far more than the registrations a gateway retries at once for one key.</summary>
+    internal const int RememberedRedemptions = 256;
 
     private readonly IPersistentState<AuthKeyState> _key;
     private readonly AuditLog _auditLog;
@@ -108,7 +115,7 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
         return new CreatedAuthKey(Info(), Identifiers.FormatAuthKey(Id, secret));
     }
 
-    public async Task<RedeemResult> Redeem(string secret)
+    public async Task<RedeemResult> Redeem(string secret, string? requestId = null)
     {
         var state = State;
         // The secret is checked before anything about the key is revealed.
@@ -120,6 +127,12 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
         if (state.Revoked)
         {
             return Refuse(Failure.Forbidden("key_revoked", "The auth key has been revoked."));
+        }
+
+        if (requestId is not null && state.RecentRedemptions.Contains(requestId))
+        {
+            // A retry of a redemption that counted (its answer was lost with a silo): the same grant, no second use.
+            return Grant(state);
         }
 
         if (state.Expires is { } expires && _time.GetUtcNow() >= expires)
@@ -141,6 +154,12 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
         }
 
         state.Uses++;
+        var remembered = state.RecentRedemptions;
+        if (requestId is not null)
+        {
+            state.RecentRedemptions = [.. remembered.TakeLast(RememberedRedemptions - 1), requestId];
+        }
+
         try
         {
             await _commit.Request();
@@ -149,6 +168,7 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
         {
             // Not durable: the use does not count (the next write persists the corrected count).
             state.Uses--;
+            state.RecentRedemptions = state.RecentRedemptions.Where(id => id != requestId).ToArray();
             throw;
         }
 
@@ -157,8 +177,11 @@ public sealed partial class AuthKeyGrain : Grain, IAuthKeyGrain
             await RecordAsync(EventTypes.KeyUsedUp, new { uses = state.Uses });
         }
 
-        return new RedeemResult(new KeyGrant(Id, state.Tailnet, state.Ephemeral, state.Preauthorized, state.Tags), null);
+        return Grant(state);
     }
+
+    private RedeemResult Grant(AuthKeyState state) =>
+        new(new KeyGrant(Id, state.Tailnet!, state.Ephemeral, state.Preauthorized, state.Tags), null);
 
     public Task<AuthKeyInfo?> Describe() => Task.FromResult(State.Tailnet is null ? null : Info());
 

@@ -167,6 +167,7 @@ public sealed partial class NodeGrain(
             TokenHash = Secrets.Hash(secret),
             LastSeen = now,
             LastProofAt = command.ProvenAt,
+            LastRegistrationId = command.RequestId,
         };
         // The registry entry (and the node's name) is written alongside the node's own state; should this grain's
         // silo die in between, the registry drops the entry when it finds no such node (see TailnetGrain).
@@ -460,7 +461,10 @@ public sealed partial class NodeGrain(
             return new RegisterResult(null, null, Failure.Forbidden("node_key_conflict", "This node key cannot be registered."));
         }
 
-        if (PossessionFailure(command) is { } refused)
+        // The gateway retrying this very registration (a silo failed before it got the answer): the caller showed
+        // possession the first time; it gets a new token, as the lost answer's is unknown to anyone.
+        var retried = command.RequestId is not null && command.RequestId == State.LastRegistrationId;
+        if (!retried && PossessionFailure(command) is { } refused)
         {
             LogTakeoverRefused(State.NodeId!, command.Grant.KeyId, refused.Code);
             return new RegisterResult(null, null, refused);
@@ -476,9 +480,16 @@ public sealed partial class NodeGrain(
         State.Subject = command.Grant.Subject;
         State.Tags = command.Grant.Tags;
         State.Authorized |= command.Grant.Preauthorized;
+        State.LastRegistrationId = command.RequestId;
         CountAsActivity();
         await node.WriteStateAsync();
         await Tailnet().Upsert(Entry());
+        if (retried)
+        {
+            LogRetried(State.NodeId!);
+            return new RegisterResult(Entry(), $"{State.NodeId}.{secret}", null);
+        }
+
         LogReregistered(State.NodeId!, command.Grant.KeyId, previousKey, command.ProvenAt is not null ? "proof" : "token");
         await RecordAsync(Event(EventTypes.NodeReauthenticated, EventActors.Credential(command.Grant.KeyId), new
         {
@@ -861,6 +872,9 @@ public sealed partial class NodeGrain(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId} re-registered with key {KeyId} (was {PreviousKeyId}), shown by {Credential}; its previous token is void")]
     private partial void LogReregistered(string nodeId, string keyId, string previousKeyId, string credential);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Node {NodeId}: its registration was retried by the gateway (the first answer was lost); a new token is issued")]
+    private partial void LogRetried(string nodeId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Node {NodeId}: a registration with key {KeyId} was refused ({Code}); the node is unchanged")]
     private partial void LogTakeoverRefused(string nodeId, string keyId, string code);

@@ -48,4 +48,8 @@ public sealed class NodeState
     /// <summary>The gateway session leases that held the node's open sessions at the last write: after a restart the
     /// grain asks them which sessions still stand.</summary>
     [Id(22)] public string[] SessionHosts { get; set; } = [];
+
+    /// <summary>The gateway's request id of the registration that last made or re-registered the node (see
+    /// <see cref="RegisterCommand.RequestId"/>).</summary>
+    [Id(23)] public string? LastRegistrationId { get; set; }
 }
