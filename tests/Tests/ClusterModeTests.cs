@@ -129,6 +129,18 @@ public sealed class ClusterModeTests : PostgresTest
         Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteNodeAsync(b[1].Node.Str("id"), "fleet-b")).Status);
         await streamB.DisposeAsync();
         await GaugesMatchTheApiAsync(client, "fleet-a", "fleet-b");
+
+        // And the removals, by tailnet and reason, as the registries counted them.
+        await Poll.UntilAsync(async () =>
+        {
+            var scrape = await client.Http.GetStringAsync("/metrics");
+            return Removals(scrape, "fleet-a", "logout") == 2 && Removals(scrape, "fleet-b", "admin") == 1 && Removals(scrape, "fleet-a", "admin") == 0;
+        }, TimeSpan.FromSeconds(10), "the removals in the client-mode gateway's scrape");
+
+        static int Removals(string scrape, string tailnet, string reason) => System.Text.RegularExpressions.Regex.Matches(scrape,
+                @"^eo_tailnet_removals_total\{([^}]*)\} (\d+)", System.Text.RegularExpressions.RegexOptions.Multiline)
+            .Where(m => m.Groups[1].Value.Contains($"reason=\"{reason}\"") && m.Groups[1].Value.Contains($"tailnet=\"{tailnet}\""))
+            .Select(m => int.Parse(m.Groups[2].Value)).SingleOrDefault();
     }
 
     /// <summary>Polls the gateway's <c>eo_tailnet_nodes</c> until, for each tailnet, every kind equals what the API
@@ -147,6 +159,7 @@ public sealed class ClusterModeTests : PostgresTest
                 {
                     ["total"] = listed.Length,
                     ["online"] = listed.Count(n => n.GetProperty("online").GetBoolean()),
+                    ["offline"] = listed.Count(n => !n.GetProperty("online").GetBoolean()),
                     ["ephemeral"] = listed.Count(n => n.GetProperty("ephemeral").GetBoolean()),
                     ["pending_approval"] = listed.Count(n => !n.GetProperty("authorized").GetBoolean()),
                 };

@@ -12,6 +12,8 @@ namespace EphemeralOrleans.Tests;
 [Collection(TimingCollection.Name)]
 public sealed class OperationsTests : GatewayTest
 {
+    protected override IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?> { ["Gateway:FleetMetricsInterval"] = "00:00:01" };
+
     [Fact]
     public async Task Metrics_count_registrations_removals_by_reason_and_open_streams()
     {
@@ -39,6 +41,22 @@ public sealed class OperationsTests : GatewayTest
         Assert.True(Grew("eo_gateway_deltas_sent_total") >= 1);
         Assert.True(Grew("eo_gateway_change_delivery_seconds_count") >= 1);
         Assert.DoesNotContain(key[^20..], await Gateway.Http.GetStringAsync("/metrics"));
+
+        // The same removals as the tailnet's registry counts them, which a gateway in client mode exports too (polled).
+        await Poll.UntilAsync(async () =>
+        {
+            var fleet = await ScrapeAsync();
+            return fleet.GetValueOrDefault("eo_tailnet_removals_total{reason=\"logout\",tailnet=\"metrics\"}") == 1
+                && fleet.GetValueOrDefault("eo_tailnet_removals_total{reason=\"admin\",tailnet=\"metrics\"}") == 1
+                && fleet.GetValueOrDefault("eo_tailnet_nodes{kind=\"offline\",tailnet=\"metrics\"}") == 0
+                && fleet.GetValueOrDefault("eo_tailnet_nodes{kind=\"online\",tailnet=\"metrics\"}") == 1;
+        }, TimeSpan.FromSeconds(10), "the tailnet's removals and nodes in the scrape");
+
+        // A stream silent for the keepalive interval (1 s here) gets its keepalive, and how late it was is measured.
+        var keepalives = (await ScrapeAsync()).GetValueOrDefault("eo_gateway_keepalive_lag_seconds_count");
+        await map.WaitForAsync(m => m.Type() == "keepalive", TimeSpan.FromSeconds(5), "a keepalive");
+        await Poll.UntilAsync(async () => (await ScrapeAsync()).GetValueOrDefault("eo_gateway_keepalive_lag_seconds_count") > keepalives,
+            TimeSpan.FromSeconds(5), "the keepalive lag counted");
     }
 
     /// <summary>Series → value, without the scope label.</summary>

@@ -38,8 +38,9 @@ public interface ITailnetGrain : IGrainWithStringKey
     [OneWay]
     Task Confirm(string nodeId);
 
-    /// <summary>Removes a node from the registry (idempotent).</summary>
-    Task Remove(string nodeId);
+    /// <summary>Removes a node from the registry (idempotent). A node's own removal says why (<paramref name="reason"/>)
+    /// and, for inactivity, how late past its deadline (<paramref name="lag"/>): counted once, for <see cref="GetCounts"/>.</summary>
+    Task Remove(string nodeId, RemovalReason? reason = null, TimeSpan? lag = null);
 
     /// <summary>Renames a node the registry holds, if no other node has <paramref name="name"/>; peers learn it as a change.</summary>
     Task<RenameOutcome> Rename(string nodeId, string name);

@@ -6,13 +6,26 @@ namespace EphemeralOrleans.Contracts.Model;
 [GenerateSerializer, Immutable]
 public sealed record TailnetSettings([property: Id(0)] bool DeviceApproval);
 
-/// <summary>How many nodes a tailnet has: all, online, ephemeral, and waiting for approval.</summary>
+/// <summary>How many nodes a tailnet has: all, online, ephemeral, and waiting for approval; and since its registry
+/// was activated, the nodes removed by reason (<see cref="Removals"/>, indexed by <see cref="RemovalReason"/>) and how
+/// late inactivity removals came past their deadline (<see cref="RemovalLagCounts"/>: one count per bucket of
+/// <see cref="Telemetry.RemovalLagBuckets"/>, then the rest; <see cref="RemovalLagSum"/> in seconds).</summary>
 [GenerateSerializer, Immutable, Alias("TailnetCounts")]
 public sealed record TailnetCounts(
     [property: Id(0)] int Total,
     [property: Id(1)] int Online,
     [property: Id(2)] int Ephemeral,
-    [property: Id(3)] int PendingApproval);
+    [property: Id(3)] int PendingApproval)
+{
+    [Id(4)]
+    public long[] Removals { get; init; } = [];
+
+    [Id(5)]
+    public long[] RemovalLagCounts { get; init; } = [];
+
+    [Id(6)]
+    public double RemovalLagSum { get; init; }
+}
 
 /// <summary>Every node of a tailnet at one registry version.</summary>
 [GenerateSerializer, Immutable]

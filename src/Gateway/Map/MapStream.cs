@@ -103,9 +103,11 @@ internal sealed class MapStream(NodeEntry self, int epoch, int capacity) : IValu
     /// (checked by the gateway's sweep, so that waiting for the next message costs no timer per wait).</summary>
     public void KeepAliveIfSilent(long nowMilliseconds, TimeSpan silence)
     {
+        long late;
         lock (_gate)
         {
-            if (nowMilliseconds - _lastSentAt < (long)silence.TotalMilliseconds || _queue.Count > 0)
+            late = nowMilliseconds - _lastSentAt - (long)silence.TotalMilliseconds;
+            if (late < 0 || _queue.Count > 0)
             {
                 return;
             }
@@ -118,6 +120,7 @@ internal sealed class MapStream(NodeEntry self, int epoch, int capacity) : IValu
             }
         }
 
+        Telemetry.GatewayMetrics.KeepAliveQueued(TimeSpan.FromMilliseconds(late));
         StreamWakes.Wake(this);
     }
 

@@ -84,20 +84,59 @@ public static class GatewayMetrics
         Delivery.Record(Math.Max(0, sinceChange.TotalSeconds));
     }
 
+    private static readonly Histogram<double> KeepAliveLag = Meter.CreateHistogram<double>(
+        "eo.gateway.keepalive_lag", "s", "How late a keepalive was queued past the moment its stream had been silent for Map:KeepAliveInterval.",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10] });
+
+    private static readonly Histogram<double> TailnetRemovalLag = Meter.CreateHistogram<double>(
+        "eo.tailnet.removal_lag", "s", "How long after its inactivity deadline an ephemeral node was removed, by tailnet, as the registries count them (polled).",
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Contracts.Telemetry.RemovalLagBuckets });
+
+    public static void KeepAliveQueued(TimeSpan late) => KeepAliveLag.Record(Math.Max(0, late.TotalSeconds));
+
     // The fleet as the latest FleetMetrics poll saw it (one gateway per process; tests may start several in turn).
     private static volatile IReadOnlyDictionary<string, Contracts.Model.TailnetCounts> _fleet = new Dictionary<string, Contracts.Model.TailnetCounts>();
 
-    static GatewayMetrics() =>
+    static GatewayMetrics()
+    {
         Meter.CreateObservableGauge("eo.tailnet.nodes", () => _fleet.SelectMany(t => new[]
         {
             Nodes(t.Key, "total", t.Value.Total),
             Nodes(t.Key, "online", t.Value.Online),
+            Nodes(t.Key, "offline", t.Value.Total - t.Value.Online),
             Nodes(t.Key, "ephemeral", t.Value.Ephemeral),
             Nodes(t.Key, "pending_approval", t.Value.PendingApproval),
         }), "{node}", "Nodes of each tailnet by kind, as the cluster's registries count them (polled, not per scrape).");
+        Meter.CreateObservableCounter("eo.tailnet.removals", () => _fleet.SelectMany(t => t.Value.Removals.Select((count, reason) =>
+            new Measurement<long>(count, new KeyValuePair<string, object?>("tailnet", t.Key),
+                new KeyValuePair<string, object?>("reason", ((Contracts.Model.RemovalReason)reason).ToString().ToLowerInvariant())))),
+            "{node}", "Nodes removed, by tailnet and reason, as the registries count them since they were activated (polled).");
+    }
 
-    /// <summary>Replaces the fleet the gauges show.</summary>
-    public static void Fleet(IReadOnlyDictionary<string, Contracts.Model.TailnetCounts> fleet) => _fleet = fleet;
+    /// <summary>Replaces the fleet the gauges show, and records the removal lags the registries counted since the last poll.</summary>
+    public static void Fleet(IReadOnlyDictionary<string, Contracts.Model.TailnetCounts> fleet)
+    {
+        var previous = _fleet;
+        foreach (var (tailnet, counts) in fleet)
+        {
+            var before = previous.TryGetValue(tailnet, out var last) ? last.RemovalLagCounts : [];
+            // A registry that restarted counts from zero again: all it counted is new.
+            var restarted = counts.RemovalLagCounts.Length != before.Length || counts.RemovalLagCounts.Where((c, i) => c < before[i]).Any();
+            var bounds = Contracts.Telemetry.RemovalLagBuckets;
+            for (var bucket = 0; bucket < counts.RemovalLagCounts.Length; bucket++)
+            {
+                // Each bucket's new removals, recorded at its upper bound (they are counted in it, as they were).
+                var added = counts.RemovalLagCounts[bucket] - (restarted ? 0 : before[bucket]);
+                var value = bucket < bounds.Length ? bounds[bucket] : bounds[^1] * 2;
+                for (var i = 0; i < added; i++)
+                {
+                    TailnetRemovalLag.Record(value, new KeyValuePair<string, object?>("tailnet", tailnet));
+                }
+            }
+        }
+
+        _fleet = fleet;
+    }
 
     private static Measurement<int> Nodes(string tailnet, string kind, int count) =>
         new(count, new KeyValuePair<string, object?>("tailnet", tailnet), new KeyValuePair<string, object?>("kind", kind));

@@ -718,7 +718,8 @@ public sealed partial class NodeGrain(
             await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(State.Tailnet, State.Ipv4)).Release(nodeId);
         }
 
-        await Tailnet().Remove(nodeId);
+        var lag = reason == RemovalReason.Inactivity ? (State.RemovedAt ?? time.GetUtcNow()) - (State.LastSeen + _options.InactivityTimeout) : (TimeSpan?)null;
+        await Tailnet().Remove(nodeId, reason, lag);
         await DropReminderAsync();
         await node.ClearStateAsync();
         LogRemoved(nodeId, reason);

@@ -56,6 +56,11 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     private readonly TimeProvider _time;
     private IGrainTimer? _confirmTimer;
     private ImmutableDictionary<string, NodeEntry> _nodes = ImmutableDictionary<string, NodeEntry>.Empty;
+
+    // Removals since this activation, for the gateways' fleet metrics (counters: a restart starts them again).
+    private readonly long[] _removals = new long[Enum.GetValues<RemovalReason>().Length];
+    private readonly long[] _removalLagCounts = new long[Contracts.Telemetry.RemovalLagBuckets.Length + 1];
+    private double _removalLagSum;
     private IGrainTimer? _batchTimer;
     private DateTimeOffset _firstPendingAt;
     private IDisposable? _metrics;
@@ -120,7 +125,12 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             pending += node.Record.Authorized ? 0 : 1;
         }
 
-        return new TailnetCounts(nodes.Count, online, ephemeral, pending);
+        return new TailnetCounts(nodes.Count, online, ephemeral, pending)
+        {
+            Removals = [.. _removals],
+            RemovalLagCounts = [.. _removalLagCounts],
+            RemovalLagSum = _removalLagSum,
+        };
     }
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
@@ -221,11 +231,24 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         return Task.CompletedTask;
     }
 
-    public async Task Remove(string nodeId)
+    public async Task Remove(string nodeId, RemovalReason? reason = null, TimeSpan? lag = null)
     {
         if (!_nodes.TryGetValue(nodeId, out var existing))
         {
             return;
+        }
+
+        if (reason is { } why)
+        {
+            _removals[(int)why]++;
+        }
+
+        if (lag is { } late)
+        {
+            var seconds = Math.Max(0, late.TotalSeconds);
+            var bucket = Array.FindIndex(Contracts.Telemetry.RemovalLagBuckets, bound => seconds <= bound);
+            _removalLagCounts[bucket < 0 ? _removalLagCounts.Length - 1 : bucket]++;
+            _removalLagSum += seconds;
         }
 
         _idsByName.Remove(existing.Record.Name);

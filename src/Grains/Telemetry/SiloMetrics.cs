@@ -19,7 +19,7 @@ public static class SiloMetrics
 
     private static readonly Histogram<double> RemovalLag = Meter.CreateHistogram<double>(
         "eo.node.removal_lag", "s", "How long after its inactivity deadline an ephemeral node was removed.",
-        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600] });
+        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Contracts.Telemetry.RemovalLagBuckets });
 
     private static readonly Counter<long> SessionKeepalives = Meter.CreateCounter<long>(
         "eo.session.keepalive_calls", "{call}", "Grain calls made to keep map sessions alive (not to open or close them), by kind.");
