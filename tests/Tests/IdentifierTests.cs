@@ -73,4 +73,42 @@ public sealed class IdentifierTests
         Assert.True(standard.SessionLease + standard.CheckInterval < standard.Slack);
         Assert.Equal(TimeSpan.FromMinutes(7.5), standard.EffectiveReminderPeriod(TimeSpan.FromMinutes(1)));
     }
+
+    [Theory]
+    [InlineData("default", "100.64.0.1")]
+    [InlineData("ci.example", "100.127.255.254")]
+    public void A_lease_key_gives_back_its_tailnet_and_address(string tailnet, string ip)
+    {
+        var ipv4 = AddressPool.ToUInt32(System.Net.IPAddress.Parse(ip));
+        Assert.True(AddressPool.TryParseLeaseKey(AddressPool.LeaseKey(tailnet, ipv4), out var parsedTailnet, out var parsedIpv4));
+        Assert.Equal((tailnet, ipv4), (parsedTailnet, parsedIpv4));
+    }
+
+    [Theory]
+    [InlineData("default")]
+    [InlineData("/100.64.0.1")]
+    [InlineData("default/")]
+    [InlineData("default/fd7a:115c:a1e0::1")]
+    [InlineData("default/100.64.1")]
+    [InlineData("default/100.064.0.1")]
+    public void Anything_else_is_not_a_lease_key(string key) => Assert.False(AddressPool.TryParseLeaseKey(key, out _, out _));
+
+    [Fact]
+    public void A_pools_candidates_are_random_first_then_a_walk_over_every_usable_address_once()
+    {
+        var small = new AddressPool("100.64.0.0/29");
+        var candidates = small.Candidates(randomAttempts: 3, scanLimit: 1 << 16).ToArray();
+        Assert.InRange(candidates.Length, 6, 9);
+        Assert.Equal(Enumerable.Range(1, 6).Select(i => 0x64400000u + (uint)i), candidates.TakeLast(6).Order());
+
+        // 100.100.100.0/24 is kept back (as Tailscale keeps it): never a candidate.
+        var around = new AddressPool("100.100.96.0/20");
+        var walked = around.Candidates(randomAttempts: 0, scanLimit: 1 << 16).ToArray();
+        Assert.Equal(around.Size - 256, walked.Length);
+        Assert.DoesNotContain(walked, a => a >> 8 == 0x646464u);
+        Assert.Equal(walked.Length, walked.Distinct().Count());
+
+        // A large pool is walked no further than the limit.
+        Assert.Equal(1000, new AddressPool("100.64.0.0/16").Candidates(randomAttempts: 0, scanLimit: 1000).Count());
+    }
 }

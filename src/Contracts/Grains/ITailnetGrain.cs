@@ -30,9 +30,11 @@ public interface ITailnetGrain : IGrainWithStringKey
     [ReadOnly]
     Task<string[]> ListKeyIds();
 
-    /// <summary>Adds or updates a node; returns its name, unique in the tailnet, assigned from the hostname on first sight.
-    /// Completes once the registry entry is durable.</summary>
-    Task<string> Upsert(NodeEntry node);
+    /// <summary>Adds or updates a node; returns its name, unique in the tailnet. A node the registry holds keeps the name
+    /// it has there (the record's own is not read); one it does not hold gets <paramref name="nameHint"/> if that is
+    /// free (the name it had, should the registry have lost it), else one made from its hostname. Completes once the
+    /// registry entry is durable.</summary>
+    Task<string> Upsert(NodeEntry node, string? nameHint = null);
 
     /// <summary>Tells the registry that a newly added node is stored; entries never confirmed are checked with their node.</summary>
     [OneWay]

@@ -43,6 +43,30 @@ public sealed class AddressPool
 
     public uint Random() => (uint)(First + System.Random.Shared.NextInt64(Size));
 
+    /// <summary>The addresses a new node tries, in order: <paramref name="randomAttempts"/> random ones (in a large pool
+    /// almost always free at the first), then — for a small or crowded pool — a walk from a random point over at most
+    /// <paramref name="scanLimit"/> addresses. Only usable addresses; one may come twice among the random ones.</summary>
+    public IEnumerable<uint> Candidates(int randomAttempts, long scanLimit)
+    {
+        for (var attempt = 0; attempt < randomAttempts; attempt++)
+        {
+            if (Random() is var candidate && IsUsable(candidate))
+            {
+                yield return candidate;
+            }
+        }
+
+        var start = Random();
+        for (long i = 0; i < Math.Min(Size, scanLimit); i++)
+        {
+            var candidate = (uint)(First + ((start - First + i) % Size));
+            if (IsUsable(candidate))
+            {
+                yield return candidate;
+            }
+        }
+    }
+
     public static uint ToUInt32(IPAddress address) => BinaryPrimitives.ReadUInt32BigEndian(address.GetAddressBytes());
 
     public static string FormatIpv4(uint address) => Ipv4Address(address).ToString();
@@ -66,5 +90,20 @@ public sealed class AddressPool
         return new IPAddress(bytes);
     }
 
+    /// <summary>The key of an address's lease grain: <c>{tailnet}/{IPv4}</c>.</summary>
     public static string LeaseKey(string tailnet, uint ipv4) => $"{tailnet}/{FormatIpv4(ipv4)}";
+
+    /// <summary>The tailnet and address of a <see cref="LeaseKey"/>; false for anything else.</summary>
+    public static bool TryParseLeaseKey(string key, out string tailnet, out uint ipv4)
+    {
+        var slash = key.LastIndexOf('/');
+        (tailnet, ipv4) = ("", 0);
+        if (slash <= 0 || !IPAddress.TryParse(key.AsSpan(slash + 1), out var address) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+        {
+            return false;
+        }
+
+        (tailnet, ipv4) = (key[..slash], ToUInt32(address));
+        return LeaseKey(tailnet, ipv4) == key;
+    }
 }

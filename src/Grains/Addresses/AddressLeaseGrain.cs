@@ -71,12 +71,11 @@ public sealed partial class AddressLeaseGrain(
 
     private async Task<bool> HolderStillHoldsAsync(string holder)
     {
-        if (!NodeIds.TryGrainKey(holder, out var grainKey))
+        if (!NodeIds.TryGrainKey(holder, out var grainKey) || !AddressPool.TryParseLeaseKey(this.GetPrimaryKeyString(), out _, out var address))
         {
             return false;
         }
 
-        var address = AddressPool.ToUInt32(System.Net.IPAddress.Parse(this.GetPrimaryKeyString().Split('/')[1]));
         try
         {
             return await grains.GetGrain<INodeGrain>(grainKey).HoldsAddress(holder, address);

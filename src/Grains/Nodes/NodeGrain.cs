@@ -46,7 +46,6 @@ public sealed partial class NodeGrain(
     /// failure that may have taken a gateway's lease): by then the leases are asked again, and what they cannot confirm is over.</summary>
     private DateTimeOffset? _unconfirmedUntil;
 
-    private DateTimeOffset _inactiveSince;
     private IGrainTimer? _checkTimer;
 
     /// <summary>The moment the armed check timer fires (a deadline, or when sessions must be confirmed); null when there is none.</summary>
@@ -59,6 +58,9 @@ public sealed partial class NodeGrain(
 
     private bool Online => _sessions.Count > 0 || _unconfirmedUntil is not null;
 
+    /// <summary>When an offline ephemeral node is removed: its last connect or disconnect plus the timeout.</summary>
+    private DateTimeOffset Deadline => State.LastSeen + _options.InactivityTimeout;
+
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
         if (!Exists)
@@ -66,7 +68,6 @@ public sealed partial class NodeGrain(
             return;
         }
 
-        _inactiveSince = State.LastSeen;
         if (State.Connected)
         {
             // It was online when its grain went away: the leases of its gateways say which sessions stand. A lease that
@@ -85,7 +86,7 @@ public sealed partial class NodeGrain(
         }
 
         ScheduleChecks();
-        State.Name = await Tailnet().Upsert(Entry());
+        State.Name = await AnnounceAsync();
     }
 
     /// <summary>After every call: whether this silo counts the node among its connected ones (see <see cref="Sessions.SessionConfirmer"/>).</summary>
@@ -171,7 +172,7 @@ public sealed partial class NodeGrain(
         };
         // The registry entry (and the node's name) is written alongside the node's own state; should this grain's
         // silo die in between, the registry drops the entry when it finds no such node (see TailnetGrain).
-        var announced = Tailnet().Upsert(Entry());
+        var announced = AnnounceAsync();
         try
         {
             await node.WriteStateAsync();
@@ -187,7 +188,6 @@ public sealed partial class NodeGrain(
             _acquiring = null;
         }
 
-        _inactiveSince = now;
         ScheduleChecks();
         State.Name = await announced;
         await Tailnet().Confirm(nodeId);
@@ -338,8 +338,7 @@ public sealed partial class NodeGrain(
         State.SessionEpoch++;
         State.Connected = false;
         State.LastSeen = time.GetUtcNow();
-        await node.WriteStateAsync();
-        await Tailnet().Upsert(Entry());
+        await SaveAndAnnounceAsync();
         LogLoggedOut(nodeId);
         await RecordAsync(Event(reason == RemovalReason.Expired ? EventTypes.NodeExpired : EventTypes.NodeLoggedOut, actor,
             new { name = State.Name, reason = reason.Name() }));
@@ -356,8 +355,7 @@ public sealed partial class NodeGrain(
         {
             State.Endpoints = endpoints.ToArray();
             CountAsActivity();
-            await node.WriteStateAsync();
-            await Tailnet().Upsert(Entry());
+            await SaveAndAnnounceAsync();
         }
 
         return Entry();
@@ -384,8 +382,7 @@ public sealed partial class NodeGrain(
         if (!State.Authorized)
         {
             State.Authorized = true;
-            await node.WriteStateAsync();
-            await Tailnet().Upsert(Entry());
+            await SaveAndAnnounceAsync();
             await RecordAsync(Event(EventTypes.NodeApproved, EventActors.Current, new { name = State.Name }));
         }
 
@@ -435,10 +432,10 @@ public sealed partial class NodeGrain(
             }
         }
 
-        if (State.Ephemeral && !Online && now >= _inactiveSince + _options.InactivityTimeout)
+        if (State.Ephemeral && !Online && now >= Deadline)
         {
-            LogInactive(State.NodeId!, now - _inactiveSince, now - (_inactiveSince + _options.InactivityTimeout));
-            SiloMetrics.RemovedLate(now - (_inactiveSince + _options.InactivityTimeout));
+            LogInactive(State.NodeId!, now - State.LastSeen, now - Deadline);
+            SiloMetrics.RemovedLate(now - Deadline);
             await RemoveAsync(RemovalReason.Inactivity, EventActors.System);
         }
 
@@ -482,8 +479,7 @@ public sealed partial class NodeGrain(
         State.Authorized |= command.Grant.Preauthorized;
         State.LastRegistrationId = command.RequestId;
         CountAsActivity();
-        await node.WriteStateAsync();
-        await Tailnet().Upsert(Entry());
+        await SaveAndAnnounceAsync();
         if (retried)
         {
             LogRetried(State.NodeId!);
@@ -525,44 +521,23 @@ public sealed partial class NodeGrain(
         if (!Online)
         {
             State.LastSeen = time.GetUtcNow();
-            _inactiveSince = State.LastSeen;
             ScheduleChecks();
         }
     }
 
     private async Task<uint> AcquireAddressAsync(string tailnet, string nodeId)
     {
-        for (var attempt = 0; attempt < RandomAttempts; attempt++)
+        foreach (var candidate in pool.Candidates(RandomAttempts, ScanLimit))
         {
-            if (await TryAddressAsync(pool.Random()) is { } address)
+            // Named before asking: the lease may ask this grain (HoldsAddress) whether it holds the address meanwhile.
+            _acquiring = (nodeId, candidate);
+            if (await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(tailnet, candidate)).Acquire(nodeId) == LeaseOutcome.Acquired)
             {
-                return address;
-            }
-        }
-
-        // A small or crowded pool: walk it once from a random point.
-        var start = pool.Random();
-        for (long i = 0; i < Math.Min(pool.Size, ScanLimit); i++)
-        {
-            if (await TryAddressAsync((uint)(pool.First + ((start - pool.First + i) % pool.Size))) is { } address)
-            {
-                return address;
+                return candidate;
             }
         }
 
         throw new ControlPlaneException(Failure.Exhausted("address_pool_exhausted", "No free address in the tailnet's pool (released addresses are quarantined)."));
-
-        async Task<uint?> TryAddressAsync(uint candidate)
-        {
-            if (!pool.IsUsable(candidate))
-            {
-                return null;
-            }
-
-            _acquiring = (nodeId, candidate);
-            var outcome = await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(tailnet, candidate)).Acquire(nodeId);
-            return outcome == LeaseOutcome.Acquired ? candidate : null;
-        }
     }
 
     private async Task AddSessionsAsync(string leaseId, IReadOnlyCollection<string> streamIds)
@@ -603,7 +578,7 @@ public sealed partial class NodeGrain(
         await node.WriteStateAsync();
         if (connecting)
         {
-            await Tailnet().Upsert(Entry());
+            await AnnounceAsync();
         }
     }
 
@@ -678,13 +653,11 @@ public sealed partial class NodeGrain(
 
     private async Task GoOfflineAsync(DateTimeOffset since)
     {
-        _inactiveSince = since;
-        ScheduleChecks();
         State.Connected = false;
         State.LastSeen = since;
+        ScheduleChecks();
         State.SessionHosts = [];
-        await node.WriteStateAsync();
-        await Tailnet().Upsert(Entry());
+        await SaveAndAnnounceAsync();
     }
 
     private async Task RemoveAsync(RemovalReason reason, string actor)
@@ -718,7 +691,7 @@ public sealed partial class NodeGrain(
             await grains.GetGrain<IAddressLeaseGrain>(AddressPool.LeaseKey(State.Tailnet, State.Ipv4)).Release(nodeId);
         }
 
-        var lag = reason == RemovalReason.Inactivity ? (State.RemovedAt ?? time.GetUtcNow()) - (State.LastSeen + _options.InactivityTimeout) : (TimeSpan?)null;
+        var lag = reason == RemovalReason.Inactivity ? (State.RemovedAt ?? time.GetUtcNow()) - Deadline : (TimeSpan?)null;
         await Tailnet().Remove(nodeId, reason, lag);
         await DropReminderAsync();
         await node.ClearStateAsync();
@@ -754,7 +727,7 @@ public sealed partial class NodeGrain(
             return;
         }
 
-        CheckOnceAt(_inactiveSince + _options.InactivityTimeout);
+        CheckOnceAt(Deadline);
     }
 
     private void CheckOnceAt(DateTimeOffset deadline)
@@ -840,6 +813,17 @@ public sealed partial class NodeGrain(
     private Task RecordAsync(EventDraft draft) => auditLog.RecordAsync(State.Tailnet, draft);
 
     private ITailnetGrain Tailnet() => grains.GetGrain<ITailnetGrain>(State.Tailnet);
+
+    /// <summary>Puts the node as it is now into its tailnet's registry, with its name as the name to keep should the
+    /// registry have lost it; returns the name the registry holds.</summary>
+    private Task<string> AnnounceAsync() => Tailnet().Upsert(Entry(), nameHint: State.Name);
+
+    /// <summary>Writes the node's state, then announces it: the registry never shows what is not durable.</summary>
+    private async Task SaveAndAnnounceAsync()
+    {
+        await node.WriteStateAsync();
+        await AnnounceAsync();
+    }
 
     private ISessionLeaseGrain Lease(string leaseId) => grains.GetGrain<ISessionLeaseGrain>(leaseId);
 

@@ -200,7 +200,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         return true;
     }
 
-    public async Task<string> Upsert(NodeEntry node)
+    public async Task<string> Upsert(NodeEntry node, string? nameHint = null)
     {
         if (_nodes.TryGetValue(node.Id, out var existing))
         {
@@ -216,7 +216,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             return name;
         }
 
-        var named = node with { Record = node.Record with { Name = AllocateName(node.Record.Hostname, node.Record.Name) } };
+        var named = node with { Record = node.Record with { Name = AllocateName(node.Record.Hostname, nameHint ?? "") } };
         _idsByName[named.Record.Name] = named.Id;
         _unconfirmed[named.Id] = _time.GetUtcNow();
         _confirmTimer ??= this.RegisterGrainTimer(ConfirmAsync, new GrainTimerCreationOptions(ConfirmAfter, ConfirmAfter) { Interleave = true });
@@ -448,7 +448,7 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
                 }
                 else if (_nodes.ContainsKey(nodeId))
                 {
-                    await Upsert(entry);
+                    await Upsert(entry, entry.Record.Name);
                 }
             }
             catch (Exception exception)
