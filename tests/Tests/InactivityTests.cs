@@ -122,13 +122,7 @@ public sealed class InactivityTests : GatewayTest
         var key = (await Gateway.CreateKeyAsync(ephemeral: true)).Str("key");
         var clock = Stopwatch.StartNew();
         var (node, _) = await Gateway.RegisterAsync(key);
-        var grains = Gateway.Service<IGrainFactory>();
-        Assert.True(NodeIds.TryGrainKey(node.Str("id"), out var grainKey));
-        var grain = grains.GetGrain<INodeGrain>(grainKey);
-        await grain.Cast<IGrainManagementExtension>().DeactivateOnIdle();
-        var management = grains.GetGrain<IManagementGrain>(0);
-        await Poll.UntilAsync(async () => !(await management.GetDetailedGrainStatistics()).Any(a => a.GrainId == grain.GetGrainId()),
-            TimeSpan.FromSeconds(5), "the node grain to be deactivated");
+        await DeactivateAsync(node.Str("id"));
 
         // Polled through the registry, which does not wake the node grain: only its reminder (2 s period) can.
         await Poll.UntilAsync(async () => !(await Gateway.ListNodesAsync()).Any(n => n.Str("id") == node.Str("id")),
@@ -162,15 +156,8 @@ public sealed class InactivityTests : GatewayTest
         var (node, token) = await Gateway.RegisterAsync(key);
         var map = await Gateway.OpenMapAsync(token);
         await map.WaitForAsync(m => m.Type() == "full", TimeSpan.FromSeconds(10), "full map");
-        var grains = Gateway.Service<IGrainFactory>();
-        Assert.True(NodeIds.TryGrainKey(node.Str("id"), out var grainKey));
-        var grain = grains.GetGrain<INodeGrain>(grainKey);
-
         // The grain forgets its sessions (as after its silo's failure); nothing renews them per stream any more.
-        await grain.Cast<IGrainManagementExtension>().DeactivateOnIdle();
-        var management = grains.GetGrain<IManagementGrain>(0);
-        await Poll.UntilAsync(async () => !(await management.GetDetailedGrainStatistics()).Any(a => a.GrainId == grain.GetGrainId()),
-            TimeSpan.FromSeconds(5), "the node grain to be deactivated");
+        var grain = await DeactivateAsync(node.Str("id"));
         Assert.NotNull(await grain.GetEntry(node.Str("id"))); // back: it asks the gateway's lease which sessions stand
 
         // Three timeouts later: still there, and online throughout.
@@ -189,6 +176,19 @@ public sealed class InactivityTests : GatewayTest
         await WaitRemovedAsync(node.Str("id"));
         Assert.True(closed.Elapsed >= Timeout, $"removed {closed.Elapsed} after the stream closed");
         Assert.True(closed.Elapsed <= Timeout + Slack + Tolerance, $"removed {closed.Elapsed} after the stream closed");
+    }
+
+    /// <summary>Deactivates a node's grain and waits until it is gone from the silo; calling it activates it again.</summary>
+    private async Task<INodeGrain> DeactivateAsync(string nodeId)
+    {
+        var grains = Gateway.Service<IGrainFactory>();
+        Assert.True(NodeIds.TryGrainKey(nodeId, out var grainKey));
+        var grain = grains.GetGrain<INodeGrain>(grainKey);
+        await grain.Cast<IGrainManagementExtension>().DeactivateOnIdle();
+        var management = grains.GetGrain<IManagementGrain>(0);
+        await Poll.UntilAsync(async () => !(await management.GetDetailedGrainStatistics()).Any(a => a.GrainId == grain.GetGrainId()),
+            TimeSpan.FromSeconds(5), "the node grain to be deactivated");
+        return grain;
     }
 
     private async Task<TimeSpan> WaitRemovedAsync(string nodeId) =>
