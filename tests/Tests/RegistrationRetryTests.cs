@@ -39,11 +39,12 @@ public sealed class RegistrationRetryTests : GatewayTest
         var command = new RegisterCommand(nodeKey, "retried", false, grant)
         {
             RequestId = "request-1",
+            Attempt = 1,
             NewNodeId = await Gateway.Service<EphemeralOrleans.Gateway.Application.IdSeal>().NewNodeIdAsync(grainKey),
         };
 
         var first = await node.Register(command);
-        var retried = await node.Register(command);
+        var retried = await node.Register(command with { Attempt = 2 });
         Assert.Null(retried.Failure);
         Assert.Equal(first.Node!.Record.Id, retried.Node!.Record.Id);
         Assert.NotEqual(first.NodeToken, retried.NodeToken);
@@ -51,6 +52,10 @@ public sealed class RegistrationRetryTests : GatewayTest
         Assert.Equal(HttpStatusCode.Unauthorized, (await Gateway.SetEndpointsAsync(first.NodeToken!)).Status);
         Assert.Equal(HttpStatusCode.OK, (await Gateway.SetEndpointsAsync(retried.NodeToken!)).Status);
         Assert.Single(await Gateway.ListNodesAsync(), n => n.Str("hostname") == "retried");
+
+        // The first attempt arriving again late (the gateway had given up on it) changes nothing: the token it answered with stands.
+        Assert.Equal("registration_superseded", (await node.Register(command)).Failure?.Code);
+        Assert.Equal(HttpStatusCode.OK, (await Gateway.SetEndpointsAsync(retried.NodeToken!)).Status);
 
         // A registration with another request id is a takeover attempt as ever: refused without proof or token.
         var other = await node.Register(new RegisterCommand(nodeKey, "retried", false, grant) { RequestId = "request-2" });

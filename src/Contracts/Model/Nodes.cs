@@ -27,6 +27,11 @@ public sealed record RegisterCommand(
     /// this very registration made or re-registered (its answer was lost) is handed over again, with a new token.</summary>
     [Id(7)]
     public string? RequestId { get; init; }
+
+    /// <summary>Which attempt of <see cref="RequestId"/> this is (from 1): an earlier attempt that arrives after a later
+    /// one (the gateway gave up waiting for it) changes nothing, so the token the gateway answered with stays valid.</summary>
+    [Id(8)]
+    public int Attempt { get; init; }
 }
 
 /// <summary>A registered node and its new token (shown once), or why not.</summary>

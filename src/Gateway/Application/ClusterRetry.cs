@@ -14,15 +14,19 @@ public static class ClusterRetry
     private static readonly TimeSpan FirstDelay = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan MaxDelay = TimeSpan.FromSeconds(1);
 
-    public static async Task<T> RunAsync<T>(Func<Task<T>> call, TimeSpan window, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>Runs <paramref name="call"/> (given its attempt number, from 1), each attempt bounded by
+    /// <paramref name="attemptTimeout"/>: a call forwarded to a silo that then died is answered by nobody until Orleans'
+    /// response timeout (30 s), so the gateway stops waiting for it and tries again; the abandoned attempt, should it
+    /// still arrive, is recognised by its lower number.</summary>
+    public static async Task<T> RunAsync<T>(Func<int, Task<T>> call, TimeSpan window, TimeSpan attemptTimeout, TimeProvider time, CancellationToken cancellationToken)
     {
         var deadline = time.GetUtcNow() + window;
         var delay = FirstDelay;
-        while (true)
+        for (var attempt = 1; ; attempt++)
         {
             try
             {
-                return await call();
+                return await call(attempt).WaitAsync(attemptTimeout, time, cancellationToken);
             }
             catch (Exception exception) when (IsSiloLoss(exception) && time.GetUtcNow() + delay < deadline && !cancellationToken.IsCancellationRequested)
             {

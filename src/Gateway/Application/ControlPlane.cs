@@ -95,7 +95,7 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
             // One id for every attempt: a retried step that had completed (the key counted the use, the node was made)
             // is recognised, not repeated (see ClusterRetry).
             var requestId = Guid.NewGuid().ToString("N");
-            var result = await ClusterRetry.RunAsync(async () =>
+            var result = await ClusterRetry.RunAsync(async attempt =>
             {
                 KeyGrant grant;
                 if (request.IdToken is { } token)
@@ -115,8 +115,9 @@ public sealed class ControlPlane(IGrainFactory grains, IOptions<GatewayOptions> 
                     NodeToken = nodeToken,
                     NewNodeId = await seal.NewNodeIdAsync(grainKey),
                     RequestId = requestId,
+                    Attempt = attempt,
                 });
-            }, options.Value.ClusterRetryWindow, time, cancellationToken);
+            }, options.Value.ClusterRetryWindow, options.Value.ClusterAttemptTimeout, time, cancellationToken);
             if (result.Failure is { } failure)
             {
                 throw Refused(failure);

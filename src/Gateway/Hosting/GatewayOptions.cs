@@ -29,6 +29,10 @@ public sealed class GatewayOptions
     /// declares a killed silo dead within seconds and reroutes); past it, the caller gets 503.</summary>
     public TimeSpan ClusterRetryWindow { get; set; } = TimeSpan.FromSeconds(20);
 
+    /// <summary>How long one attempt of such a registration is waited for before it is tried again (a call forwarded to
+    /// a silo that died is otherwise answered only by Orleans' 30 s response timeout).</summary>
+    public TimeSpan ClusterAttemptTimeout { get; set; } = TimeSpan.FromSeconds(8);
+
     /// <summary>How far a registration proof's timestamp may be from this gateway's clock, either way.</summary>
     public TimeSpan ProofClockWindow { get; set; } = TimeSpan.FromMinutes(5);
 

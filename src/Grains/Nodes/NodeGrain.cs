@@ -169,6 +169,7 @@ public sealed partial class NodeGrain(
             LastSeen = now,
             LastProofAt = command.ProvenAt,
             LastRegistrationId = command.RequestId,
+            LastRegistrationAttempt = command.Attempt,
         };
         // The registry entry (and the node's name) is written alongside the node's own state; should this grain's
         // silo die in between, the registry drops the entry when it finds no such node (see TailnetGrain).
@@ -461,6 +462,12 @@ public sealed partial class NodeGrain(
         // The gateway retrying this very registration (a silo failed before it got the answer): the caller showed
         // possession the first time; it gets a new token, as the lost answer's is unknown to anyone.
         var retried = command.RequestId is not null && command.RequestId == State.LastRegistrationId;
+        if (retried && command.Attempt <= State.LastRegistrationAttempt)
+        {
+            // An attempt the gateway gave up on, arriving late: the later one's answer (and token) stands.
+            return new RegisterResult(null, null, Failure.Conflict("registration_superseded", "A later attempt of this registration was answered; this one changes nothing."));
+        }
+
         if (!retried && PossessionFailure(command) is { } refused)
         {
             LogTakeoverRefused(State.NodeId!, command.Grant.KeyId, refused.Code);
@@ -478,6 +485,7 @@ public sealed partial class NodeGrain(
         State.Tags = command.Grant.Tags;
         State.Authorized |= command.Grant.Preauthorized;
         State.LastRegistrationId = command.RequestId;
+        State.LastRegistrationAttempt = command.Attempt;
         CountAsActivity();
         await SaveAndAnnounceAsync();
         if (retried)

@@ -52,4 +52,7 @@ public sealed class NodeState
     /// <summary>The gateway's request id of the registration that last made or re-registered the node (see
     /// <see cref="RegisterCommand.RequestId"/>).</summary>
     [Id(23)] public string? LastRegistrationId { get; set; }
+
+    /// <summary>The attempt of <see cref="LastRegistrationId"/> that made or re-registered the node.</summary>
+    [Id(24)] public int LastRegistrationAttempt { get; set; }
 }
