@@ -98,9 +98,11 @@ public sealed partial class NodeGrain(
         }
         finally
         {
-            connectedNodes.Set(this.GetPrimaryKeyString(), _sessions.Count > 0);
+            TrackConnected();
         }
     }
+
+    private void TrackConnected() => connectedNodes.Set(this.GetPrimaryKeyString(), _sessions.Count > 0);
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
@@ -568,8 +570,7 @@ public sealed partial class NodeGrain(
         }
 
         // Written when the node comes online, or when a gateway it was not held by before holds it now.
-        var hosts = _sessions.Values.Select(s => s.LeaseId).Concat(_unconfirmedUntil is null ? [] : State.SessionHosts)
-            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        var hosts = SessionHosts(keepRecorded: _unconfirmedUntil is not null);
         if (State.Connected && hosts.SequenceEqual(State.SessionHosts))
         {
             return;
@@ -646,8 +647,7 @@ public sealed partial class NodeGrain(
             }
         }
 
-        State.SessionHosts = _sessions.Values.Select(s => s.LeaseId).Concat(allTold || final ? [] : State.SessionHosts)
-            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        State.SessionHosts = SessionHosts(keepRecorded: !allTold && !final);
         return allTold;
 
         void RemoveSessions(Func<(string LeaseId, string StreamId), bool> which)
@@ -658,6 +658,12 @@ public sealed partial class NodeGrain(
             }
         }
     }
+
+    /// <summary>The leases of the open sessions, sorted; with <paramref name="keepRecorded"/>, also those recorded that
+    /// are still to be asked (sessions not confirmed yet).</summary>
+    private string[] SessionHosts(bool keepRecorded) =>
+        _sessions.Values.Select(s => s.LeaseId).Concat(keepRecorded ? State.SessionHosts : [])
+            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
 
     private async Task GoOfflineAsync(DateTimeOffset since)
     {
@@ -760,7 +766,7 @@ public sealed partial class NodeGrain(
     {
         StopChecks(); // fired once: spent
         await CheckAsync(cancellationToken);
-        connectedNodes.Set(this.GetPrimaryKeyString(), _sessions.Count > 0);
+        TrackConnected();
     }
 
     private void StopChecks()
