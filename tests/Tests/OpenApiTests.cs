@@ -58,6 +58,24 @@ public sealed class OpenApiTests : GatewayTest
     }
 
     [Fact]
+    public async Task Documenting_json_bodies_refuses_no_client_that_sends_json_under_another_content_type()
+    {
+        // curl -d sends form encoding, a bare StringContent text/plain: bodies are read as JSON whatever the header says,
+        // as before the document existed (an endpoint documented with application/json alone was answered 415, empty).
+        const string policy = """{"acls":[{"action":"accept","src":["tag:ci"],"dst":["tag:ci:*"]}]}""";
+        foreach (var contentType in new[] { "text/plain", "application/x-www-form-urlencoded" })
+        {
+            using var put = new HttpRequestMessage(HttpMethod.Put, "/api/v1/tailnets/-/policy") { Content = new StringContent(policy, Encoding.UTF8, contentType) };
+            using var response = await Gateway.Admin.SendAsync(put);
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{contentType}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            Assert.Contains("tag:ci", await response.Content.ReadAsStringAsync());
+
+            using var key = await Gateway.Admin.PostAsync("/api/v1/tailnets/-/keys", new StringContent("""{"ephemeral":true,"tags":["tag:ci"]}""", Encoding.UTF8, contentType));
+            Assert.True(key.StatusCode == HttpStatusCode.Created, $"{contentType}: {(int)key.StatusCode} {await key.Content.ReadAsStringAsync()}");
+        }
+    }
+
+    [Fact]
     public async Task Every_documented_operation_answers_in_the_shape_the_document_gives()
     {
         var document = await DocumentAsync();

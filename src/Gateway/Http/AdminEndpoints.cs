@@ -28,7 +28,7 @@ public static class AdminEndpoints
             var request = await RequestBodies.ReadAsync<CreateKeyRequest>(context);
             var created = await controlPlane.CreateKeyAsync(Tailnet(tailnet), request);
             return Results.Created($"/api/v1/tailnets/{created.Info.Tailnet}/keys/{created.Info.Id}", CreatedKeyResponse.From(created));
-        }).Accepts<CreateKeyRequest>(Json).Produces<CreatedKeyResponse>(StatusCodes.Status201Created);
+        }).AcceptsJson<CreateKeyRequest>().Produces<CreatedKeyResponse>(StatusCodes.Status201Created);
         tailnets.MapGet("/keys", async (string tailnet, ControlPlane controlPlane) =>
             Results.Ok(new KeyList(await controlPlane.ListKeysAsync(Tailnet(tailnet))))).Produces<KeyList>();
         tailnets.MapGet("/keys/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
@@ -43,7 +43,7 @@ public static class AdminEndpoints
         {
             var policy = await controlPlane.PutTrustPolicyAsync(Tailnet(tailnet), null, await RequestBodies.ReadAsync<TrustPolicyRequest>(context));
             return Results.Created($"/api/v1/tailnets/{policy.Tailnet}/trust-policies/{policy.Id}", TrustPolicyView.From(policy));
-        }).Accepts<TrustPolicyRequest>(Json).Produces<TrustPolicyView>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status409Conflict);
+        }).AcceptsJson<TrustPolicyRequest>().Produces<TrustPolicyView>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status409Conflict);
         tailnets.MapGet("/trust-policies", async (string tailnet, ControlPlane controlPlane) =>
             Results.Ok(new TrustPolicyList((await controlPlane.ListTrustPoliciesAsync(Tailnet(tailnet))).Select(TrustPolicyView.From).ToArray())))
             .Produces<TrustPolicyList>();
@@ -52,7 +52,7 @@ public static class AdminEndpoints
             .Produces<TrustPolicyView>().ProducesProblem(StatusCodes.Status404NotFound);
         tailnets.MapPut("/trust-policies/{id}", async (HttpContext context, string tailnet, string id, ControlPlane controlPlane) =>
             Results.Ok(TrustPolicyView.From(await controlPlane.PutTrustPolicyAsync(Tailnet(tailnet), id, await RequestBodies.ReadAsync<TrustPolicyRequest>(context)))))
-            .Accepts<TrustPolicyRequest>(Json).Produces<TrustPolicyView>().ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+            .AcceptsJson<TrustPolicyRequest>().Produces<TrustPolicyView>().ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
         tailnets.MapDelete("/trust-policies/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
         {
             await controlPlane.DeleteTrustPolicyAsync(Tailnet(tailnet), id);
@@ -79,20 +79,20 @@ public static class AdminEndpoints
         {
             var request = await RequestBodies.ReadAsync<RenameRequest>(context);
             return Results.Ok(NodeView.From(await controlPlane.RenameNodeAsync(Tailnet(tailnet), id, request.Name)));
-        }).Accepts<RenameRequest>(Json).Produces<NodeView>().ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
+        }).AcceptsJson<RenameRequest>().Produces<NodeView>().ProducesProblem(StatusCodes.Status404NotFound).ProducesProblem(StatusCodes.Status409Conflict);
 
         // The policy document is JSON of its own (see the README's "Policy"), passed through as it was stored.
         tailnets.MapGet("/policy", async (string tailnet, ControlPlane controlPlane) =>
             Results.Content(await controlPlane.GetPolicyAsync(Tailnet(tailnet)), Json)).Produces<System.Text.Json.JsonElement>(contentType: Json);
         tailnets.MapPut("/policy", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
             Results.Content(await controlPlane.SetPolicyAsync(Tailnet(tailnet), await RequestBodies.ReadTextAsync(context)), Json))
-            .Accepts<System.Text.Json.JsonElement>(Json).Produces<System.Text.Json.JsonElement>(contentType: Json);
+            .AcceptsJson<System.Text.Json.JsonElement>().Produces<System.Text.Json.JsonElement>(contentType: Json);
 
         tailnets.MapPost("/webhooks", async (HttpContext context, string tailnet, ControlPlane controlPlane) =>
         {
             var created = await controlPlane.CreateWebhookAsync(Tailnet(tailnet), await RequestBodies.ReadAsync<CreateWebhookRequest>(context));
             return Results.Created($"/api/v1/tailnets/{Tailnet(tailnet)}/webhooks/{created.Info.Id}", CreatedWebhookResponse.From(created));
-        }).Accepts<CreateWebhookRequest>(Json).Produces<CreatedWebhookResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status409Conflict);
+        }).AcceptsJson<CreateWebhookRequest>().Produces<CreatedWebhookResponse>(StatusCodes.Status201Created).ProducesProblem(StatusCodes.Status409Conflict);
         tailnets.MapGet("/webhooks", async (string tailnet, ControlPlane controlPlane) =>
             Results.Ok(new WebhookList(await controlPlane.ListWebhooksAsync(Tailnet(tailnet))))).Produces<WebhookList>();
         tailnets.MapGet("/webhooks/{id}", async (string tailnet, string id, ControlPlane controlPlane) =>
@@ -117,7 +117,7 @@ public static class AdminEndpoints
         {
             var patch = await RequestBodies.ReadAsync<SettingsPatch>(context);
             return Results.Ok(await controlPlane.UpdateSettingsAsync(Tailnet(tailnet), patch.DeviceApproval));
-        }).Accepts<SettingsPatch>(Json).Produces<TailnetSettings>();
+        }).AcceptsJson<SettingsPatch>().Produces<TailnetSettings>();
     }
 
     private const string Json = "application/json";

@@ -28,7 +28,7 @@ public static class AgentEndpoints
             var request = await RequestBodies.ReadAsync<RegisterRequest>(context);
             var (node, token) = await controlPlane.RegisterAsync(request, RequestBodies.Bearer(context), context.RequestAborted);
             return Results.Ok(new RegisterResponse(NodeView.From(node), token));
-        }).Accepts<RegisterRequest>("application/json").Produces<RegisterResponse>()
+        }).AcceptsJson<RegisterRequest>().Produces<RegisterResponse>()
             .ProducesProblem(StatusCodes.Status403Forbidden).ProducesProblem(StatusCodes.Status409Conflict);
 
         machine.MapGet("/endpoints", async (HttpContext context, ControlPlane controlPlane, IOptions<GatewayOptions> options, IConfiguration configuration) =>
@@ -65,7 +65,7 @@ public static class AgentEndpoints
             var body = await RequestBodies.ReadAsync<SetEndpointsBody>(context);
             var node = await controlPlane.SetEndpointsAsync(RequestBodies.Bearer(context), body.Endpoints ?? []);
             return Results.Ok(new NodeResponse(NodeView.From(node)));
-        }).Accepts<SetEndpointsBody>("application/json").Produces<NodeResponse>();
+        }).AcceptsJson<SetEndpointsBody>().Produces<NodeResponse>();
 
         machine.MapGet("/relay", async (HttpContext context, ControlPlane controlPlane, RelayHub relay) =>
         {
