@@ -7,7 +7,6 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using AuthKey = EphemeralOrleans.Protocol.V1.AuthKey;
 using TrustPolicy = EphemeralOrleans.Protocol.V1.TrustPolicy;
-using KeepAlive = EphemeralOrleans.Protocol.V1.KeepAlive;
 
 namespace EphemeralOrleans.Gateway.Grpc;
 
@@ -110,22 +109,22 @@ internal static class ProtoMapping
     private static readonly ConditionalWeakTable<MapMessage, byte[]> WireCache = new();
 
     public static byte[] ToProtoBytes(this MapMessage message) =>
-        message is Map.KeepAlive ? KeepAliveBytes : WireCache.GetValue(message, m => Convert(m).ToByteArray());
+        message is KeepAliveMessage ? KeepAliveBytes : WireCache.GetValue(message, m => Convert(m).ToByteArray());
 
     private static MapResponse Convert(MapMessage message)
     {
         switch (message)
         {
-            case Map.FullMap full:
-                var map = new Protocol.V1.FullMap { Version = full.Version, Self = full.Self.ToProto() };
+            case FullMapMessage full:
+                var map = new FullMap { Version = full.Version, Self = full.Self.ToProto() };
                 map.Peers.AddRange(full.Peers.Select(ToProto));
                 map.PacketFilter.AddRange(full.PacketFilter.Select(ToProto));
                 return new MapResponse { Full = map };
-            case Map.MapDelta delta:
-                var proto = new Protocol.V1.MapDelta { Version = delta.Version, Self = delta.Self?.ToProto() };
+            case DeltaMessage delta:
+                var proto = new MapDelta { Version = delta.Version, Self = delta.Self?.ToProto() };
                 proto.PeersChanged.AddRange(delta.PeersChanged.Select(ToProto));
                 proto.PeersRemoved.AddRange(delta.PeersRemoved);
-                proto.PeersChangedPatch.AddRange((delta.PeersChangedPatch ?? []).Select(p => new Protocol.V1.PeerPatch
+                proto.PeersChangedPatch.AddRange((delta.PeersChangedPatch ?? []).Select(p => new PeerPatch
                 {
                     Id = p.Id,
                     Online = p.Online,

@@ -60,7 +60,7 @@ public sealed record FullMapLine(long Version, NodeView Self, NodeView[] Peers, 
 
 /// <summary>What changed since the previous line; <c>self</c>, <c>peersChangedPatch</c> and <c>packetFilter</c> only when there is something.</summary>
 public sealed record DeltaLine(long Version, NodeView[] PeersChanged, string[] PeersRemoved, NodeView? Self,
-    Map.PeerPatch[]? PeersChangedPatch, Contracts.Policy.PacketFilterRule[]? PacketFilter) : MapLine;
+    Map.PresencePatch[]? PeersChangedPatch, Contracts.Policy.PacketFilterRule[]? PacketFilter) : MapLine;
 
 /// <summary>Sent when the stream was silent for <c>Map:KeepAliveInterval</c>.</summary>
 public sealed record KeepAliveLine : MapLine;

@@ -63,13 +63,13 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         Func<MapMessage, CancellationToken, Task> send, CancellationToken aborted)
     {
         var feed = await FeedAsync(session.Node.Record.Tailnet);
-        using var stream = new MapStream(session.Node, session.Epoch, _gatewayOptions.StreamBufferSize);
+        using var stream = new MapStream(_gatewayOptions.StreamBufferSize);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _applicationStopping);
-        feed.Attach(stream);
+        var subscriber = feed.Attach(stream, session.Node, session.Epoch);
         GatewayMetrics.StreamOpened();
         try
         {
-            await WriteAsync(feed, stream, send, linked.Token);
+            await WriteAsync(feed, subscriber, send, linked.Token);
         }
         catch (Exception exception) when (linked.IsCancellationRequested || exception is IOException)
         {
@@ -78,7 +78,7 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         }
         finally
         {
-            feed.Detach(stream);
+            feed.Detach(subscriber);
             GatewayMetrics.StreamClosed();
             await linked.CancelAsync();
             LogStreamClosed(session.Node.Id, stream.ClosedBecause ?? "ended");
@@ -132,14 +132,14 @@ public sealed partial class MapHub : IMapObserver, IHostedService, IAsyncDisposa
         _fanout.Dispose();
     }
 
-    private async Task WriteAsync(TailnetFeed feed, MapStream stream, Func<MapMessage, CancellationToken, Task> send,
+    private async Task WriteAsync(TailnetFeed feed, MapSubscriber subscriber, Func<MapMessage, CancellationToken, Task> send,
         CancellationToken cancellationToken)
     {
-        Func<FullMap> fullMap = () => feed.FullMap(stream);
-        while (await stream.NextAsync(fullMap, cancellationToken) is { } message)
+        Func<FullMapMessage> fullMap = () => feed.FullMap(subscriber);
+        while (await subscriber.Stream.NextAsync(fullMap, cancellationToken) is { } message)
         {
             await send(message, cancellationToken);
-            if (message is MapDelta { ChangedAt: var changedAt } && changedAt != default)
+            if (message is DeltaMessage { ChangedAt: var changedAt } && changedAt != default)
             {
                 GatewayMetrics.DeltaSent(DateTimeOffset.UtcNow - changedAt);
             }

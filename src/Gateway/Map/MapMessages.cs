@@ -8,9 +8,9 @@ namespace EphemeralOrleans.Gateway.Map;
 
 /// <summary>One line of a netmap stream.</summary>
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "type")]
-[JsonDerivedType(typeof(FullMap), "full")]
-[JsonDerivedType(typeof(MapDelta), "delta")]
-[JsonDerivedType(typeof(KeepAlive), "keepalive")]
+[JsonDerivedType(typeof(FullMapMessage), "full")]
+[JsonDerivedType(typeof(DeltaMessage), "delta")]
+[JsonDerivedType(typeof(KeepAliveMessage), "keepalive")]
 public abstract record MapMessage
 {
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
@@ -27,13 +27,13 @@ public abstract record MapMessage
 }
 
 /// <summary>The whole map: the node itself, every peer it may reach or that may reach it, and its packet filter.</summary>
-public sealed record FullMap(long Version, NodeEntry Self, NodeEntry[] Peers, PacketFilterRule[] PacketFilter) : MapMessage;
+public sealed record FullMapMessage(long Version, NodeEntry Self, NodeEntry[] Peers, PacketFilterRule[] PacketFilter) : MapMessage;
 
 /// <summary>What changed since the previous message; <see cref="Self"/> only when the node itself changed.</summary>
-public sealed record MapDelta(long Version, NodeEntry[] PeersChanged, string[] PeersRemoved, NodeEntry? Self = null) : MapMessage
+public sealed record DeltaMessage(long Version, NodeEntry[] PeersChanged, string[] PeersRemoved, NodeEntry? Self = null) : MapMessage
 {
     /// <summary>Peers whose presence alone changed (online, last seen): small patches instead of whole peers.</summary>
-    public PeerPatch[]? PeersChangedPatch { get; init; }
+    public PresencePatch[]? PeersChangedPatch { get; init; }
 
     /// <summary>The node's new packet filter, when the policy changed it.</summary>
     public PacketFilterRule[]? PacketFilter { get; init; }
@@ -44,12 +44,12 @@ public sealed record MapDelta(long Version, NodeEntry[] PeersChanged, string[] P
 }
 
 /// <summary>A peer's presence: whether it has a map stream, and when it was last seen.</summary>
-public sealed record PeerPatch(string Id, bool Online, DateTimeOffset? LastSeen);
+public sealed record PresencePatch(string Id, bool Online, DateTimeOffset? LastSeen);
 
 /// <summary>Sent when a stream was silent for <c>Map:KeepAliveInterval</c>.</summary>
-public sealed record KeepAlive : MapMessage
+public sealed record KeepAliveMessage : MapMessage
 {
-    public static readonly KeepAlive Instance = new();
+    public static readonly KeepAliveMessage Instance = new();
 }
 
 /// <summary>Nodes go out in the API's shape (<see cref="NodeView"/>), whatever the messages hold.</summary>

@@ -1,12 +1,12 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
-using EphemeralOrleans.Contracts.Model;
 
 namespace EphemeralOrleans.Gateway.Map;
 
 /// <summary>
-/// One agent's open netmap stream on this gateway: a bounded queue of messages fed by its tailnet's feed. A stream
-/// that falls behind is not allowed to hold anything up: it is marked for a reset and gets a fresh full map.
+/// One agent's open netmap stream on this gateway: a bounded queue of messages fed by its tailnet's feed (which node it
+/// serves, and its class, are the feed's: <see cref="MapSubscriber"/>). A stream that falls behind is not allowed to hold
+/// anything up: it is marked for a reset and gets a fresh full map.
 /// <para>
 /// Its writer waits for messages without holding a thread, and a wake runs it inline, on the waking thread, until it
 /// waits again: a feed's batch wakes its streams from the <see cref="FanoutThreads"/> (see <see cref="StreamWakes"/>).
@@ -18,7 +18,7 @@ namespace EphemeralOrleans.Gateway.Map;
 /// stream (docs/benchmarks.md).
 /// </para>
 /// </summary>
-internal sealed class MapStream(NodeEntry self, int epoch, int capacity) : IValueTaskSource, IDisposable
+internal sealed class MapStream(int capacity) : IValueTaskSource, IDisposable
 {
     private readonly Lock _gate = new();
     private readonly Queue<MapMessage> _queue = new();
@@ -32,16 +32,6 @@ internal sealed class MapStream(NodeEntry self, int epoch, int capacity) : IValu
     private bool _resetPending;
     private bool _closed;
     private long _lastSentAt = Environment.TickCount64;
-
-    public string SelfId { get; } = self.Id;
-
-    /// <summary>The node's latest known entry, for full maps built before the feed has it (set under the feed's lock).</summary>
-    public NodeEntry Self { get; set; } = self;
-
-    /// <summary>The node's class under the tailnet's policy (kept by the feed, under its lock).</summary>
-    public string Class { get; set; } = "";
-
-    public int Epoch { get; } = epoch;
 
     /// <summary>Messages waiting to be sent.</summary>
     public int Pending
@@ -73,7 +63,7 @@ internal sealed class MapStream(NodeEntry self, int epoch, int capacity) : IValu
     /// <summary>The next message to send, or null once the stream is closed and drained. A stream that overflowed gets,
     /// instead of what was queued, a fresh full map from <paramref name="fullMap"/>. One call at a time (one writer).</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<MapMessage?> NextAsync(Func<FullMap> fullMap, CancellationToken cancellationToken)
+    public async ValueTask<MapMessage?> NextAsync(Func<FullMapMessage> fullMap, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -114,7 +104,7 @@ internal sealed class MapStream(NodeEntry self, int epoch, int capacity) : IValu
 
             // Once per silence: the next sweep must not queue another before this one is sent.
             _lastSentAt = nowMilliseconds;
-            if (!EnqueueLocked(KeepAlive.Instance))
+            if (!EnqueueLocked(KeepAliveMessage.Instance))
             {
                 return;
             }
@@ -281,18 +271,6 @@ internal sealed class MapStream(NodeEntry self, int epoch, int capacity) : IValu
         Message,
         Reset,
         Closed,
-    }
-
-    /// <summary>Whether a change to the node itself ends this stream: logged out, or its token replaced.</summary>
-    public bool EndsWith(NodeEntry self)
-    {
-        if (self.Record.LoggedOut || self.Record.SessionEpoch != Epoch)
-        {
-            Close(self.Record.LoggedOut ? "logged out" : "token replaced");
-            return true;
-        }
-
-        return false;
     }
 }
 
