@@ -5,6 +5,7 @@ using EphemeralOrleans.Contracts.Options;
 using EphemeralOrleans.Contracts.Validation;
 using EphemeralOrleans.Grains.Common;
 using EphemeralOrleans.Grains.Events;
+using EphemeralOrleans.Grains.Sessions;
 using EphemeralOrleans.Grains.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -36,15 +37,7 @@ public sealed partial class NodeGrain(
 
     private readonly EphemeralOptions _options = ephemeralOptions.Value;
 
-    /// <summary>An open map session: the lease of the gateway that serves it, and when the node learnt of it.</summary>
-    private readonly record struct Session(string LeaseId, DateTimeOffset OpenedAt);
-
-    /// <summary>Open map sessions by stream id; in memory only (<see cref="NodeState.SessionHosts"/> says whom to ask after a restart).</summary>
-    private readonly Dictionary<string, Session> _sessions = new(StringComparer.Ordinal);
-
-    /// <summary>Set while the node counts as online without knowing that its sessions stand (after a restart, or a silo
-    /// failure that may have taken a gateway's lease): by then the leases are asked again, and what they cannot confirm is over.</summary>
-    private DateTimeOffset? _unconfirmedUntil;
+    private readonly NodeSessions _sessions = new();
 
     private IGrainTimer? _checkTimer;
 
@@ -56,7 +49,7 @@ public sealed partial class NodeGrain(
 
     private bool Exists => State.NodeId is not null && State.Removing is null;
 
-    private bool Online => _sessions.Count > 0 || _unconfirmedUntil is not null;
+    private bool Online => _sessions.Online;
 
     /// <summary>When an offline ephemeral node is removed: its last connect or disconnect plus the timeout.</summary>
     private DateTimeOffset Deadline => State.LastSeen + _options.InactivityTimeout;
@@ -73,10 +66,10 @@ public sealed partial class NodeGrain(
             // It was online when its grain went away: the leases of its gateways say which sessions stand. A lease that
             // cannot tell yet (restarted with its silo) gets one lease's time to be restored by its gateway.
             var now = time.GetUtcNow();
-            _unconfirmedUntil = now + _options.SessionLease;
+            _sessions.UnconfirmedUntil = now + _options.SessionLease;
             if (await ConfirmAsync(final: false))
             {
-                _unconfirmedUntil = null;
+                _sessions.UnconfirmedUntil = null;
             }
 
             if (!Online)
@@ -219,7 +212,7 @@ public sealed partial class NodeGrain(
         }
         catch
         {
-            _sessions.Remove(streamId);
+            _sessions.Close(streamId);
             await Lease(leaseId).Release(streamId);
             throw;
         }
@@ -230,7 +223,7 @@ public sealed partial class NodeGrain(
     public async Task CloseSession(string streamId, string leaseId)
     {
         var now = time.GetUtcNow();
-        if (_sessions.Remove(streamId) && !Online && Exists && State.Connected)
+        if (_sessions.Close(streamId) && !Online && Exists && State.Connected)
         {
             await GoOfflineAsync(now);
         }
@@ -239,17 +232,22 @@ public sealed partial class NodeGrain(
         await Lease(leaseId).Release(streamId);
     }
 
-    public Task SessionsLapsed(string leaseId, DateTimeOffset since)
+    public async Task SessionsLapsed(string leaseId, DateTimeOffset since)
     {
         State.SessionHosts = State.SessionHosts.Where(host => host != leaseId).ToArray();
-        return EndSessionsAsync(session => session.LeaseId == leaseId, since);
+        // With none left the node went offline at 'since', or when the last of them opened, if later (never earlier
+        // than a sign of life).
+        if (_sessions.CloseHeldBy(leaseId) is { } lastOpened && !Online && Exists && State.Connected)
+        {
+            await GoOfflineAsync(lastOpened > since ? lastOpened : since);
+        }
     }
 
     public async Task Reattach(string leaseId, ValueList<string> streamIds)
     {
         if (Exists && !State.LoggedOut)
         {
-            await AddSessionsAsync(leaseId, streamIds.Where(id => !_sessions.ContainsKey(id)).ToArray());
+            await AddSessionsAsync(leaseId, streamIds.Where(id => !_sessions.Contains(id)).ToArray());
         }
     }
 
@@ -263,7 +261,7 @@ public sealed partial class NodeGrain(
         var now = time.GetUtcNow();
         if (!await ConfirmAsync(final: false))
         {
-            _unconfirmedUntil ??= now + _options.SessionLease;
+            _sessions.UnconfirmedUntil ??= now + _options.SessionLease;
             ScheduleChecks();
         }
 
@@ -333,7 +331,6 @@ public sealed partial class NodeGrain(
         }
 
         _sessions.Clear();
-        _unconfirmedUntil = null;
         State.SessionHosts = [];
         ScheduleChecks();
         State.LoggedOut = true;
@@ -424,10 +421,10 @@ public sealed partial class NodeGrain(
         }
 
         var now = time.GetUtcNow();
-        if (_unconfirmedUntil is { } until && now >= until)
+        if (_sessions.UnconfirmedUntil is { } until && now >= until)
         {
             // What the leases cannot confirm by now is over: the latest moment it could still have been open is now.
-            _unconfirmedUntil = null;
+            _sessions.UnconfirmedUntil = null;
             await ConfirmAsync(final: true);
             if (!Online && State.Connected)
             {
@@ -559,10 +556,7 @@ public sealed partial class NodeGrain(
 
         var wasOnline = Online;
         var now = time.GetUtcNow();
-        foreach (var streamId in streamIds)
-        {
-            _sessions[streamId] = new Session(leaseId, now);
-        }
+        _sessions.Open(leaseId, streamIds, now);
 
         if (!wasOnline)
         {
@@ -570,7 +564,7 @@ public sealed partial class NodeGrain(
         }
 
         // Written when the node comes online, or when a gateway it was not held by before holds it now.
-        var hosts = SessionHosts(keepRecorded: _unconfirmedUntil is not null);
+        var hosts = _sessions.Hosts(State.SessionHosts, keepRecorded: _sessions.UnconfirmedUntil is not null);
         if (State.Connected && hosts.SequenceEqual(State.SessionHosts))
         {
             return;
@@ -591,31 +585,13 @@ public sealed partial class NodeGrain(
         }
     }
 
-    /// <summary>Ends the sessions <paramref name="which"/> picks; with none left the node went offline at
-    /// <paramref name="since"/>, or when the last of them opened, if later (never earlier than a sign of life).</summary>
-    private async Task EndSessionsAsync(Func<Session, bool> which, DateTimeOffset since)
-    {
-        var ended = _sessions.Where(s => which(s.Value)).ToArray();
-        foreach (var session in ended)
-        {
-            _sessions.Remove(session.Key);
-        }
-
-        if (ended.Length > 0 && !Online && Exists && State.Connected)
-        {
-            var lastOpened = ended.Max(s => s.Value.OpenedAt);
-            await GoOfflineAsync(lastOpened > since ? lastOpened : since);
-        }
-    }
-
     /// <summary>Asks the leases of the node's sessions (and of those it had at its last write) which sessions they hold:
     /// those they do not are over, and those they do and the node had lost (it restarted) are back. A lease that cannot
     /// tell yet leaves its sessions as they are, unless <paramref name="final"/>. True when every lease could tell.</summary>
     private async Task<bool> ConfirmAsync(bool final)
     {
-        var hosts = State.SessionHosts.Concat(_sessions.Values.Select(s => s.LeaseId)).Distinct(StringComparer.Ordinal).ToArray();
+        var hosts = _sessions.LeasesToAsk(State.SessionHosts);
         var allTold = hosts.Length > 0;
-        var now = time.GetUtcNow();
         foreach (var host in hosts)
         {
             string[]? held;
@@ -629,41 +605,13 @@ public sealed partial class NodeGrain(
                 held = null;
             }
 
-            if (held is null)
-            {
-                allTold = false;
-                if (final)
-                {
-                    RemoveSessions(session => session.LeaseId == host);
-                }
-
-                continue;
-            }
-
-            RemoveSessions(session => session.LeaseId == host && !held.Contains(session.StreamId));
-            foreach (var streamId in held)
-            {
-                _sessions.TryAdd(streamId, new Session(host, now));
-            }
+            allTold &= held is not null;
+            _sessions.Reconcile(host, held, final, time.GetUtcNow());
         }
 
-        State.SessionHosts = SessionHosts(keepRecorded: !allTold && !final);
+        State.SessionHosts = _sessions.Hosts(State.SessionHosts, keepRecorded: !allTold && !final);
         return allTold;
-
-        void RemoveSessions(Func<(string LeaseId, string StreamId), bool> which)
-        {
-            foreach (var session in _sessions.Where(s => which((s.Value.LeaseId, s.Key))).ToArray())
-            {
-                _sessions.Remove(session.Key);
-            }
-        }
     }
-
-    /// <summary>The leases of the open sessions, sorted; with <paramref name="keepRecorded"/>, also those recorded that
-    /// are still to be asked (sessions not confirmed yet).</summary>
-    private string[] SessionHosts(bool keepRecorded) =>
-        _sessions.Values.Select(s => s.LeaseId).Concat(keepRecorded ? State.SessionHosts : [])
-            .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
 
     private async Task GoOfflineAsync(DateTimeOffset since)
     {
@@ -695,7 +643,6 @@ public sealed partial class NodeGrain(
         var nodeId = State.NodeId!;
         var reason = State.Removing ?? RemovalReason.Admin;
         _sessions.Clear();
-        _unconfirmedUntil = null;
         StopChecks();
         // First, so that the log has it by the time the node is gone from the API; a crash in any later step has the
         // reminder run them all again, and 'once' keeps the events single.
@@ -729,7 +676,7 @@ public sealed partial class NodeGrain(
             return;
         }
 
-        if (_unconfirmedUntil is { } until)
+        if (_sessions.UnconfirmedUntil is { } until)
         {
             CheckOnceAt(until);
             return;
