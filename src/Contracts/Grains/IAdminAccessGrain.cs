@@ -4,7 +4,7 @@ namespace EphemeralOrleans.Contracts.Grains;
 /// The addresses the admin key has been used from (one grain, key 0), so that its first use from another address is
 /// recorded in the admin log (<see cref="Model.EventLogs.Admin"/>) once, whichever gateway sees it.
 /// </summary>
-[Alias("IAdminAccessGrain")]
+[Alias("eo.IAdminAccessGrain")]
 public interface IAdminAccessGrain : IGrainWithIntegerKey
 {
     /// <summary>Notes a successful use from <paramref name="source"/> (an address, or an IPv6 /64); the first from it

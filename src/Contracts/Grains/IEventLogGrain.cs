@@ -8,7 +8,7 @@ namespace EphemeralOrleans.Contracts.Grains;
 /// only grow; a failed write can leave a gap). Appends are group-committed; a caller is answered once its events are
 /// durable, and a reader only ever sees a prefix of the log's committed order.
 /// </summary>
-[Alias("IEventLogGrain")]
+[Alias("eo.IEventLogGrain")]
 public interface IEventLogGrain : IGrainWithStringKey
 {
     /// <summary>Appends events in the given order; completes once they are durable. An event whose
@@ -17,10 +17,12 @@ public interface IEventLogGrain : IGrainWithStringKey
     Task Append(EventDraft[] events);
 
     /// <summary>The id of the newest event appended (committed or not): later events get greater ids.</summary>
-    [Alias("LastId"), AlwaysInterleave]
+    [AlwaysInterleave]
+    [Alias("LastId")]
     Task<long> LastId();
 
     /// <summary>Events after <see cref="EventQuery.After"/>, oldest first, that match the query.</summary>
-    [Alias("Read"), ReadOnly, AlwaysInterleave]
+    [ReadOnly, AlwaysInterleave]
+    [Alias("Read")]
     Task<AuditEvent[]> Read(EventQuery query);
 }

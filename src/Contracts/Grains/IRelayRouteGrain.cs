@@ -8,7 +8,7 @@ namespace EphemeralOrleans.Contracts.Grains;
 /// hands it over here. Kept in memory only: the holding gateway attaches again every minute, which also rebuilds it
 /// after a silo failure.
 /// </summary>
-[Alias("IRelayRouteGrain")]
+[Alias("eo.IRelayRouteGrain")]
 public interface IRelayRouteGrain : IGrainWithStringKey
 {
     /// <summary>Records that the node's relay connection is on <paramref name="gateway"/> (a newer connection elsewhere replaces it).</summary>
@@ -20,7 +20,8 @@ public interface IRelayRouteGrain : IGrainWithStringKey
     Task Detach(IRelayObserver gateway);
 
     /// <summary>Passes packets for the node to the gateway holding its connection; false when none does.</summary>
-    [AlwaysInterleave, Alias("Deliver")]
+    [AlwaysInterleave]
+    [Alias("Deliver")]
     Task<bool> Deliver(RelayBatch batch);
 }
 
@@ -31,11 +32,12 @@ public static class RelayRouteKey
 }
 
 /// <summary>One per gateway process: packets relayed from agents on other gateways to agents connected here.</summary>
-[Alias("IRelayObserver")]
+[Alias("eo.IRelayObserver")]
 public interface IRelayObserver : IGrainObserver
 {
     /// <summary>Packets for <see cref="RelayBatch.To"/>, which the sending gateway checked the policy allows.</summary>
-    [OneWay, Alias("Deliver")]
+    [OneWay]
+    [Alias("Deliver")]
     Task Deliver(RelayBatch batch);
 }
 

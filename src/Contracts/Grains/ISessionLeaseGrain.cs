@@ -9,31 +9,31 @@ namespace EphemeralOrleans.Contracts.Grains;
 /// <see cref="Options.EphemeralOptions.SessionLease"/> (the gateway died), the lease lapses and tells every node it
 /// holds. In memory only: after its silo fails, the gateway's next renewal finds it empty and restores it.
 /// </summary>
-[Alias("session-lease")]
+[Alias("eo.ISessionLeaseGrain")]
 public interface ISessionLeaseGrain : IGrainWithStringKey
 {
     /// <summary>Holds <paramref name="streamId"/> of <paramref name="nodeId"/> (the node calls it before counting the
     /// session as open, so that a lapse always reaches it).</summary>
-    [Alias("hold")]
+    [Alias("Hold")]
     Task Hold(string nodeId, string streamId);
 
     /// <summary>Lets go of a closed stream.</summary>
-    [Alias("release")]
+    [Alias("Release")]
     Task Release(string streamId);
 
     /// <summary>The gateway's keepalive. False when this lease does not know the gateway's streams (it restarted, or
     /// lapsed while the gateway could not reach it): the gateway then calls <see cref="Restore"/>.</summary>
-    [Alias("renew")]
+    [Alias("Renew")]
     Task<bool> Renew();
 
     /// <summary>Replaces what the lease holds with the gateway's open streams (<paramref name="replace"/>), or adds to it,
     /// and tells each of their nodes that its sessions stand.</summary>
-    [Alias("restore")]
+    [Alias("Restore")]
     Task Restore(ValueList<HeldStream> streams, bool replace);
 
     /// <summary>The streams held for <paramref name="nodeId"/>; null when this lease cannot tell yet (it restarted less
     /// than a lease ago and its gateway has not restored it).</summary>
-    [Alias("held")]
+    [Alias("Held")]
     Task<string[]?> Held(string nodeId);
 }
 

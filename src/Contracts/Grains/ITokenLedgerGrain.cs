@@ -5,7 +5,7 @@ namespace EphemeralOrleans.Contracts.Grains;
 /// whole token), until the token expires. So a token registers one node; the same node key may use it again (its agent
 /// restarted), any other is refused. A stateless worker in front of the silo's token-use store: use key 0.
 /// </summary>
-[Alias("ITokenLedgerGrain")]
+[Alias("eo.ITokenLedgerGrain")]
 public interface ITokenLedgerGrain : IGrainWithIntegerKey
 {
     /// <summary>Records <paramref name="nodeKey"/> as the node of the token <paramref name="replayKey"/> until

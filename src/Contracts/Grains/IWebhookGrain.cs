@@ -8,7 +8,7 @@ namespace EphemeralOrleans.Contracts.Grains;
 /// audit events in id order, at least once, from a durable cursor into the log: the log is the outbox. A reminder
 /// brings deliveries back after a silo failure.
 /// </summary>
-[Alias("IWebhookGrain")]
+[Alias("eo.IWebhookGrain")]
 public interface IWebhookGrain : IGrainWithStringKey
 {
     /// <summary>Adds an endpoint (validated by the caller) that gets the events from now on; null when the tailnet
@@ -17,15 +17,18 @@ public interface IWebhookGrain : IGrainWithStringKey
     Task<CreatedWebhook?> Create(WebhookSpec spec);
 
     /// <summary>Every endpoint, oldest first.</summary>
-    [Alias("List"), AlwaysInterleave]
+    [AlwaysInterleave]
+    [Alias("List")]
     Task<WebhookInfo[]> List();
 
     /// <summary>One endpoint; null when there is none.</summary>
-    [Alias("Get"), AlwaysInterleave]
+    [AlwaysInterleave]
+    [Alias("Get")]
     Task<WebhookInfo?> Get(string id);
 
     /// <summary>The latest delivery attempts of an endpoint, newest last; null when there is none.</summary>
-    [Alias("Attempts"), AlwaysInterleave]
+    [AlwaysInterleave]
+    [Alias("Attempts")]
     Task<WebhookAttempt[]?> Attempts(string id);
 
     /// <summary>Deletes an endpoint (its deliveries stop); false when there was none.</summary>
@@ -37,6 +40,7 @@ public interface IWebhookGrain : IGrainWithStringKey
     Task<WebhookInfo?> Resume(string id);
 
     /// <summary>New events are in the log (the log calls this after each write).</summary>
-    [Alias("Wake"), OneWay, AlwaysInterleave]
+    [OneWay, AlwaysInterleave]
+    [Alias("Wake")]
     Task Wake();
 }

@@ -1,7 +1,7 @@
 namespace EphemeralOrleans.Contracts.Model;
 
 /// <summary>What an operator asks for when creating an auth key.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.AuthKeySpec")]
 public sealed record AuthKeySpec(
     [property: Id(0)] bool Reusable,
     [property: Id(1)] bool Ephemeral,
@@ -11,7 +11,7 @@ public sealed record AuthKeySpec(
     [property: Id(5)] string? Description);
 
 /// <summary>An auth key as listed to operators; never carries the secret.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.AuthKeyInfo")]
 public sealed record AuthKeyInfo(
     [property: Id(0)] string Id,
     [property: Id(1)] string Tailnet,
@@ -26,14 +26,14 @@ public sealed record AuthKeyInfo(
     [property: Id(10)] int Uses);
 
 /// <summary>A freshly created key: the full <c>eo-auth-…</c> string is shown this once.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.CreatedAuthKey")]
 public sealed record CreatedAuthKey(
     [property: Id(0)] AuthKeyInfo Info,
     [property: Id(1)] string Key);
 
 /// <summary>What a successfully redeemed key (or a trust policy, for an OIDC token: <c>trust:&lt;policy id&gt;</c> as
 /// <see cref="KeyId"/>, with the token's <see cref="Subject"/>) grants to the node it registers.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.KeyGrant")]
 public sealed record KeyGrant(
     [property: Id(0)] string KeyId,
     [property: Id(1)] string Tailnet,
@@ -47,7 +47,7 @@ public sealed record KeyGrant(
 }
 
 /// <summary>The outcome of redeeming a key: a grant, or why not.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.RedeemResult")]
 public sealed record RedeemResult(
     [property: Id(0)] KeyGrant? Grant,
     [property: Id(1)] Failure? Failure);

@@ -18,7 +18,7 @@ public enum FailureKind
 }
 
 /// <summary>A refusal with a stable machine-readable code and a human-readable detail.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.Failure")]
 public sealed record Failure(
     [property: Id(0)] FailureKind Kind,
     [property: Id(1)] string Code,

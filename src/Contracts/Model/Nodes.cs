@@ -1,7 +1,7 @@
 namespace EphemeralOrleans.Contracts.Model;
 
 /// <summary>A registration that passed key redemption, handed to the node grain.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.RegisterCommand")]
 public sealed record RegisterCommand(
     [property: Id(0)] string NodeKey,
     [property: Id(1)] string Hostname,
@@ -35,14 +35,14 @@ public sealed record RegisterCommand(
 }
 
 /// <summary>A registered node and its new token (shown once), or why not.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.RegisterResult")]
 public sealed record RegisterResult(
     [property: Id(0)] NodeEntry? Node,
     [property: Id(1)] string? NodeToken,
     [property: Id(2)] Failure? Failure);
 
 /// <summary>An authenticated session: the node as it is now and the epoch the session belongs to.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.SessionInfo")]
 public sealed record SessionInfo(
     [property: Id(0)] NodeEntry Node,
     [property: Id(1)] int Epoch);

@@ -3,7 +3,7 @@ using EphemeralOrleans.Contracts.Policy;
 namespace EphemeralOrleans.Contracts.Model;
 
 /// <summary>Per-tailnet settings operators change through the admin API.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.TailnetSettings")]
 public sealed record TailnetSettings([property: Id(0)] bool DeviceApproval);
 
 /// <summary>How many nodes a tailnet has: all, online, ephemeral, and waiting for approval; and since its registry
@@ -28,7 +28,7 @@ public sealed record TailnetCounts(
 }
 
 /// <summary>Every node of a tailnet at one registry version.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.TailnetSnapshot")]
 public sealed record TailnetSnapshot(
     [property: Id(0)] string Tailnet,
     [property: Id(1)] long Version,
@@ -40,7 +40,7 @@ public sealed record TailnetSnapshot(
 }
 
 /// <summary>One coalesced batch of registry changes; <see cref="PreviousVersion"/> lets a receiver detect a gap.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.TailnetChanges")]
 public sealed record TailnetChanges(
     [property: Id(0)] string Tailnet,
     [property: Id(1)] long PreviousVersion,

@@ -50,5 +50,5 @@ public sealed record PolicyRule(PolicyTarget[] Sources, string[] SourceText, Pol
 /// <summary>One entry of a node's packet filter: traffic from <see cref="Sources"/> to it on <see cref="Ports"/> is
 /// accepted. Sources are <c>*</c>, addresses or CIDRs, tags or node names; an agent resolves tags and names against
 /// its map's peers.</summary>
-[GenerateSerializer, Immutable]
+[GenerateSerializer, Immutable, Alias("eo.PacketFilterRule")]
 public sealed record PacketFilterRule([property: Id(0)] string[] Sources, [property: Id(1)] string Ports);

@@ -8,7 +8,7 @@ using Microsoft.Extensions.Options;
 
 namespace EphemeralOrleans.Grains.Addresses;
 
-[GenerateSerializer]
+[GenerateSerializer, Alias("eo.AddressLeaseState")]
 public sealed class AddressLeaseState
 {
     [Id(0)] public string? Holder { get; set; }

@@ -5,7 +5,7 @@ using EphemeralOrleans.Grains.Events;
 
 namespace EphemeralOrleans.Grains.Admin;
 
-[GenerateSerializer]
+[GenerateSerializer, Alias("eo.AdminAccessState")]
 public sealed class AdminAccessState
 {
     /// <summary>Known sources, oldest first; at most <see cref="AdminAccessGrain.MaxSources"/>.</summary>

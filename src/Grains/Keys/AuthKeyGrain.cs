@@ -8,7 +8,7 @@ using Orleans.Concurrency;
 
 namespace EphemeralOrleans.Grains.Keys;
 
-[GenerateSerializer]
+[GenerateSerializer, Alias("eo.AuthKeyState")]
 public sealed class AuthKeyState
 {
     [Id(0)] public string? Tailnet { get; set; }

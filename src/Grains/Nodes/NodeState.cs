@@ -3,7 +3,7 @@ using EphemeralOrleans.Contracts.Model;
 namespace EphemeralOrleans.Grains.Nodes;
 
 /// <summary>What a node grain persists. Written on registration, connect/disconnect transitions and admin changes, never per keepalive.</summary>
-[GenerateSerializer]
+[GenerateSerializer, Alias("eo.NodeState")]
 public sealed class NodeState
 {
     [Id(0)] public string? NodeId { get; set; }

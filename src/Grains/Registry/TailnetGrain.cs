@@ -14,7 +14,7 @@ using Orleans.Utilities;
 
 namespace EphemeralOrleans.Grains.Registry;
 
-[GenerateSerializer]
+[GenerateSerializer, Alias("eo.TailnetSettingsState")]
 public sealed class TailnetSettingsState
 {
     [Id(0)] public bool DeviceApproval { get; set; }
@@ -84,7 +84,8 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         _logger = logger;
         _settingsCommit = new GroupCommit(() => _settings.WriteStateAsync());
         _registryCommit = new GroupCommit(SaveRegistryAsync);
-        _observers = new ObserverManager<IMapObserver>(TimeSpan.FromMinutes(1), logger);
+        // Gateways renew their subscription well within the minute; expiry runs on the silo's clock like everything else.
+        _observers = new ObserverManager<IMapObserver>(TimeSpan.FromMinutes(1), logger) { GetDateTime = () => time.GetUtcNow().UtcDateTime };
         // Versions start from the clock so that they keep increasing across activations.
         _version = time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
     }

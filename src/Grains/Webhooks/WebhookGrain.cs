@@ -11,7 +11,7 @@ using Polly.Retry;
 
 namespace EphemeralOrleans.Grains.Webhooks;
 
-[GenerateSerializer]
+[GenerateSerializer, Alias("eo.WebhookEndpointState")]
 public sealed class WebhookEndpointState
 {
     [Id(0)] public string Id { get; set; } = "";
@@ -42,7 +42,7 @@ public sealed class WebhookEndpointState
     public WebhookInfo Info() => new(Id, Url, Types, Description, Created, Cursor, Paused, FailingSince, LastError, Delivered, Failed);
 }
 
-[GenerateSerializer]
+[GenerateSerializer, Alias("eo.WebhooksState")]
 public sealed class WebhooksState
 {
     [Id(0)] public List<WebhookEndpointState> Endpoints { get; set; } = [];
