@@ -19,132 +19,21 @@ internal static class DeltaPlanner
             ? PlanWithNewPolicy(index, subscribers, changes, policyJson)
             : PlanByClass(index, subscribers, changes);
 
-    /// <summary>The common case: node changes under an unchanged policy, routed by class. A changed node is offered to
-    /// each class of subscribers once; subscribers of one class see the same changes, so they share one delta (and its
-    /// encodings). A subscriber gets its own message only when the batch touches its node. The cost of a batch is
-    /// classes × changes plus the subscribers it reaches, not the size of the tailnet.</summary>
+    /// <summary>The common case: node changes under an unchanged policy, routed by class (<see cref="ClassRouting"/>).</summary>
     private static DeltaPlan PlanByClass(ClassIndex index, MapSubscribers subscribers, TailnetChanges changes)
     {
-        var plan = new DeltaPlan();
-        var byClass = new Dictionary<string, DeltaBuilder>(StringComparer.Ordinal);
-        DeltaBuilder For(string subscriberClass) =>
-            byClass.TryGetValue(subscriberClass, out var builder) ? builder : byClass[subscriberClass] = new DeltaBuilder();
-        var touched = new HashSet<string>(StringComparer.Ordinal);
-        var selfChanged = new HashSet<MapSubscriber>();
-
+        var routing = new ClassRouting(index, subscribers);
         foreach (var node in changes.Changed)
         {
-            touched.Add(node.Id);
-            var previous = index.Get(node.Id);
-            var oldClass = index.ClassOfNode(node.Id);
-            var presenceOnly = previous is not null && previous.Record == node.Record;
-            if (presenceOnly && previous!.Presence == node.Presence)
-            {
-                // Already known as it is (a snapshot taken while this batch was in its window included it): no news.
-                continue;
-            }
-
-            var newClass = index.Put(node);
-            foreach (var own in subscribers.Of(node.Id))
-            {
-                if (plan.IsClosed(own))
-                {
-                    continue;
-                }
-
-                if (own.EndedBy(node.Record) is { } reason)
-                {
-                    plan.Close(own, reason);
-                    continue;
-                }
-
-                var (known, knownClass) = plan.Placement(own);
-                plan.Place(own, node, newClass);
-                if (knownClass != newClass)
-                {
-                    // Approved (or otherwise re-classed): its peers change wholesale, so it starts over (below).
-                    plan.Own[own] = null;
-                }
-                else if ((previous ?? known).Record != node.Record)
-                {
-                    // Its own presence is news to no agent (it is the one connected): only other changes go out.
-                    selfChanged.Add(own);
-                }
-            }
-
-            foreach (var subscriberClass in subscribers.Classes)
-            {
-                var seesNow = index.Policy.Visible(subscriberClass, newClass);
-                var sawBefore = oldClass is not null && index.Policy.Visible(subscriberClass, oldClass);
-                if (!seesNow)
-                {
-                    if (sawBefore)
-                    {
-                        For(subscriberClass).Removed.Add(node.Id);
-                    }
-                }
-                else if (sawBefore && presenceOnly)
-                {
-                    For(subscriberClass).Patches.Add(new PresencePatch(node.Id, node.Presence.Online, node.Presence.LastSeen));
-                }
-                else
-                {
-                    For(subscriberClass).Changed.Add(node);
-                }
-            }
+            routing.Change(node);
         }
 
         foreach (var id in changes.Removed)
         {
-            touched.Add(id);
-            foreach (var own in subscribers.Of(id))
-            {
-                plan.Close(own, "node removed");
-            }
-
-            if (index.Remove(id) is not { } oldClass)
-            {
-                continue;
-            }
-
-            foreach (var subscriberClass in subscribers.Classes)
-            {
-                if (index.Policy.Visible(subscriberClass, oldClass))
-                {
-                    For(subscriberClass).Removed.Add(id);
-                }
-            }
+            routing.Remove(id);
         }
 
-        foreach (var (subscriberClass, builder) in byClass)
-        {
-            plan.Shared[subscriberClass] = builder.Build(changes, filter: null, self: null);
-        }
-
-        foreach (var id in touched)
-        {
-            foreach (var own in subscribers.Of(id))
-            {
-                if (plan.IsClosed(own))
-                {
-                    continue;
-                }
-
-                var (self, ownClass) = plan.Placement(own);
-                if (ownClass != own.Class)
-                {
-                    plan.Own[own] = index.FullMap(changes.Version, self, ownClass);
-                    continue;
-                }
-
-                // A node is never its own peer: its stream gets its class's delta without it.
-                var delta = byClass.TryGetValue(own.Class, out var shared) ? shared.Without(id) : new DeltaBuilder();
-                var changedSelf = selfChanged.Contains(own) ? self : null;
-                plan.Own[own] = delta.IsEmpty && changedSelf is null ? null : delta.Build(changes, null, changedSelf);
-            }
-        }
-
-        return plan;
+        return routing.Finish(changes);
     }
 
     /// <summary>A policy change (rare): every subscriber's peers are compared before and after; each gets what it gained
@@ -209,6 +98,141 @@ internal static class DeltaPlanner
 
     private static bool SameFilter(PacketFilterRule[] a, PacketFilterRule[] b) =>
         a.Length == b.Length && a.Zip(b).All(p => p.First.Ports == p.Second.Ports && p.First.Sources.SequenceEqual(p.Second.Sources));
+
+    /// <summary>
+    /// One batch routed by class. A changed node is offered to each class of subscribers once; subscribers of one class
+    /// see the same changes, so they share one delta (and its encodings). A subscriber gets its own message only when the
+    /// batch touches its node. The cost of a batch is classes × changes plus the subscribers it reaches, not the size of
+    /// the tailnet.
+    /// </summary>
+    private sealed class ClassRouting(ClassIndex index, MapSubscribers subscribers)
+    {
+        private readonly DeltaPlan _plan = new();
+        private readonly Dictionary<string, DeltaBuilder> _byClass = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _touched = new(StringComparer.Ordinal);
+        private readonly HashSet<MapSubscriber> _selfChanged = [];
+
+        public void Change(NodeEntry node)
+        {
+            _touched.Add(node.Id);
+            var previous = index.Get(node.Id);
+            var oldClass = index.ClassOfNode(node.Id);
+            var presenceOnly = previous is not null && previous.Record == node.Record;
+            if (presenceOnly && previous!.Presence == node.Presence)
+            {
+                // Already known as it is (a snapshot taken while this batch was in its window included it): no news.
+                return;
+            }
+
+            var newClass = index.Put(node);
+            PlaceOwnSubscribers(node, previous, newClass);
+            foreach (var subscriberClass in subscribers.Classes)
+            {
+                var seesNow = index.Policy.Visible(subscriberClass, newClass);
+                var sawBefore = oldClass is not null && index.Policy.Visible(subscriberClass, oldClass);
+                if (!seesNow)
+                {
+                    if (sawBefore)
+                    {
+                        For(subscriberClass).Removed.Add(node.Id);
+                    }
+                }
+                else if (sawBefore && presenceOnly)
+                {
+                    For(subscriberClass).Patches.Add(new PresencePatch(node.Id, node.Presence.Online, node.Presence.LastSeen));
+                }
+                else
+                {
+                    For(subscriberClass).Changed.Add(node);
+                }
+            }
+        }
+
+        public void Remove(string id)
+        {
+            _touched.Add(id);
+            foreach (var own in subscribers.Of(id))
+            {
+                _plan.Close(own, "node removed");
+            }
+
+            if (index.Remove(id) is not { } oldClass)
+            {
+                return;
+            }
+
+            foreach (var subscriberClass in subscribers.Classes)
+            {
+                if (index.Policy.Visible(subscriberClass, oldClass))
+                {
+                    For(subscriberClass).Removed.Add(id);
+                }
+            }
+        }
+
+        /// <summary>The plan: each class's shared delta, and the own message of each subscriber whose node was touched.</summary>
+        public DeltaPlan Finish(TailnetChanges changes)
+        {
+            foreach (var (subscriberClass, builder) in _byClass)
+            {
+                _plan.Shared[subscriberClass] = builder.Build(changes, filter: null, self: null);
+            }
+
+            foreach (var id in _touched)
+            {
+                foreach (var own in subscribers.Of(id))
+                {
+                    if (_plan.IsClosed(own))
+                    {
+                        continue;
+                    }
+
+                    var (self, ownClass) = _plan.Placement(own);
+                    if (ownClass != own.Class)
+                    {
+                        _plan.Own[own] = index.FullMap(changes.Version, self, ownClass);
+                        continue;
+                    }
+
+                    // A node is never its own peer: its stream gets its class's delta without it.
+                    var delta = _byClass.TryGetValue(own.Class, out var shared) ? shared.Without(id) : new DeltaBuilder();
+                    var changedSelf = _selfChanged.Contains(own) ? self : null;
+                    _plan.Own[own] = delta.IsEmpty && changedSelf is null ? null : delta.Build(changes, null, changedSelf);
+                }
+            }
+
+            return _plan;
+        }
+
+        /// <summary>Where the streams of a changed node stand: ended (logged out, token replaced), re-classed (they start
+        /// over with a full map), or with a new self (its own presence is news to no agent: only its record counts).</summary>
+        private void PlaceOwnSubscribers(NodeEntry node, NodeEntry? previous, string newClass)
+        {
+            foreach (var own in subscribers.Of(node.Id))
+            {
+                if (_plan.IsClosed(own))
+                {
+                    continue;
+                }
+
+                if (own.EndedBy(node.Record) is { } reason)
+                {
+                    _plan.Close(own, reason);
+                    continue;
+                }
+
+                var (known, _) = _plan.Placement(own);
+                _plan.Place(own, node, newClass);
+                if ((previous ?? known).Record != node.Record)
+                {
+                    _selfChanged.Add(own);
+                }
+            }
+        }
+
+        private DeltaBuilder For(string subscriberClass) =>
+            _byClass.TryGetValue(subscriberClass, out var builder) ? builder : _byClass[subscriberClass] = new DeltaBuilder();
+    }
 
     /// <summary>What a batch brings to a class of subscribers (or to one).</summary>
     private sealed class DeltaBuilder

@@ -82,7 +82,8 @@ public sealed partial class NodeGrain(
         State.Name = await AnnounceAsync();
     }
 
-    /// <summary>After every call: whether this silo counts the node among its connected ones (see <see cref="Sessions.SessionConfirmer"/>).</summary>
+    /// <summary>After every call, whatever it changed: the check timer the node needs now, and whether this silo counts
+    /// the node among its connected ones (see <see cref="Sessions.SessionConfirmer"/>).</summary>
     public async Task Invoke(IIncomingGrainCallContext context)
     {
         try
@@ -91,6 +92,7 @@ public sealed partial class NodeGrain(
         }
         finally
         {
+            ScheduleChecks();
             TrackConnected();
         }
     }
@@ -184,7 +186,6 @@ public sealed partial class NodeGrain(
             _acquiring = null;
         }
 
-        ScheduleChecks();
         State.Name = await announced;
         await Tailnet().Confirm(nodeId);
         LogRegistered(nodeId, tailnet, State.Name, AddressPool.FormatIpv4(ipv4), ephemeral, command.Grant.KeyId);
@@ -262,7 +263,6 @@ public sealed partial class NodeGrain(
         if (!await ConfirmAsync(final: false))
         {
             _sessions.UnconfirmedUntil ??= now + _options.SessionLease;
-            ScheduleChecks();
         }
 
         if (!Online && State.Connected)
@@ -332,7 +332,6 @@ public sealed partial class NodeGrain(
 
         _sessions.Clear();
         State.SessionHosts = [];
-        ScheduleChecks();
         State.LoggedOut = true;
         State.TokenHash = null;
         State.SessionEpoch++;
@@ -528,7 +527,6 @@ public sealed partial class NodeGrain(
         if (!Online)
         {
             State.LastSeen = time.GetUtcNow();
-            ScheduleChecks();
         }
     }
 
@@ -554,14 +552,8 @@ public sealed partial class NodeGrain(
             return;
         }
 
-        var wasOnline = Online;
         var now = time.GetUtcNow();
         _sessions.Open(leaseId, streamIds, now);
-
-        if (!wasOnline)
-        {
-            ScheduleChecks();
-        }
 
         // Written when the node comes online, or when a gateway it was not held by before holds it now.
         var hosts = _sessions.Hosts(State.SessionHosts, keepRecorded: _sessions.UnconfirmedUntil is not null);
@@ -617,7 +609,6 @@ public sealed partial class NodeGrain(
     {
         State.Connected = false;
         State.LastSeen = since;
-        ScheduleChecks();
         State.SessionHosts = [];
         await SaveAndAnnounceAsync();
     }
@@ -661,34 +652,18 @@ public sealed partial class NodeGrain(
         DeactivateOnIdle();
     }
 
-    /// <summary>
-    /// Arms the check timer for what the node needs now. Sessions to confirm: one check, when the leases must have been
-    /// restored. Online otherwise: none (its gateways' leases tell it when its sessions end). Offline and ephemeral: one
-    /// check, at its removal deadline, with the activation kept until then. Offline otherwise: none. So neither a
-    /// connected fleet nor offline nodes waiting for their deadlines cost timer ticks (with a check every 15 s, 50,000
-    /// nodes cost 3,300 grain turns a second).
-    /// </summary>
+    /// <summary>Arms the check timer for what the node needs now (<see cref="NodeChecks.Next"/>). Run where the node's
+    /// state can change: after every call (<see cref="Invoke"/>), after every check, and at activation.</summary>
     private void ScheduleChecks()
     {
-        if (!Exists)
+        if (NodeChecks.Next(Exists, _sessions.UnconfirmedUntil, Online, State.Ephemeral, Deadline) is { } at)
+        {
+            CheckOnceAt(at);
+        }
+        else
         {
             StopChecks();
-            return;
         }
-
-        if (_sessions.UnconfirmedUntil is { } until)
-        {
-            CheckOnceAt(until);
-            return;
-        }
-
-        if (Online || !State.Ephemeral)
-        {
-            StopChecks();
-            return;
-        }
-
-        CheckOnceAt(Deadline);
     }
 
     private void CheckOnceAt(DateTimeOffset deadline)
