@@ -9,7 +9,7 @@ public sealed record TailnetSettings([property: Id(0)] bool DeviceApproval);
 /// <summary>How many nodes a tailnet has: all, online, ephemeral, and waiting for approval; and since its registry
 /// was activated, the nodes removed by reason (<see cref="Removals"/>, indexed by <see cref="RemovalReason"/>) and how
 /// late inactivity removals came past their deadline (<see cref="RemovalLagCounts"/>: one count per bucket of
-/// <see cref="Telemetry.RemovalLagBuckets"/>, then the rest; <see cref="RemovalLagSum"/> in seconds).</summary>
+/// <see cref="Telemetry.RemovalLagBuckets"/>, then the rest).</summary>
 [GenerateSerializer, Immutable, Alias("TailnetCounts")]
 public sealed record TailnetCounts(
     [property: Id(0)] int Total,
@@ -22,9 +22,6 @@ public sealed record TailnetCounts(
 
     [Id(5)]
     public long[] RemovalLagCounts { get; init; } = [];
-
-    [Id(6)]
-    public double RemovalLagSum { get; init; }
 }
 
 /// <summary>Every node of a tailnet at one registry version.</summary>

@@ -10,16 +10,20 @@ public static class AdminEndpoints
     public sealed record SettingsPatch(bool? DeviceApproval);
     public sealed record RenameRequest(string? Name);
 
+    /// <summary>The admin key as bearer, and a valid tailnet name, before the handler runs (and so in the document).</summary>
+    private static TBuilder RequireAdmin<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
+        builder.AddEndpointFilter(RequireAdminAndTailnet).RequiresBearer();
+
     public static void MapAdminApi(this IEndpointRouteBuilder app)
     {
-        var tailnets = app.MapGroup("/api/v1/tailnets/{tailnet}").AddEndpointFilter(RequireAdminAndTailnet).WithTags("admin")
+        var tailnets = app.MapGroup("/api/v1/tailnets/{tailnet}").RequireAdmin().WithTags("admin")
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status429TooManyRequests).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 
         // The admin log: uses of the admin key (sign-ins, failures, throttling, new addresses), which belong to no tailnet.
         app.MapGet("/api/v1/admin/events", async (ControlPlane controlPlane, string? since, string? type, string? node, string? limit) =>
                 await EventsAsync(controlPlane, EventLogs.Admin, since, type, node, limit))
-            .AddEndpointFilter(RequireAdminAndTailnet).WithTags("admin").Produces<EventPage>()
+            .RequireAdmin().WithTags("admin").Produces<EventPage>()
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status429TooManyRequests).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
 

@@ -57,7 +57,7 @@ public static class AgentEndpoints
                 context.Abort();
             }
             return Results.Empty;
-        }).Produces<MapLine>(StatusCodes.Status200OK, "application/x-ndjson")
+        }).RequiresBearer().Produces<MapLine>(StatusCodes.Status200OK, "application/x-ndjson")
             .WithDescription("The netmap as NDJSON, one message a line: a `full` map first, then `delta`s, with `keepalive`s when silent (see docs/api.md).");
 
         machine.MapPut("/self/endpoints", async (HttpContext context, ControlPlane controlPlane) =>
@@ -65,7 +65,7 @@ public static class AgentEndpoints
             var body = await RequestBodies.ReadAsync<SetEndpointsBody>(context);
             var node = await controlPlane.SetEndpointsAsync(RequestBodies.Bearer(context), body.Endpoints ?? []);
             return Results.Ok(new NodeResponse(NodeView.From(node)));
-        }).AcceptsJson<SetEndpointsBody>().Produces<NodeResponse>();
+        }).RequiresBearer().AcceptsJson<SetEndpointsBody>().Produces<NodeResponse>();
 
         machine.MapGet("/relay", async (HttpContext context, ControlPlane controlPlane, RelayHub relay) =>
         {
@@ -80,13 +80,13 @@ public static class AgentEndpoints
             using var socket = await context.WebSockets.AcceptWebSocketAsync();
             await relay.RunAsync(socket, node.Record.Tailnet, node.Record.Id, context.RequestAborted);
             return Results.Empty;
-        }).Produces(StatusCodes.Status101SwitchingProtocols)
+        }).RequiresBearer().Produces(StatusCodes.Status101SwitchingProtocols)
             .WithDescription("The relay: a WebSocket (binary frames of WireGuard packets between the node and its peers; see docs/api.md).");
 
         machine.MapPost("/logout", async (HttpContext context, ControlPlane controlPlane, string? reason) =>
         {
             await controlPlane.LogoutAsync(RequestBodies.Bearer(context), reason ?? "");
             return Results.NoContent();
-        }).Produces(StatusCodes.Status204NoContent);
+        }).RequiresBearer().Produces(StatusCodes.Status204NoContent);
     }
 }

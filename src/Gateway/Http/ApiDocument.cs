@@ -22,6 +22,11 @@ public static class ApiDocument
     public static RouteHandlerBuilder AcceptsJson<T>(this RouteHandlerBuilder builder) where T : notnull =>
         builder.Accepts<T>("application/json", "*/*");
 
+    /// <summary>Marks routes that take a bearer credential (the admin key, or a node token): the document's security
+    /// requirement is read from this mark, where the route is mapped, not from a list of paths.</summary>
+    public static TBuilder RequiresBearer<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
+        builder.WithMetadata(BearerCredential.Instance);
+
     public static IServiceCollection AddApiDocument(this IServiceCollection services) => services.AddOpenApi("v1", options =>
     {
         // The agent and admin API and health; not the console's pages, the dashboard, metrics or gRPC.
@@ -81,9 +86,7 @@ public static class ApiDocument
         });
         options.AddOperationTransformer((operation, context, _) =>
         {
-            var path = context.Description.RelativePath ?? "";
-            if (path.StartsWith("api/v1/tailnets/", StringComparison.Ordinal) || path.StartsWith("api/v1/admin/", StringComparison.Ordinal)
-                || path is "api/v1/machine/map" or "api/v1/machine/self/endpoints" or "api/v1/machine/relay" or "api/v1/machine/logout")
+            if (context.Description.ActionDescriptor.EndpointMetadata.OfType<BearerCredential>().Any())
             {
                 operation.Security = [new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(Bearer, context.Document)] = [] }];
             }
@@ -98,5 +101,10 @@ public static class ApiDocument
         app.MapScalarApiReference(ReferenceRoute, options => options
             .WithTitle("EphemeralOrleans API")
             .WithOpenApiRoutePattern(Route));
+    }
+
+    private sealed class BearerCredential
+    {
+        public static readonly BearerCredential Instance = new();
     }
 }

@@ -60,7 +60,6 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
     // Removals since this activation, for the gateways' fleet metrics (counters: a restart starts them again).
     private readonly long[] _removals = new long[Enum.GetValues<RemovalReason>().Length];
     private readonly long[] _removalLagCounts = new long[Contracts.Telemetry.RemovalLagBuckets.Length + 1];
-    private double _removalLagSum;
     private IGrainTimer? _batchTimer;
     private DateTimeOffset _firstPendingAt;
     private IDisposable? _metrics;
@@ -130,7 +129,6 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
         {
             Removals = [.. _removals],
             RemovalLagCounts = [.. _removalLagCounts],
-            RemovalLagSum = _removalLagSum,
         };
     }
 
@@ -249,7 +247,6 @@ public sealed partial class TailnetGrain : Grain, ITailnetGrain
             var seconds = Math.Max(0, late.TotalSeconds);
             var bucket = Array.FindIndex(Contracts.Telemetry.RemovalLagBuckets, bound => seconds <= bound);
             _removalLagCounts[bucket < 0 ? _removalLagCounts.Length - 1 : bucket]++;
-            _removalLagSum += seconds;
         }
 
         _idsByName.Remove(existing.Record.Name);
